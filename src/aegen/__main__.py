@@ -1,0 +1,5 @@
+"""`python -m aegen` (and torchrun) enter the CLI here."""
+
+from aegen.cli import main
+
+raise SystemExit(main())

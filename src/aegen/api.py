@@ -1,0 +1,228 @@
+"""The Python API: `aegen.train(...)` makes a run folder, `aegen.load(run_dir)` uses one.
+
+This is the pipeline layer: it composes data, model, trainer, run folder, samplers and pictures.
+Images go in and come out as floats in [0, 1] (uint8 in 0..255 is accepted too), shape [N, 1, 28, 28].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aegen import __version__
+from aegen.data import DATASET_NAMES, ImageSet, load_dataset, to_model_range, to_unit_range, \
+    train_val_split
+from aegen.errors import ConfigError, DataError, RunError
+from aegen.models import build_model, config_to_dict, preset
+from aegen.models.base import Autoencoder, config_from_dict
+from aegen.names import closest
+from aegen.run import CHECKPOINT, CONFIG, read_config
+from aegen.samplers import SAMPLERS, make_sampler
+
+EVAL_BATCH = 1024
+
+
+class TrainedModel:
+    """A trained model with its run folder: sample, encode, decode and reconstruct images."""
+
+    def __init__(self, run_dir: Path, model: Autoencoder, config: dict[str, Any],
+                 data_root: str | Path | None = None):
+        self.run_dir, self.model, self.config = Path(run_dir), model.eval(), config
+        self.name: str = config["model"]
+        self.data_root = data_root if data_root is not None else config["data"].get("root")
+        self._samplers: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"TrainedModel({self.name!r}, run_dir={str(self.run_dir)!r})"
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.latent_dim
+
+    @property
+    def default_sampler(self) -> str:
+        return self.config["default_sampler"]
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images -> codes [N, latent_dim] (the posterior mean for a VAE)."""
+        return self._batched(self.model.encode, self._model_input(images))
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes [N, latent_dim] -> images [N, 1, 28, 28] in [0, 1]."""
+        codes = torch.as_tensor(codes, dtype=torch.float32)
+        if codes.dim() != 2 or codes.shape[1] != self.latent_dim:
+            raise ConfigError(f"codes must have shape (N, {self.latent_dim}), "
+                              f"got {tuple(codes.shape)}")
+        return to_unit_range(self._batched(self.model.decode, codes), self.model.value_range)
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """Images -> their reconstructions through the code, in [0, 1]."""
+        return self.decode(self.encode(images))
+
+    def sample(self, n: int = 64, seed: int = 0, sampler: str | None = None) -> torch.Tensor:
+        """n new images [n, 1, 28, 28] in [0, 1] decoded from codes the sampler draws."""
+        if n < 1:
+            raise ConfigError(f"the number of samples must be at least 1, got {n}")
+        codes = self.sampler(sampler or self.default_sampler).sample(
+            n, torch.Generator().manual_seed(seed))
+        return self.decode(codes)
+
+    def sampler(self, name: str):
+        """The named latent sampler, fitted on the training codes (loaded from the run if saved)."""
+        from aegen.run import load_tensors, save_tensors
+
+        if name not in self._samplers:
+            sampler = make_sampler(name, self.latent_dim)
+            path = self.run_dir / f"sampler-{name}.safetensors"
+            if name != "prior":
+                if path.is_file():
+                    sampler.load_state(load_tensors(path)[0])
+                else:
+                    sampler.fit(self.encode(self.split("train").images))
+                    save_tensors(path, sampler.state(), {"sampler": name, "model": self.name})
+            self._samplers[name] = sampler
+        return self._samplers[name]
+
+    def split(self, which: str = "val") -> ImageSet:
+        """The run's images: 'train' and 'val' (the seeded split it trained with) or 'test'."""
+        data = self.config["data"]
+        if which == "test":
+            return load_dataset(data["dataset"], "test", self.data_root)
+        if which not in ("train", "val"):
+            raise ConfigError(f"unknown split {which!r}; choose train, val or test")
+        full = load_dataset(data["dataset"], "train", self.data_root)
+        train_index, val_index = train_val_split(len(full), self.config["train"]["val_fraction"],
+                                                 self.config["train"]["seed"])
+        index = train_index if which == "train" else val_index
+        return ImageSet(full.name, which, full.images[index], full.labels[index], full.classes)
+
+    def _model_input(self, images: torch.Tensor) -> torch.Tensor:
+        images = torch.as_tensor(images)
+        shape = self.model.image_shape
+        if images.numel() == 0 or images[0].numel() != shape[0] * shape[1] * shape[2]:
+            raise ConfigError(f"images must have shape (N, {shape[1]}, {shape[2]}) or "
+                              f"(N, {', '.join(map(str, shape))}), got {tuple(images.shape)}")
+        images = images.reshape(-1, *shape)
+        if images.dtype == torch.uint8:
+            return to_model_range(images, self.model.value_range)
+        images = images.float()
+        if images.min() < 0 or images.max() > 1:
+            raise ConfigError("float images must lie in [0, 1] (or pass uint8 in 0..255)")
+        low, high = self.model.value_range
+        return images * (high - low) + low
+
+    @staticmethod
+    def _batched(function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([function(chunk) for chunk in x.split(EVAL_BATCH)])
+
+
+def load(run_dir: str | Path, data_root: str | Path | None = None) -> TrainedModel:
+    """Open a run folder written by `aegen train` (weights from model.safetensors)."""
+    from aegen.run import WEIGHTS, load_weights
+
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    try:
+        model = build_model(config["model"], config["model_config"])
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise RunError(f"{run_dir / CONFIG} does not describe a model aegen can build ({exc})") from exc
+    load_weights(run_dir / WEIGHTS, model, config["model"])
+    return TrainedModel(run_dir, model, config, data_root)
+
+
+def default_run_dir(model: str, dataset: str, parent: Path = Path("runs")) -> Path:
+    """runs/MODEL-DATASET, or the first of -2, -3, ... not yet taken."""
+    candidate, n = parent / f"{model}-{dataset}", 1
+    while candidate.exists():
+        n += 1
+        candidate = parent / f"{model}-{dataset}-{n}"
+    return candidate
+
+
+def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
+          batch_size: int = 128, lr: float = 1e-3, weight_decay: float | None = None,
+          seed: int = 0, val_fraction: float = 0.1, model_options: dict[str, Any] | None = None,
+          out: str | Path | None = None, resume: bool = False, data_root: str | Path | None = None,
+          progress: bool | None = None, log: Callable[[str], None] = print) -> TrainedModel:
+    """Train a preset model and write its run folder; with resume, continue the run in out."""
+    from aegen.pictures import write_run_pictures
+    from aegen.run import load_checkpoint, save_checkpoint, save_weights, write_config, \
+        write_metrics
+    from aegen.train import TrainConfig, Trainer
+
+    if resume:
+        if out is None:
+            raise ConfigError("--resume needs --out RUN_DIR, the run to continue")
+        run_dir = Path(out)
+        config = read_config(run_dir)
+        if config.get("model") != model:
+            raise RunError(f"{run_dir} holds a {config.get('model')!r} run, not {model!r}")
+        net = build_model(model, config["model_config"])
+        train_config = config_from_dict(TrainConfig, {**config["train"], "epochs": epochs})
+        dataset, data_root = config["data"]["dataset"], data_root or config["data"].get("root")
+    else:
+        if dataset not in DATASET_NAMES:
+            raise DataError(f"unknown dataset {dataset!r}{closest(dataset, DATASET_NAMES)}; "
+                            f"choose one of {', '.join(DATASET_NAMES)}")
+        entry = preset(model)
+        net = build_model(model, model_options)
+        train_config = config_from_dict(TrainConfig, {
+            "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+            "val_fraction": val_fraction,
+            "weight_decay": entry.weight_decay if weight_decay is None else weight_decay})
+        run_dir = Path(out) if out is not None else default_run_dir(model, dataset)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise RunError(f"{run_dir} is not empty; add --resume to continue the run there "
+                           "or choose another --out")
+    full = load_dataset(dataset, "train", data_root)
+    train_index, val_index = train_val_split(len(full), train_config.val_fraction, train_config.seed)
+    config = {
+        "aegen_version": __version__, "model": model, "model_config": config_to_dict(net.config),
+        "train": dataclasses.asdict(train_config),
+        "data": {"dataset": dataset, "root": str(data_root) if data_root is not None else None,
+                 "n_train": len(train_index), "n_val": len(val_index)},
+        "default_sampler": "prior" if hasattr(net, "posterior") else "gaussian",
+    }
+    try:  # fail before any training when the folder cannot be written
+        write_config(run_dir, config)
+    except OSError as exc:
+        raise RunError(f"cannot write the run folder {run_dir} ({exc.strerror or exc})") from exc
+
+    trainer = Trainer(net, train_config, full.images[train_index], full.images[val_index])
+    start, history = 0, []
+    if resume and (run_dir / CHECKPOINT).is_file():  # no checkpoint yet: start from scratch
+        start, history = load_checkpoint(run_dir, net, model, trainer.optimizer)
+        log(f"resuming {run_dir} after epoch {start} of {train_config.epochs}")
+
+    def finish_epoch(metrics: dict) -> None:
+        history.append(metrics)
+        save_checkpoint(run_dir, net, model, trainer.optimizer, metrics["epoch"], history)
+        save_weights(run_dir, net, model)
+        write_metrics(run_dir, history)
+        log(format_epoch(metrics, train_config.epochs))
+
+    log(f"training {model} on {dataset} ({len(train_index)} train / {len(val_index)} val images) "
+        f"-> {run_dir}")
+    trainer.fit(start, finish_epoch, progress)
+    if not (run_dir / "model.safetensors").is_file():
+        save_weights(run_dir, net, model)
+    trained = TrainedModel(run_dir, net, config, data_root)
+    write_run_pictures(trained, history)
+    return trained
+
+
+def format_epoch(metrics: dict, epochs: int) -> str:
+    """One log line per epoch: losses, the loss terms where there are any, and the time."""
+    terms = "".join(f"  {k} {metrics[k]:.4g}/{metrics['val_' + k]:.4g}" for k in metrics
+                    if k not in ("epoch", "loss", "seconds") and not k.startswith("val_"))
+    return (f"epoch {metrics['epoch']}/{epochs}  train {metrics['loss']:.4g}  "
+            f"val {metrics['val_loss']:.4g}{terms}  ({metrics['seconds']:.1f}s)")
+
+
+__all__ = ["TrainedModel", "load", "train", "SAMPLERS"]

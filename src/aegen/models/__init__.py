@@ -1,0 +1,52 @@
+"""The model registry: preset name -> config class, module class and training defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aegen.errors import ConfigError
+from aegen.models.ae import AEConfig, FullyConnectedAE
+from aegen.models.base import Autoencoder, LossOutput, config_from_dict, config_to_dict
+from aegen.models.conv_ae import ConvAE, ConvAEConfig
+from aegen.models.vae import VAE, VAEConfig
+from aegen.names import closest
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named model: how to build it and the optimizer settings of its classic setup."""
+
+    config_class: type
+    model_class: type
+    description: str
+    weight_decay: float = 0.0
+
+
+PRESETS: dict[str, Preset] = {
+    "ae": Preset(AEConfig, FullyConnectedAE,
+                 "fully-connected autoencoder 784-128-64-12-3, Tanh output, MSE", 1e-5),
+    "conv-ae": Preset(ConvAEConfig, ConvAE,
+                      "convolutional autoencoder 16/8 channels, 8x2x2 code, Tanh output, MSE", 1e-5),
+    "vae": Preset(VAEConfig, VAE, "variational autoencoder 784-400-20, sigmoid output, BCE + KL"),
+}
+
+
+def preset(name: str) -> Preset:
+    """The preset called name, or a ConfigError that suggests the closest one."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}{closest(name, PRESETS)}; "
+                          f"choose one of {', '.join(PRESETS)}") from None
+
+
+def build_model(name: str, options: dict[str, Any] | None = None) -> Autoencoder:
+    """A freshly initialised model of preset name, with options overriding its config."""
+    entry = preset(name)
+    return entry.model_class(config_from_dict(entry.config_class, options or {}))
+
+
+__all__ = ["PRESETS", "Preset", "Autoencoder", "LossOutput", "build_model", "preset",
+           "config_to_dict", "config_from_dict", "AEConfig", "ConvAEConfig", "VAEConfig",
+           "FullyConnectedAE", "ConvAE", "VAE"]

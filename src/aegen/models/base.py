@@ -1,0 +1,93 @@
+"""What every aegen model offers: encode, decode, one loss; nothing about files, devices or CLIs."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from aegen.errors import ConfigError
+
+
+@dataclass
+class LossOutput:
+    """The loss to minimise and its named parts (per image, detached), for logging."""
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor]
+
+
+class Autoencoder(nn.Module):
+    """An encoder to a flat code of `latent_dim` numbers and a decoder back to images [B, C, H, W].
+
+    `value_range` is the pixel range the decoder produces and the loss expects as input.
+    """
+
+    value_range: tuple[float, float]
+    latent_dim: int
+    image_shape: tuple[int, int, int]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images [B, C, H, W] -> codes [B, latent_dim] (the posterior mean for a VAE)."""
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes [B, latent_dim] -> images [B, C, H, W] in value_range."""
+        raise NotImplementedError
+
+    def loss(self, x: torch.Tensor) -> LossOutput:
+        """The training objective on a batch of images in value_range."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Rebuild x through the code (deterministic: the VAE uses its posterior mean)."""
+        return self.decode(self.encode(x))
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as plain JSON-ready values."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Build a config dataclass from JSON values, rejecting unknown keys and wrong types."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} option {unknown[0]!r}; "
+                          f"known options: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    clean = {}
+    for key, value in values.items():
+        clean[key] = _coerce(key, value, hints[key])
+    config = cls(**clean)
+    check = getattr(config, "check", None)
+    if check is not None:
+        check()
+    return config
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"option {key!r} must be a list of integers, got {value!r}")
+        return tuple(_coerce(key, v, int) for v in value)
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"option {key!r} must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"option {key!r} must be a number, got {value!r}")
+        return float(value)
+    return value
+
+
+def require_positive(config: Any) -> None:
+    """Every integer size in a model config must be at least 1."""
+    for key, value in dataclasses.asdict(config).items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in values):
+            raise ConfigError(f"option {key!r} must be at least 1, got {value}")

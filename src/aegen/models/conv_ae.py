@@ -1,0 +1,67 @@
+"""The convolutional autoencoder: 16 and 8 channels down to an 8x2x2 code, ConvTranspose back up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from aegen.errors import ConfigError
+from aegen.models.base import Autoencoder, LossOutput, require_positive
+
+
+@dataclass
+class ConvAEConfig:
+    """Channel counts; the strides and kernels are fixed for 28x28 inputs (28 -> 10 -> 5 -> 3 -> 2)."""
+
+    image_size: int = 28
+    channels: int = 1
+    hidden_channels: tuple[int, ...] = (16, 8)
+
+    def check(self) -> None:
+        require_positive(self)
+        if self.image_size != 28 or len(self.hidden_channels) != 2:
+            raise ConfigError("conv-ae is built for 28x28 images and two hidden channel counts")
+
+
+class ConvAE(Autoencoder):
+    """Conv(s3) 16x10x10 -> pool 16x5x5 -> Conv(s2) 8x3x3 -> pool 8x2x2; mirrored by ConvTranspose."""
+
+    value_range = (-1.0, 1.0)
+
+    def __init__(self, config: ConvAEConfig | None = None):
+        super().__init__()
+        self.config = config = config or ConvAEConfig()
+        config.check()
+        c, (wide, narrow) = config.channels, config.hidden_channels
+        self.image_shape = (c, 28, 28)
+        self.code_shape = (narrow, 2, 2)
+        self.latent_dim = narrow * 4
+        self.encoder = nn.Sequential(
+            nn.Conv2d(c, wide, 3, stride=3, padding=1),  # -> wide x 10 x 10
+            nn.ReLU(),
+            nn.MaxPool2d(2, stride=2),  # -> wide x 5 x 5
+            nn.Conv2d(wide, narrow, 3, stride=2, padding=1),  # -> narrow x 3 x 3
+            nn.ReLU(),
+            nn.MaxPool2d(2, stride=1),  # -> narrow x 2 x 2
+        )
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(narrow, wide, 3, stride=2),  # -> wide x 5 x 5
+            nn.ReLU(),
+            nn.ConvTranspose2d(wide, narrow, 5, stride=3, padding=1),  # -> narrow x 15 x 15
+            nn.ReLU(),
+            nn.ConvTranspose2d(narrow, c, 2, stride=2, padding=1),  # -> c x 28 x 28
+            nn.Tanh(),
+        )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x).flatten(1)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z.view(-1, *self.code_shape))
+
+    def loss(self, x: torch.Tensor) -> LossOutput:
+        mse = F.mse_loss(self(x), x)
+        return LossOutput(mse, {})

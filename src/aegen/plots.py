@@ -1,0 +1,112 @@
+"""Pictures: image grids (torchvision), latent scatter plots and loss curves (matplotlib).
+
+Figures are drawn with matplotlib's object API on the Agg canvas (no pyplot, no display needed)
+and written atomically like every other run file.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+
+from aegen.files import write_atomic
+
+GRID_SCALE = 2  # MNIST digits are 28 px: draw each pixel as 2x2 so a grid is readable
+
+
+def image_grid_png(images: torch.Tensor, columns: int, scale: int = GRID_SCALE) -> bytes:
+    """Images [N, C, H, W] in [0, 1] -> PNG bytes of a grid with `columns` per row."""
+    from torchvision.utils import make_grid, save_image
+
+    images = images.detach().cpu().float().clamp(0, 1)
+    if scale > 1:
+        images = images.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
+    buffer = io.BytesIO()
+    save_image(make_grid(images, nrow=columns, padding=2, pad_value=1.0), buffer, format="png")
+    return buffer.getvalue()
+
+
+def save_image_grid(path: Path, images: torch.Tensor, columns: int = 8) -> None:
+    """Write a grid of images [N, C, H, W] in [0, 1] as a PNG."""
+    write_atomic(path, image_grid_png(images, columns))
+
+
+def save_reconstructions(path: Path, originals: torch.Tensor, rebuilt: torch.Tensor,
+                         columns: int = 12) -> None:
+    """Originals in the upper rows, their reconstructions in the same places below."""
+    save_image_grid(path, torch.cat([originals, rebuilt]), columns)
+
+
+def _figure_png(fig) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def project_2d(codes: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """Codes [N, D] -> [N, 2] and axis names: as they are for D <= 2, else the first two PCs."""
+    codes = codes.double()
+    if codes.shape[1] == 1:
+        return torch.cat([codes, torch.zeros_like(codes)], 1), "z1"
+    if codes.shape[1] == 2:
+        return codes, "z"
+    centred = codes - codes.mean(0)
+    _, singular, basis = torch.linalg.svd(centred, full_matrices=False)
+    explained = (singular[:2] ** 2).sum() / (singular ** 2).sum()
+    return centred @ basis[:2].T, f"PCA of the {codes.shape[1]}-d code ({explained:.0%} of variance)"
+
+
+def save_latent_scatter(path: Path, codes: torch.Tensor, labels: torch.Tensor,
+                        classes: tuple[str, ...], title: str) -> None:
+    """Held-out codes coloured by label: a 3-d scatter for 3-d codes, else a 2-d projection."""
+    from matplotlib.figure import Figure
+
+    codes, labels = codes.detach().cpu(), labels.cpu()
+    fig = Figure(figsize=(7, 6))
+    palette = [f"C{i}" for i in range(10)]
+    if codes.shape[1] == 3:
+        ax = fig.add_subplot(projection="3d")
+        for k, name in enumerate(classes):
+            pick = labels == k
+            ax.scatter(*codes[pick].T.numpy(), s=4, c=palette[k % 10], label=name, depthshade=False)
+        ax.set(xlabel="z1", ylabel="z2", zlabel="z3")
+        projection = "the 3-d code"
+    else:
+        points, projection = project_2d(codes)
+        ax = fig.add_subplot()
+        for k, name in enumerate(classes):
+            pick = labels == k
+            ax.scatter(*points[pick].T.numpy(), s=4, c=palette[k % 10], label=name)
+        axis = "PC" if projection.startswith("PCA") else "z"
+        ax.set(xlabel=f"{axis}1", ylabel=f"{axis}2")
+    ax.set_title(f"{title}\n{projection}", fontsize=10)
+    ax.legend(markerscale=3, fontsize=7, loc="upper right")
+    write_atomic(path, _figure_png(fig))
+
+
+def save_loss_curves(path: Path, history: list[dict]) -> None:
+    """Train and validation loss per epoch; a second panel for the loss terms when there are any."""
+    from matplotlib.figure import Figure
+
+    epochs = [m["epoch"] for m in history]
+    terms = sorted({k[len("val_"):] for m in history for k in m
+                    if k.startswith("val_") and k != "val_loss"})
+    fig = Figure(figsize=(10 if terms else 5.5, 4))
+    ax = fig.add_subplot(1, 2 if terms else 1, 1)
+    ax.plot(epochs, [m["loss"] for m in history], "o-", label="train")
+    ax.plot(epochs, [m["val_loss"] for m in history], "s-", label="validation")
+    ax.set(xlabel="epoch", ylabel="loss", title="loss per epoch")
+    ax.legend()
+    if terms:
+        ax2 = fig.add_subplot(1, 2, 2)
+        for term in terms:
+            ax2.plot(epochs, [m[term] for m in history], "o-", label=f"train {term}")
+            ax2.plot(epochs, [m[f"val_{term}"] for m in history], "s--", label=f"val {term}")
+        ax2.set(xlabel="epoch", ylabel="nats per image", title="loss terms")
+        ax2.legend()
+    write_atomic(path, _figure_png(fig))

@@ -1,0 +1,155 @@
+"""The run folder: everything a run is, in files anyone can read and nothing that executes.
+
+    config.json             model preset and config, training config, data set: enough to rebuild
+    model.safetensors       the latest weights
+    checkpoint.safetensors  weights + optimizer state + finished epochs, to resume from
+    metrics.jsonl           one JSON line per finished epoch
+    sampler-NAME.safetensors  fitted latent samplers
+    *.png                   pictures
+
+Every file is written atomically; weights are safetensors and everything else JSON, so loading
+a run never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensors_bytes
+from safetensors.torch import save as save_tensors_bytes
+
+from aegen.errors import RunError
+from aegen.files import write_atomic, write_json
+
+RUN_FORMAT = 1
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+CHECKPOINT = "checkpoint.safetensors"
+METRICS = "metrics.jsonl"
+
+
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    """Write config.json, stamped with the run-folder format."""
+    write_json(run_dir / CONFIG, {"format": RUN_FORMAT, **config})
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """Read config.json, or explain why this folder is not a usable run."""
+    path = Path(run_dir) / CONFIG
+    if not Path(run_dir).is_dir():
+        raise RunError(f"{run_dir} is not a folder; give the folder that `aegen train` wrote")
+    if not path.is_file():
+        raise RunError(f"{run_dir} is not an aegen run folder (it has no {CONFIG})")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
+        raise RunError(f"{path} is from an incompatible aegen version "
+                       f"(format {config.get('format') if isinstance(config, dict) else '?'}, "
+                       f"this aegen reads format {RUN_FORMAT})")
+    return config
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write a safetensors file atomically."""
+    clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    write_atomic(path, save_tensors_bytes(clean, metadata=metadata))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file and its metadata; anything else (a pickle, garbage) is refused."""
+    if not path.is_file():
+        raise RunError(f"{path} is missing; the run is incomplete")
+    payload = path.read_bytes()
+    try:
+        tensors = load_tensors_bytes(payload)
+        header_size = int.from_bytes(payload[:8], "little")
+        metadata = json.loads(payload[8:8 + header_size]).get("__metadata__", {})
+    except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError) as exc:
+        raise RunError(f"{path} is not a safetensors file (corrupt, truncated or foreign)") from exc
+    return tensors, metadata
+
+
+def save_weights(run_dir: Path, model: torch.nn.Module, model_name: str) -> None:
+    """Write model.safetensors."""
+    save_tensors(run_dir / WEIGHTS, model.state_dict(), {"model": model_name})
+
+
+def load_weights(path: Path, model: torch.nn.Module, model_name: str,
+                 prefix: str = "") -> dict[str, str]:
+    """Load weights into model, refusing files of another model or with other shapes."""
+    tensors, metadata = load_tensors(path)
+    if metadata.get("model", model_name) != model_name:
+        raise RunError(f"{path} holds a {metadata['model']!r} model, not {model_name!r}")
+    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    expected = model.state_dict()
+    if set(state) != set(expected):
+        missing = sorted(set(expected) - set(state)) or sorted(set(state) - set(expected))
+        raise RunError(f"{path} does not hold a {model_name!r} model's weights "
+                       f"(tensor {missing[0]!r} differs)")
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape or tensor.dtype != expected[key].dtype:
+            raise RunError(f"{path}: tensor {key!r} has shape {tuple(tensor.shape)}, "
+                           f"the {model_name!r} model needs {tuple(expected[key].shape)}")
+    model.load_state_dict(state)
+    return metadata
+
+
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, model_name: str,
+                    optimizer: torch.optim.Optimizer, epoch: int, history: list[dict]) -> None:
+    """Write checkpoint.safetensors (weights, optimizer state, epoch, metrics) atomically."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt_state = optimizer.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, state in opt_state["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    metadata = {"model": model_name, "epoch": str(epoch),
+                "param_groups": json.dumps(opt_state["param_groups"]),
+                "optimizer_scalars": json.dumps(scalars), "history": json.dumps(history)}
+    save_tensors(run_dir / CHECKPOINT, tensors, metadata)
+
+
+def load_checkpoint(run_dir: Path, model: torch.nn.Module, model_name: str,
+                    optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
+    """Restore weights and optimizer state; return the finished epochs and their metrics."""
+    path = run_dir / CHECKPOINT
+    metadata = load_weights(path, model, model_name, prefix="model.")
+    tensors, _ = load_tensors(path)
+    try:
+        state: dict[int, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value
+        for index, values in json.loads(metadata["optimizer_scalars"]).items():
+            state.setdefault(int(index), {}).update(values)
+        optimizer.load_state_dict({"state": state,
+                                   "param_groups": json.loads(metadata["param_groups"])})
+        return int(metadata["epoch"]), json.loads(metadata["history"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise RunError(f"{path} is incomplete or from another aegen version ({exc})") from exc
+
+
+def write_metrics(run_dir: Path, history: list[dict]) -> None:
+    """Rewrite metrics.jsonl from the full history (so a resumed run never repeats a line)."""
+    write_atomic(run_dir / METRICS, "".join(json.dumps(m) + "\n" for m in history).encode())
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The per-epoch metrics of a run."""
+    path = run_dir / METRICS
+    if not path.is_file():
+        return []
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path} is not valid JSON lines ({exc})") from exc

@@ -1,0 +1,121 @@
+"""One trainer for every model: it knows nothing about a model beyond `model.loss(x)`.
+
+Batches are slices of a shuffled index into one uint8 tensor. Every epoch reseeds torch from
+(seed, epoch), so a run resumed from an epoch's checkpoint continues bit-exactly on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from aegen.data import to_model_range
+from aegen.errors import ConfigError, TrainingError
+from aegen.models.base import Autoencoder
+
+EVAL_BATCH = 1024
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; the defaults are the classic setup (Adam 1e-3, batch 128)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    val_fraction: float = 0.1
+
+    def check(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("epochs and batch size must be at least 1")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"validation fraction must lie between 0 and 1, got {self.val_fraction}")
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The torch seed of one epoch: shuffling and sampling noise depend on (seed, epoch) only."""
+    return seed * 1_000_003 + epoch
+
+
+class Trainer:
+    """Adam on model.loss over uint8 images [N, 28, 28]; reports per-epoch train and val loss."""
+
+    def __init__(self, model: Autoencoder, config: TrainConfig,
+                 train_images: torch.Tensor, val_images: torch.Tensor):
+        config.check()
+        self.model, self.config = model, config
+        self.train_images, self.val_images = train_images, val_images
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
+                                          weight_decay=config.weight_decay)
+
+    def fit(self, start_epoch: int = 0,
+            on_epoch_end: Callable[[dict], None] | None = None,
+            progress: bool | None = None) -> list[dict]:
+        """Train epochs start_epoch+1 .. config.epochs; call on_epoch_end after each one."""
+        history = []
+        for epoch in range(start_epoch + 1, self.config.epochs + 1):
+            started = time.perf_counter()
+            metrics = {"epoch": epoch, **self.train_epoch(epoch, progress)}
+            metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_images, epoch).items()})
+            metrics["seconds"] = round(time.perf_counter() - started, 3)
+            history.append(metrics)
+            if on_epoch_end is not None:
+                on_epoch_end(metrics)
+        return history
+
+    def train_epoch(self, epoch: int, progress: bool | None = None) -> dict[str, float]:
+        """One pass over the shuffled training images; returns mean loss and terms."""
+        from tqdm.auto import tqdm
+
+        torch.manual_seed(epoch_seed(self.config.seed, epoch))
+        self.model.train()
+        order = torch.randperm(len(self.train_images))
+        batches = order.split(self.config.batch_size)
+        totals: dict[str, float] = {}
+        bar = tqdm(batches, desc=f"epoch {epoch}/{self.config.epochs}", leave=False,
+                   disable=None if progress is None else not progress, unit="batch")
+        for step, index in enumerate(bar, start=1):
+            x = to_model_range(self.train_images[index], self.model.value_range)
+            out = self.model.loss(x)
+            loss = out.loss.item()
+            if not math.isfinite(loss):
+                raise TrainingError(
+                    f"the loss became {loss} at epoch {epoch}, step {step}; the learning rate "
+                    f"({self.config.lr}) is probably too high or the data are out of range; "
+                    "the last checkpoint is intact")
+            self.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            self.optimizer.step()
+            _accumulate(totals, loss, out.terms, len(index))
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+        return {k: v / len(order) for k, v in totals.items()}
+
+    @torch.no_grad()
+    def evaluate(self, images: torch.Tensor, epoch: int = 0) -> dict[str, float]:
+        """Mean loss and terms on held-out images (noise seeded, so the number is repeatable)."""
+        self.model.eval()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(epoch_seed(self.config.seed, -1 - epoch))
+            totals: dict[str, float] = {}
+            for index in torch.arange(len(images)).split(EVAL_BATCH):
+                x = to_model_range(images[index], self.model.value_range)
+                out = self.model.loss(x)
+                _accumulate(totals, out.loss.item(), out.terms, len(index))
+        return {k: v / len(images) for k, v in totals.items()}
+
+
+def _accumulate(totals: dict[str, float], loss: float, terms: dict[str, torch.Tensor], n: int) -> None:
+    totals["loss"] = totals.get("loss", 0.0) + loss * n
+    for name, value in terms.items():
+        totals[name] = totals.get(name, 0.0) + float(value) * n
