@@ -171,7 +171,9 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
             raise DataError(f"unknown dataset {dataset!r}{closest(dataset, DATASET_NAMES)}; "
                             f"choose one of {', '.join(DATASET_NAMES)}")
         entry = preset(model)
-        net = build_model(model, model_options)
+        with torch.random.fork_rng(devices=[]):  # the seed fixes the initial weights too
+            torch.manual_seed(seed)
+            net = build_model(model, model_options)
         train_config = config_from_dict(TrainConfig, {
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
             "val_fraction": val_fraction,

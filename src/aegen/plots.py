@@ -98,15 +98,16 @@ def save_loss_curves(path: Path, history: list[dict]) -> None:
                     if k.startswith("val_") and k != "val_loss"})
     fig = Figure(figsize=(10 if terms else 5.5, 4))
     ax = fig.add_subplot(1, 2 if terms else 1, 1)
-    ax.plot(epochs, [m["loss"] for m in history], "o-", label="train")
-    ax.plot(epochs, [m["val_loss"] for m in history], "s-", label="validation")
+    ax.plot(epochs, [m["loss"] for m in history], "-", label="train")
+    ax.plot(epochs, [m["val_loss"] for m in history], "--", label="validation")
     ax.set(xlabel="epoch", ylabel="loss", title="loss per epoch")
     ax.legend()
     if terms:
         ax2 = fig.add_subplot(1, 2, 2)
-        for term in terms:
-            ax2.plot(epochs, [m[term] for m in history], "o-", label=f"train {term}")
-            ax2.plot(epochs, [m[f"val_{term}"] for m in history], "s--", label=f"val {term}")
+        for i, term in enumerate(terms):
+            ax2.plot(epochs, [m[term] for m in history], "-", color=f"C{i}", label=f"train {term}")
+            ax2.plot(epochs, [m[f"val_{term}"] for m in history], "--", color=f"C{i}",
+                     label=f"val {term}")
         ax2.set(xlabel="epoch", ylabel="nats per image", title="loss terms")
         ax2.legend()
     write_atomic(path, _figure_png(fig))

@@ -92,10 +92,10 @@ def load_weights(path: Path, model: torch.nn.Module, model_name: str,
         missing = sorted(set(expected) - set(state)) or sorted(set(state) - set(expected))
         raise RunError(f"{path} does not hold a {model_name!r} model's weights "
                        f"(tensor {missing[0]!r} differs)")
-    for key, tensor in state.items():
-        if tensor.shape != expected[key].shape or tensor.dtype != expected[key].dtype:
-            raise RunError(f"{path}: tensor {key!r} has shape {tuple(tensor.shape)}, "
-                           f"the {model_name!r} model needs {tuple(expected[key].shape)}")
+    for key, wanted in expected.items():  # in layer order, so the first mismatch is named
+        if state[key].shape != wanted.shape or state[key].dtype != wanted.dtype:
+            raise RunError(f"{path}: tensor {key!r} has shape {tuple(state[key].shape)}, "
+                           f"the {model_name!r} model needs {tuple(wanted.shape)}")
     model.load_state_dict(state)
     return metadata
 

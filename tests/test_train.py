@@ -1,0 +1,71 @@
+"""Training lowers the held-out loss, resumes bit-exactly and stops clearly on NaN."""
+
+import json
+
+import pytest
+import torch
+
+from aegen.api import train
+from aegen.data import load_dataset, train_val_split
+from aegen.errors import TrainingError
+from aegen.models import build_model, preset
+from aegen.run import load_tensors
+from aegen.train import TrainConfig, Trainer
+
+
+def mnist_5k_split():
+    data = load_dataset("mnist-5k")
+    train_index, val_index = train_val_split(len(data), 0.1, seed=0)
+    return data.images[train_index], data.images[val_index]
+
+
+@pytest.mark.parametrize("name", ["ae", "conv-ae", "vae"])
+def test_a_few_hundred_steps_lower_the_held_out_loss_well_below_the_start(name):
+    train_images, val_images = mnist_5k_split()
+    config = TrainConfig(epochs=8, weight_decay=preset(name).weight_decay)  # 8 x 36 = 288 steps
+    trainer = Trainer(build_model(name), config, train_images, val_images)
+    before = trainer.evaluate(val_images)["loss"]
+    history = trainer.fit(progress=False)
+    after = trainer.evaluate(val_images)["loss"]
+    assert after < 0.5 * before
+    assert history[-1]["val_loss"] == pytest.approx(after, rel=0.02)  # VAE: other noise draw
+    assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_vae_reports_reconstruction_and_kl_separately():
+    train_images, val_images = mnist_5k_split()
+    trainer = Trainer(build_model("vae"), TrainConfig(epochs=1), train_images[:512], val_images)
+    metrics = trainer.fit(progress=False)[0]
+    for part in ("recon", "kl", "val_recon", "val_kl"):
+        assert metrics[part] > 0
+    assert metrics["val_loss"] == pytest.approx(metrics["val_recon"] + metrics["val_kl"], rel=1e-4)
+
+
+def test_nan_loss_stops_training_naming_epoch_and_step():
+    train_images, val_images = mnist_5k_split()
+    model = build_model("ae")
+    with torch.no_grad():
+        model.decoder[0].weight.fill_(float("nan"))
+    trainer = Trainer(model, TrainConfig(epochs=2), train_images, val_images)
+    with pytest.raises(TrainingError, match=r"became nan at epoch 1, step 1; the learning rate"):
+        trainer.fit(progress=False)
+
+
+def weights(run_dir):
+    return load_tensors(run_dir / "model.safetensors")[0]
+
+
+def strip_times(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
+
+
+def test_resume_matches_uninterrupted(tmp_path):
+    quiet = {"progress": False, "log": lambda line: None, "val_fraction": 0.5}
+    train("vae", epochs=3, out=tmp_path / "whole", **quiet)
+    train("vae", epochs=1, out=tmp_path / "parts", **quiet)
+    resumed = train("vae", epochs=3, out=tmp_path / "parts", resume=True, **quiet)
+    whole, parts = weights(tmp_path / "whole"), weights(tmp_path / "parts")
+    assert all(torch.equal(whole[k], parts[k]) for k in whole)
+    assert strip_times(tmp_path / "whole") == strip_times(tmp_path / "parts")
+    assert resumed.config["train"]["epochs"] == 3
