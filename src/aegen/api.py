@@ -89,6 +89,13 @@ class TrainedModel:
             self._samplers[name] = sampler
         return self._samplers[name]
 
+    def evaluate(self, samplers: list[str] | None = None, n_samples: int = 10_000,
+                 nll_k: int = 1000, seed: int = 0, log: Callable[[str], None] = print) -> dict:
+        """Score reconstructions, likelihoods (VAE) and samples on the test split; see evaluate.py."""
+        from aegen.evaluate import evaluate_run
+
+        return evaluate_run(self, samplers, n_samples, nll_k, seed=seed, log=log)
+
     def split(self, which: str = "val") -> ImageSet:
         """The run's images: 'train' and 'val' (the seeded split it trained with) or 'test'."""
         data = self.config["data"]

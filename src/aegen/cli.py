@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("run", type=Path, metavar="RUN_DIR")
     sample.add_argument("-n", type=_positive_int, default=64, help="how many images (default 64)")
     sample.add_argument("--seed", type=_int, default=0)
-    sample.add_argument("--sampler", help="prior or gaussian (default: prior for a VAE, "
-                        "gaussian fitted to the training codes for a plain autoencoder)")
+    sample.add_argument("--sampler", help="prior, gaussian, gmm or gmm-K (default: prior for a "
+                        "VAE, gaussian fitted to the training codes for a plain autoencoder)")
     sample.add_argument("--out", type=Path, help="a .png grid, .npy or .pt file "
                         "(default RUN_DIR/samples-SAMPLER-seedN.png)")
     sample.add_argument("--data-root", type=Path)
@@ -105,6 +105,36 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--out", type=Path)
         command.add_argument("--data-root", type=Path)
     commands.choices["reconstruct"].add_argument("-n", type=_positive_int, default=24)
+
+    pictures = commands.add_parser(
+        "pictures", help="(re)draw a run's pictures: reconstructions, samples, latent scatter, "
+        "interpolations, manifold (2-d codes), loss curves")
+    pictures.add_argument("run", type=Path, metavar="RUN_DIR")
+    pictures.add_argument("--data-root", type=Path)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score reconstructions, likelihoods and samples (writes metrics.json)")
+    evaluate.add_argument("run", type=Path, metavar="RUN_DIR")
+    evaluate.add_argument("--sampler", action="append", dest="samplers", metavar="NAME",
+                          help="prior, gaussian, gmm or gmm-K (repeatable; default all three)")
+    evaluate.add_argument("--n-samples", type=_positive_int, default=10_000)
+    evaluate.add_argument("--nll-k", type=_positive_int, default=1000,
+                          help="importance samples per image for the VAE's NLL (default 1000)")
+    evaluate.add_argument("--seed", type=_int, default=0)
+    evaluate.add_argument("--data-root", type=Path)
+
+    compare = commands.add_parser("compare", help="tabulate and picture evaluated runs")
+    compare.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--out", type=Path, default=Path("comparison"))
+
+    experiment = commands.add_parser("experiment", help="run a documented experiment end to end")
+    experiment.add_argument("name", choices=("can-ae-generate",))
+    experiment.add_argument("--dataset", default="mnist-5k")
+    experiment.add_argument("--data-root", type=Path)
+    experiment.add_argument("--epochs", type=_positive_int, help="default: by data set")
+    experiment.add_argument("--n-samples", type=_positive_int, default=10_000)
+    experiment.add_argument("--nll-k", type=_positive_int, default=1000)
+    experiment.add_argument("--out", type=Path, help="default experiments/NAME-DATASET")
 
     commands.add_parser("models", help="list the model presets")
     return parser
@@ -182,6 +212,38 @@ def _encode(args: argparse.Namespace) -> None:
     print(out)
 
 
+def _pictures(args: argparse.Namespace) -> None:
+    from aegen.api import load
+    from aegen.pictures import write_run_pictures
+    from aegen.run import read_metrics
+
+    write_run_pictures(load(args.run, args.data_root), read_metrics(args.run))
+    print(args.run)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from aegen.api import load
+    from aegen.evaluate import evaluate_run
+
+    trained = load(args.run, args.data_root)
+    evaluate_run(trained, args.samplers, args.n_samples, args.nll_k, seed=args.seed)
+    print(args.run / "metrics.json")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from aegen.compare import compare_runs, markdown_table
+
+    print(markdown_table(compare_runs(args.runs, args.out)), end="")
+    print(f"written: {args.out}/comparison.md, comparison.json, comparison.png")
+
+
+def _experiment(args: argparse.Namespace) -> None:
+    from aegen.experiment import can_ae_generate
+
+    out = args.out or Path("experiments") / f"{args.name}-{args.dataset}"
+    can_ae_generate(args.dataset, out, args.data_root, args.epochs, args.n_samples, args.nll_k)
+
+
 def _models(args: argparse.Namespace) -> None:
     from aegen.models import PRESETS, build_model
 
@@ -191,4 +253,5 @@ def _models(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"train": _train, "sample": _sample, "reconstruct": _reconstruct,
-            "encode": _encode, "models": _models}
+            "encode": _encode, "pictures": _pictures, "evaluate": _evaluate, "compare": _compare,
+            "experiment": _experiment, "models": _models}

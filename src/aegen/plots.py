@@ -111,3 +111,16 @@ def save_loss_curves(path: Path, history: list[dict]) -> None:
         ax2.set(xlabel="epoch", ylabel="nats per image", title="loss terms")
         ax2.legend()
     write_atomic(path, _figure_png(fig))
+
+
+def save_manifold(path: Path, decode, span: float = 2.5, steps: int = 15,
+                  centre: tuple[float, float] = (0.0, 0.0), scale: tuple[float, float] = (1.0, 1.0)) -> None:
+    """Decode a regular steps x steps grid of 2-d codes (centre +- span * scale) into one picture.
+
+    Rows run from high z2 (top) to low, columns from low z1 (left) to high, like a plot's axes.
+    """
+    offsets = torch.linspace(-span, span, steps)
+    z1 = centre[0] + offsets * scale[0]
+    z2 = centre[1] + offsets.flip(0) * scale[1]
+    grid = torch.stack(torch.meshgrid(z2, z1, indexing="ij")[::-1], -1).reshape(-1, 2)
+    write_atomic(path, image_grid_png(decode(grid), steps, scale=1))

@@ -2,8 +2,8 @@
 
 A VAE is trained so that its codes follow N(0, I), so `prior` is its own sampler. A plain
 autoencoder is not: its codes lie wherever training put them, so for it `prior` is the naive
-attempt and `gaussian` (one full-covariance Gaussian fitted to the training codes) the first
-honest one.
+attempt, `gaussian` (one full-covariance Gaussian fitted to the training codes) the first
+honest one and `gmm` (a mixture of them) the one that can follow several clusters.
 """
 
 from __future__ import annotations
@@ -71,12 +71,58 @@ class GaussianSampler:
         self.mean, self.scale_tril = tensors["mean"], tensors["scale_tril"]
 
 
-SAMPLERS = {"prior": PriorSampler, "gaussian": GaussianSampler}
+class GMMSampler:
+    """A Gaussian mixture (full covariances) fitted to the training codes with scikit-learn."""
+
+    def __init__(self, latent_dim: int, components: int = 10, seed: int = 0):
+        self.latent_dim, self.components, self.seed = latent_dim, components, seed
+        self.name = "gmm" if components == DEFAULT_GMM_COMPONENTS else f"gmm-{components}"
+        self.weights = torch.full((components,), 1.0 / components)
+        self.means = torch.zeros(components, latent_dim)
+        self.scale_trils = torch.eye(latent_dim).repeat(components, 1, 1)
+
+    def fit(self, codes: torch.Tensor) -> "GMMSampler":
+        from sklearn.mixture import GaussianMixture
+
+        if len(codes) < self.components:
+            raise ConfigError(f"a {self.components}-component mixture needs at least "
+                              f"{self.components} codes, got {len(codes)}")
+        mixture = GaussianMixture(self.components, covariance_type="full", reg_covar=1e-5,
+                                  random_state=self.seed).fit(codes.double().numpy())
+        self.weights = torch.from_numpy(mixture.weights_).float()
+        self.means = torch.from_numpy(mixture.means_).float()
+        self.scale_trils = torch.linalg.cholesky(torch.from_numpy(mixture.covariances_)).float()
+        return self
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        component = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        noise = torch.randn(n, self.latent_dim, 1, generator=generator)
+        return self.means[component] + (self.scale_trils[component] @ noise).squeeze(-1)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"weights": self.weights.contiguous(), "means": self.means.contiguous(),
+                "scale_trils": self.scale_trils.contiguous()}
+
+    def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        k, d = self.components, self.latent_dim
+        if tensors["weights"].shape != (k,) or tensors["means"].shape != (k, d) or \
+                tensors["scale_trils"].shape != (k, d, d):
+            raise ConfigError(f"the saved {self.name} sampler does not match its name or the "
+                              "model's latent size")
+        self.weights, self.means = tensors["weights"], tensors["means"]
+        self.scale_trils = tensors["scale_trils"]
 
 
-def make_sampler(name: str, latent_dim: int) -> PriorSampler | GaussianSampler:
-    """An unfitted sampler of the given name."""
+DEFAULT_GMM_COMPONENTS = 10
+SAMPLERS = {"prior": PriorSampler, "gaussian": GaussianSampler, "gmm": GMMSampler}
+Sampler = PriorSampler | GaussianSampler | GMMSampler
+
+
+def make_sampler(name: str, latent_dim: int) -> Sampler:
+    """An unfitted sampler: prior, gaussian, gmm (10 components) or gmm-K (K components)."""
+    if name.startswith("gmm-") and name[4:].isdigit() and int(name[4:]) >= 1:
+        return GMMSampler(latent_dim, int(name[4:]))
     if name not in SAMPLERS:
         raise ConfigError(f"unknown sampler {name!r}{closest(name, SAMPLERS)}; "
-                          f"choose one of {', '.join(SAMPLERS)}")
+                          f"choose one of {', '.join(SAMPLERS)} or gmm-K for K components")
     return SAMPLERS[name](latent_dim)

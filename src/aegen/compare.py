@@ -1,0 +1,102 @@
+"""`aegen compare`: one table (model x sampler x every metric) and one picture of their samples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+from aegen.errors import RunError
+from aegen.evaluate import METRICS_FILE
+from aegen.files import write_atomic, write_json
+
+SAMPLES_PER_ROW = 12
+COLUMNS = [("fd_aegen", "FD-aegen ↓", "{:.2f}"), ("precision", "precision ↑", "{:.3f}"),
+           ("recall", "recall ↑", "{:.3f}"), ("label_entropy", "label entropy ↑", "{:.3f}"),
+           ("confident_share", "confident ↑", "{:.3f}")]
+
+
+def read_metrics(run_dir: Path) -> dict:
+    """A run's metrics.json, or an error that says how to make it."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        raise RunError(f"{run_dir} has no {METRICS_FILE}; run `aegen evaluate {run_dir}` first")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path} is not valid JSON ({exc})") from exc
+
+
+def comparison_rows(all_metrics: list[dict]) -> list[dict]:
+    """One row per (run, sampler) plus one 'real data' row per data set."""
+    rows, seen_datasets = [], set()
+    for metrics in all_metrics:
+        dataset = metrics["dataset"]
+        if dataset not in seen_datasets:
+            seen_datasets.add(dataset)
+            rows.append({"dataset": dataset, "model": "real data", "sampler": "training images",
+                         **_scores(metrics["real_data"])})
+        likelihood = metrics.get("likelihood", {})
+        for sampler, scores in metrics["samplers"].items():
+            rows.append({
+                "dataset": dataset, "model": metrics["model"], "sampler": sampler, "run": metrics["run"],
+                **_scores(scores), "pixel_mse": metrics["reconstruction"]["pixel_mse"],
+                "nll_grayscale": likelihood.get("grayscale_bce", {}).get("nll"),
+                "nll_binarised": likelihood.get("binarised", {}).get("nll"),
+                "classifier_accuracy": metrics["classifier"].get("test_accuracy")})
+    return rows
+
+
+def _scores(scores: dict) -> dict:
+    return {key: scores[key] for key, _, _ in COLUMNS}
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The comparison as a markdown table."""
+    header = ["data set", "model", "sampler", *[title for _, title, _ in COLUMNS],
+              "recon MSE ↓", "NLL gray / binarised ↓"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
+    for row in rows:
+        nll = (f"{row['nll_grayscale']:.1f} / {row['nll_binarised']:.1f}"
+               if row.get("nll_grayscale") is not None else "")
+        mse = f"{row['pixel_mse']:.4f}" if "pixel_mse" in row else ""
+        cells = [row["dataset"], row["model"], row["sampler"],
+                 *[fmt.format(row[key]) for key, _, fmt in COLUMNS], mse, nll]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def samples_picture(all_metrics: list[dict], path: Path, seed: int = 0) -> None:
+    """Rows of samples, one row per model x sampler, labelled on the left."""
+    from matplotlib.figure import Figure
+    from torchvision.utils import make_grid
+
+    from aegen.api import load
+    from aegen.plots import _figure_png
+
+    rows = [(m, sampler) for m in all_metrics for sampler in m["samplers"]]
+    fig = Figure(figsize=(SAMPLES_PER_ROW * 0.6 + 2.2, len(rows) * 0.62 + 0.3))
+    for i, (metrics, sampler) in enumerate(rows):
+        images = load(metrics["run"]).sample(SAMPLES_PER_ROW, seed=seed, sampler=sampler)
+        strip = make_grid(images, nrow=SAMPLES_PER_ROW, padding=1, pad_value=1.0)
+        ax = fig.add_subplot(len(rows), 1, i + 1)
+        ax.imshow(strip.permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(f"{metrics['dataset']}\n{metrics['model']} / {sampler}", rotation=0,
+                      ha="right", va="center", fontsize=8)
+    write_atomic(path, _figure_png(fig))
+
+
+def compare_runs(run_dirs: list[Path], out_dir: Path, extra: dict | None = None) -> list[dict]:
+    """Write comparison.md, comparison.json and comparison.png for evaluated runs into out_dir."""
+    all_metrics = [read_metrics(run_dir) for run_dir in run_dirs]
+    rows = comparison_rows(all_metrics)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "comparison.json", {**(extra or {}), "rows": rows})
+    write_atomic(out_dir / "comparison.md", markdown_table(rows).encode())
+    samples_picture(all_metrics, out_dir / "comparison.png")
+    return rows
+
+
+__all__ = ["compare_runs", "markdown_table", "comparison_rows"]

@@ -1,0 +1,108 @@
+"""`aegen evaluate`: held-out reconstruction, VAE likelihoods and sample quality, in metrics.json.
+
+Protocol (fixed seeds, so the same run and seed give the same numbers): the data set's test
+split is the real reference; every sampler draws the same number of samples (default 10,000);
+features and predictions come from the data set's cached classifier (see classifier.py), whose
+test accuracy is stored with the scores. As a floor, the same scores are computed for real
+training images against the test split ("real data" row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+from torch.nn import functional as F
+
+from aegen.classifier import Classifier, load_classifier
+from aegen.data import to_model_range
+from aegen.files import write_json
+from aegen.quality import CONFIDENT, NEIGHBOURS, class_coverage, frechet_distance, \
+    precision_recall
+
+if TYPE_CHECKING:
+    from aegen.api import TrainedModel
+
+METRICS_FILE = "metrics.json"
+
+
+@torch.no_grad()
+def classify(classifier: Classifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features [N, 128] and class probabilities [N, classes] of images [N, 1, 28, 28] in [0, 1]."""
+    classifier.eval()
+    features, probabilities = [], []
+    for chunk in images.split(2048):
+        h = classifier.features(chunk)
+        features.append(h)
+        probabilities.append(F.softmax(classifier.head(h), 1))
+    return torch.cat(features), torch.cat(probabilities)
+
+
+def quality_scores(classifier: Classifier, images: torch.Tensor,
+                   real_features: torch.Tensor) -> dict:
+    """FD-aegen, precision, recall and class coverage of images against real test features."""
+    features, probabilities = classify(classifier, images)
+    precision, recall = precision_recall(real_features, features)
+    return {"fd_aegen": frechet_distance(features, real_features), "precision": precision,
+            "recall": recall, **class_coverage(probabilities)}
+
+
+@torch.no_grad()
+def reconstruction_scores(trained: "TrainedModel", images: torch.Tensor, seed: int) -> dict:
+    """Mean model loss (its own units) and per-pixel MSE in [0, 1] on uint8 images [N, 28, 28]."""
+    model = trained.model.eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        total = sum(model.loss(to_model_range(chunk, model.value_range)).loss.item() * len(chunk)
+                    for chunk in images.split(1024))
+    rebuilt = trained.reconstruct(images)
+    mse = (rebuilt - images.unsqueeze(1).float() / 255).pow(2).mean().item()
+    return {"model_loss": total / len(images), "pixel_mse": mse, "images": len(images)}
+
+
+def evaluate_run(trained: "TrainedModel", samplers: list[str] | None = None,
+                 n_samples: int = 10_000, nll_k: int = 1000, nll_images: int | None = None,
+                 seed: int = 0, classifier: tuple[Classifier, dict] | None = None,
+                 log: Callable[[str], None] = print) -> dict:
+    """Score a run on its data set's test split and write RUN/metrics.json; returns the scores."""
+    from aegen.likelihood import binarise, elbo_and_nll
+    from aegen.plots import save_image_grid
+
+    samplers = samplers or ["prior", "gaussian", "gmm"]
+    dataset = trained.config["data"]["dataset"]
+    test = trained.split("test")
+    classifier, record = classifier or load_classifier(dataset, trained.data_root, log)
+    real = test.images.unsqueeze(1).float() / 255
+    real_features, _ = classify(classifier, real)
+    metrics: dict = {
+        "run": str(trained.run_dir), "model": trained.name, "dataset": dataset,
+        "protocol": {"reference": f"{dataset} test split ({len(test)} images)",
+                     "samples_per_sampler": n_samples, "seed": seed,
+                     "features": "penultimate layer (128) of aegen's classifier",
+                     "precision_recall_k": NEIGHBOURS, "confident_probability": CONFIDENT},
+        "classifier": record,
+        "reconstruction": reconstruction_scores(trained, test.images, seed),
+    }
+    log(f"{trained.name}: held-out reconstruction {metrics['reconstruction']}")
+    if hasattr(trained.model, "posterior"):
+        subset = real[:nll_images] if nll_images else real
+        metrics["likelihood"] = {
+            "grayscale_bce": elbo_and_nll(trained.model, subset, nll_k, seed),
+            "binarised": elbo_and_nll(trained.model, binarise(subset, seed), nll_k, seed)}
+        log(f"{trained.name}: likelihood {metrics['likelihood']}")
+    train_images = trained.split("train").images[:n_samples]
+    metrics["protocol"]["real_data_images"] = len(train_images)
+    metrics["real_data"] = quality_scores(classifier, train_images.unsqueeze(1).float() / 255,
+                                          real_features)
+    metrics["samplers"] = {}
+    for name in samplers:
+        samples = trained.sample(n_samples, seed=seed, sampler=name)
+        metrics["samplers"][name] = quality_scores(classifier, samples, real_features)
+        save_image_grid(trained.run_dir / f"samples-{name}.png", samples[:64])
+        scores = metrics["samplers"][name]
+        log(f"{trained.name} / {name}: FD-aegen {scores['fd_aegen']:.2f}  precision "
+            f"{scores['precision']:.3f}  recall {scores['recall']:.3f}  label entropy "
+            f"{scores['label_entropy']:.3f}  confident {scores['confident_share']:.3f}")
+    write_json(trained.run_dir / METRICS_FILE, metrics)
+    return metrics

@@ -1,0 +1,69 @@
+"""Sample-quality scores computed on classifier features and predictions.
+
+- FD-aegen: the Frechet distance between Gaussians fitted to the features of generated and of
+  real images (the FID formula on aegen's own classifier features, so never called FID).
+- Improved precision and recall (Kynkaenniemi et al., 2019): each set's manifold is the union of
+  balls reaching each point's k-th nearest neighbour in that set; precision is the share of
+  generated points inside the real manifold, recall the share of real points inside the generated.
+- Class coverage: the entropy of the predicted-label histogram of the samples (divided by its
+  maximum, log of the number of classes: 1 means all classes equally often) and the share of
+  samples the classifier is confident about (top probability >= CONFIDENT).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+CONFIDENT = 0.9
+NEIGHBOURS = 3
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) for features [N, D] and [M, D]."""
+    a, b = a.double(), b.double()
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    # Tr((S_a S_b)^1/2) = sum of sqrt of eigenvalues of S_a^1/2 S_b S_a^1/2 (symmetric, PSD).
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
+    distance = (mean_a - mean_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross
+    return max(distance.item(), 0.0)
+
+
+def _kth_neighbour_radii(points: torch.Tensor, k: int) -> torch.Tensor:
+    """Distance from each point to its k-th nearest other point in the same set."""
+    radii = []
+    for chunk in points.split(1024):
+        distances = torch.cdist(chunk, points)
+        radii.append(distances.kthvalue(k + 1, dim=1).values)  # +1: the point itself is at 0
+    return torch.cat(radii)
+
+
+def _share_inside(queries: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> float:
+    """Share of queries within radius of at least one centre."""
+    inside = 0
+    for chunk in queries.split(1024):
+        inside += (torch.cdist(chunk, centres) <= radii).any(dim=1).sum().item()
+    return inside / len(queries)
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = NEIGHBOURS) -> tuple[float, float]:
+    """Improved precision and recall of fake features against real features, k-NN manifolds."""
+    real, fake = real.float(), fake.float()
+    precision = _share_inside(fake, real, _kth_neighbour_radii(real, k))
+    recall = _share_inside(real, fake, _kth_neighbour_radii(fake, k))
+    return precision, recall
+
+
+def class_coverage(probabilities: torch.Tensor) -> dict[str, float]:
+    """Normalised entropy of the predicted-label histogram and the share of confident samples."""
+    classes = probabilities.shape[1]
+    counts = torch.bincount(probabilities.argmax(1), minlength=classes).double()
+    shares = counts / counts.sum()
+    entropy = max(0.0, -(shares[shares > 0] * shares[shares > 0].log()).sum().item())
+    return {"label_entropy": entropy / math.log(classes),
+            "confident_share": (probabilities.max(1).values >= CONFIDENT).double().mean().item(),
+            "label_histogram": [int(c) for c in counts.tolist()]}

@@ -1,0 +1,147 @@
+"""Samplers, likelihood estimates, run evaluation and comparison on small real runs."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from aegen.classifier import Classifier, random_affine
+from aegen.cli import main
+from aegen.compare import compare_runs
+from aegen.evaluate import evaluate_run
+from aegen.likelihood import binarise, elbo_and_nll
+from aegen.models import build_model
+from aegen.samplers import GMMSampler, make_sampler
+from aegen.errors import ConfigError
+
+
+def test_gmm_sampler_recovers_well_separated_clusters():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[-10.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    codes = centres[torch.arange(3000) % 3] + 0.5 * torch.randn(3000, 2, generator=g)
+    sampler = GMMSampler(2, components=3).fit(codes)
+    drawn = sampler.sample(3000, torch.Generator().manual_seed(1))
+    nearest = torch.cdist(drawn, centres).argmin(1)
+    assert torch.bincount(nearest, minlength=3).min() > 900  # every cluster is drawn from
+    assert torch.cdist(drawn, centres).min(1).values.median() < 1.5
+
+
+def test_sampler_names():
+    assert make_sampler("gmm", 4).components == 10
+    assert make_sampler("gmm-3", 4).components == 3 and make_sampler("gmm-3", 4).name == "gmm-3"
+    with pytest.raises(ConfigError, match="did you mean 'gaussian'"):
+        make_sampler("gausian", 4)
+
+
+def test_fitted_samplers_are_saved_and_reused(trained_runs):
+    from aegen.api import load
+
+    run = trained_runs["ae"]
+    first = run.sample(32, seed=2, sampler="gmm-4")
+    assert (run.run_dir / "sampler-gmm-4.safetensors").is_file()
+    assert torch.equal(load(run.run_dir).sample(32, seed=2, sampler="gmm-4"), first)
+
+
+def zero_vae():
+    model = build_model("vae")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    return model
+
+
+def test_importance_sampled_nll_is_exact_when_the_posterior_is_the_prior():
+    # Zero weights: q(z|x) = p(z) = N(0, I) and p(x|z) = Bernoulli(0.5) for every z, so every
+    # importance weight is p(x) = 2^-784 and the estimate is exact for any k.
+    images = binarise(torch.rand(6, 1, 28, 28))
+    result = elbo_and_nll(zero_vae(), images, k=7)
+    assert result["nll"] == pytest.approx(784 * math.log(2), rel=1e-5)
+    assert result["elbo"] == pytest.approx(-784 * math.log(2), rel=1e-5)
+
+
+def test_more_importance_samples_tighten_the_bound(trained_runs):
+    vae = trained_runs["vae"]
+    images = vae.split("val").images[:100].unsqueeze(1).float() / 255
+    one = elbo_and_nll(vae.model, images, k=1)
+    many = elbo_and_nll(vae.model, images, k=200)
+    assert many["nll"] < one["nll"] and many["nll"] < -many["elbo"]
+    assert elbo_and_nll(vae.model, images, k=50, seed=3) == elbo_and_nll(vae.model, images, k=50, seed=3)
+
+
+def test_random_affine_keeps_shape_and_moves_pixels():
+    x = torch.rand(16, 1, 28, 28)
+    moved = random_affine(x, torch.Generator().manual_seed(0))
+    assert moved.shape == x.shape and not torch.allclose(moved, x)
+
+
+@pytest.fixture(scope="module")
+def untrained_judge():
+    torch.manual_seed(0)
+    return Classifier().eval(), {"test_accuracy": None, "note": "untrained, for tests"}
+
+
+def test_evaluate_writes_every_metric_and_repeats_exactly(trained_runs, shared_data, untrained_judge):
+    from aegen.api import load
+
+    vae = load(trained_runs["vae"].run_dir, shared_data)
+    kwargs = {"n_samples": 300, "nll_k": 4, "classifier": untrained_judge, "log": lambda line: None}
+    metrics = evaluate_run(vae, **kwargs)
+    saved = json.loads((vae.run_dir / "metrics.json").read_text())
+    assert saved["samplers"].keys() == {"prior", "gaussian", "gmm"}
+    for scores in saved["samplers"].values():
+        assert set(scores) >= {"fd_aegen", "precision", "recall", "label_entropy", "confident_share"}
+    assert saved["reconstruction"]["images"] == 10000 and 0 < saved["reconstruction"]["pixel_mse"] < 0.2
+    likelihood = saved["likelihood"]
+    assert likelihood["grayscale_bce"]["k"] == 4
+    assert likelihood["grayscale_bce"]["nll"] <= -likelihood["grayscale_bce"]["elbo"] + 1e-6
+    assert (vae.run_dir / "samples-gmm.png").is_file()
+    assert evaluate_run(vae, **kwargs) == metrics  # same run, same seed, same numbers
+
+
+def test_compare_writes_table_json_and_picture(trained_runs, shared_data, untrained_judge, tmp_path):
+    from aegen.api import load
+
+    runs = []
+    for name in ("ae", "vae"):
+        run = load(trained_runs[name].run_dir, shared_data)
+        evaluate_run(run, ["prior", "gaussian"], n_samples=200, nll_k=2,
+                     classifier=untrained_judge, log=lambda line: None)
+        runs.append(run.run_dir)
+    rows = compare_runs(runs, tmp_path / "cmp")
+    assert [(r["model"], r["sampler"]) for r in rows] == [
+        ("real data", "training images"), ("ae", "prior"), ("ae", "gaussian"),
+        ("vae", "prior"), ("vae", "gaussian")]
+    table = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| mnist-5k | vae | prior |" in table and "FD-aegen" in table
+    assert json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"] == rows
+    assert (tmp_path / "cmp" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_asks_for_evaluate_first(trained_runs, capsys, tmp_path):
+    import shutil
+
+    run_dir = shutil.copytree(trained_runs["conv-ae"].run_dir, tmp_path / "run")
+    (run_dir / "metrics.json").unlink(missing_ok=True)
+    assert main(["compare", str(run_dir), "--out", str(tmp_path / "cmp")]) == 2
+    assert f"run `aegen evaluate {run_dir}` first" in capsys.readouterr().err
+
+
+def test_pictures_command_draws_interpolations_and_a_2d_manifold(capsys, tmp_path):
+    run_dir = tmp_path / "vae2d"
+    main(["train", "vae", "--epochs", "1", "--option", "latent_dim=2", "--out", str(run_dir), "--quiet"])
+    (run_dir / "manifold.png").unlink()
+    assert main(["pictures", str(run_dir)]) == 0
+    for name in ("interpolations", "manifold", "latent", "reconstructions", "samples", "loss"):
+        assert (run_dir / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_mnist_classifier_reaches_99_percent_on_the_test_set(shared_data, tmp_path, monkeypatch):
+    from aegen.classifier import load_classifier
+
+    monkeypatch.setenv("AEGEN_CACHE", str(tmp_path))
+    classifier, record = load_classifier("mnist-5k", shared_data, log=lambda line: None)
+    assert record["test_accuracy"] >= 0.99 and record["train_images"] == 5000
+    again, cached = load_classifier("mnist-5k", shared_data, log=lambda line: None)
+    assert cached == record  # the second call reads the cache
