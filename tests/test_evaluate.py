@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from aegen.classifier import Classifier, random_affine
+from aegen.classifier import Classifier, random_affine, random_flip
 from aegen.cli import main
 from aegen.compare import compare_runs
 from aegen.evaluate import evaluate_run
@@ -145,3 +145,10 @@ def test_mnist_classifier_reaches_99_percent_on_the_test_set(shared_data, tmp_pa
     assert record["test_accuracy"] >= 0.99 and record["train_images"] == 5000
     again, cached = load_classifier("mnist-5k", shared_data, log=lambda line: None)
     assert cached == record  # the second call reads the cache
+
+
+def test_random_flip_mirrors_about_half_of_the_images():
+    x = torch.rand(400, 1, 28, 28)
+    flipped = random_flip(x, torch.Generator().manual_seed(0))
+    mirrored = (flipped == x.flip(3)).flatten(1).all(1)
+    assert 150 < mirrored.sum() < 250 and torch.equal(flipped[~mirrored], x[~mirrored])

@@ -69,3 +69,24 @@ def test_resume_matches_uninterrupted(tmp_path):
     assert all(torch.equal(whole[k], parts[k]) for k in whole)
     assert strip_times(tmp_path / "whole") == strip_times(tmp_path / "parts")
     assert resumed.config["train"]["epochs"] == 3
+
+
+def test_torchrun_two_processes_match_single_process_training(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    args = ["train", "ae", "--epochs", "2", "--batch-size", "64", "--val-fraction", "0.5", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, "-m", "aegen", *args, "--out", str(tmp_path / "one")],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    ranks = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "aegen", *args, "--out", str(tmp_path / "two")],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert ranks.returncode == 0, ranks.stderr[-2000:]
+    one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert all(torch.allclose(one[k], two[k], atol=1e-4, rtol=1e-3) for k in one)
+    lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # written once, by rank 0

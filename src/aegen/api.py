@@ -14,14 +14,13 @@ from typing import Any
 import torch
 
 from aegen import __version__
-from aegen.data import DATASET_NAMES, ImageSet, load_dataset, to_model_range, to_unit_range, \
-    train_val_split
-from aegen.errors import ConfigError, DataError, RunError
+from aegen.data import ImageSet, check_dataset_name, load_dataset, to_model_range, \
+    to_unit_range, train_val_split
+from aegen.errors import ConfigError, RunError
 from aegen.models import build_model, config_to_dict, preset
 from aegen.models.base import Autoencoder, config_from_dict
-from aegen.names import closest
 from aegen.run import CHECKPOINT, CONFIG, read_config
-from aegen.samplers import SAMPLERS, make_sampler
+from aegen.samplers import make_sampler
 
 EVAL_BATCH = 1024
 
@@ -158,25 +157,20 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
           out: str | Path | None = None, resume: bool = False, data_root: str | Path | None = None,
           progress: bool | None = None, log: Callable[[str], None] = print) -> TrainedModel:
     """Train a preset model and write its run folder; with resume, continue the run in out."""
+    from aegen import distributed
     from aegen.pictures import write_run_pictures
     from aegen.run import load_checkpoint, save_checkpoint, save_weights, write_config, \
         write_metrics
     from aegen.train import TrainConfig, Trainer
 
+    main = distributed.is_main()  # under torchrun only rank 0 writes files and logs
+    if not main:
+        log = lambda line: None  # noqa: E731
+
     if resume:
-        if out is None:
-            raise ConfigError("--resume needs --out RUN_DIR, the run to continue")
-        run_dir = Path(out)
-        config = read_config(run_dir)
-        if config.get("model") != model:
-            raise RunError(f"{run_dir} holds a {config.get('model')!r} run, not {model!r}")
-        net = build_model(model, config["model_config"])
-        train_config = config_from_dict(TrainConfig, {**config["train"], "epochs": epochs})
-        dataset, data_root = config["data"]["dataset"], data_root or config["data"].get("root")
+        run_dir, net, train_config, dataset, data_root = _resumed_run(model, out, epochs, data_root)
     else:
-        if dataset not in DATASET_NAMES:
-            raise DataError(f"unknown dataset {dataset!r}{closest(dataset, DATASET_NAMES)}; "
-                            f"choose one of {', '.join(DATASET_NAMES)}")
+        check_dataset_name(dataset)
         entry = preset(model)
         train_config = config_from_dict(TrainConfig, {
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
@@ -186,7 +180,7 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
             torch.manual_seed(train_config.seed)
             net = build_model(model, model_options)
         run_dir = Path(out) if out is not None else default_run_dir(model, dataset)
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if main and run_dir.exists() and any(run_dir.iterdir()):
             raise RunError(f"{run_dir} is not empty; add --resume to continue the run there "
                            "or choose another --out")
     full = load_dataset(dataset, "train", data_root)
@@ -199,7 +193,8 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
         "default_sampler": "prior" if hasattr(net, "posterior") else "gaussian",
     }
     try:  # fail before any training when the folder cannot be written
-        write_config(run_dir, config)
+        if main:
+            write_config(run_dir, config)
     except OSError as exc:
         raise RunError(f"cannot write the run folder {run_dir} ({exc.strerror or exc})") from exc
 
@@ -211,6 +206,8 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
 
     def finish_epoch(metrics: dict) -> None:
         history.append(metrics)
+        if not main:
+            return
         save_checkpoint(run_dir, net, model, trainer.optimizer, metrics["epoch"], history)
         save_weights(run_dir, net, model)
         write_metrics(run_dir, history)
@@ -219,11 +216,29 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
     log(f"training {model} on {dataset} ({len(train_index)} train / {len(val_index)} val images) "
         f"-> {run_dir}")
     trainer.fit(start, finish_epoch, progress)
-    if not (run_dir / "model.safetensors").is_file():
-        save_weights(run_dir, net, model)
     trained = TrainedModel(run_dir, net, config, data_root)
-    write_run_pictures(trained, history)
+    if main:
+        if not (run_dir / "model.safetensors").is_file():
+            save_weights(run_dir, net, model)
+        write_run_pictures(trained, history)
     return trained
+
+
+def _resumed_run(model: str, out: str | Path | None, epochs: int,
+                 data_root: str | Path | None) -> tuple[Path, Autoencoder, Any, str, Any]:
+    """The run folder, model, training config, data set and root of a run to continue."""
+    from aegen.train import TrainConfig
+
+    if out is None:
+        raise ConfigError("--resume needs --out RUN_DIR, the run to continue")
+    run_dir = Path(out)
+    config = read_config(run_dir)
+    if config.get("model") != model:
+        raise RunError(f"{run_dir} holds a {config.get('model')!r} run, not {model!r}")
+    net = build_model(model, config["model_config"])
+    train_config = config_from_dict(TrainConfig, {**config["train"], "epochs": epochs})
+    return (run_dir, net, train_config, config["data"]["dataset"],
+            data_root or config["data"].get("root"))
 
 
 def format_epoch(metrics: dict, epochs: int) -> str:
@@ -234,4 +249,4 @@ def format_epoch(metrics: dict, epochs: int) -> str:
             f"val {metrics['val_loss']:.4g}{terms}  ({metrics['seconds']:.1f}s)")
 
 
-__all__ = ["TrainedModel", "load", "train", "SAMPLERS"]
+__all__ = ["TrainedModel", "load", "train"]

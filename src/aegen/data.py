@@ -100,13 +100,18 @@ def default_data_root() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "aegen" / "data"
 
 
-def load_dataset(name: str, split: str = "train", root: str | Path | None = None,
-                 download: bool = True) -> ImageSet:
-    """Load a data set split by name; IDX files are downloaded and verified when missing."""
+def check_dataset_name(name: str) -> None:
+    """Refuse an unknown data set name, suggesting the closest known one."""
     if name not in DATASET_NAMES:
         from aegen.names import closest
         raise DataError(f"unknown dataset {name!r}{closest(name, DATASET_NAMES)}; "
                         f"choose one of {', '.join(DATASET_NAMES)}")
+
+
+def load_dataset(name: str, split: str = "train", root: str | Path | None = None,
+                 download: bool = True) -> ImageSet:
+    """Load a data set split by name; IDX files are downloaded and verified when missing."""
+    check_dataset_name(name)
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose 'train' or 'test'")
     chosen = root if root is not None else os.environ.get("AEGEN_DATA")

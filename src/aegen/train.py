@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from aegen import distributed
 from aegen.data import to_model_range
 from aegen.errors import ConfigError, TrainingError
 from aegen.models.base import Autoencoder
@@ -55,8 +56,11 @@ class Trainer:
         config.check()
         self.model, self.config = model, config
         self.train_images, self.val_images = train_images, val_images
+        self.rank, self.world_size = distributed.world()
+        self.loss_module = distributed.loss_module(model)
+        # The fused kernel updates all parameters in one pass instead of a dozen foreach ops.
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
-                                          weight_decay=config.weight_decay)
+                                          weight_decay=config.weight_decay, fused=True)
 
     def fit(self, start_epoch: int = 0,
             on_epoch_end: Callable[[dict], None] | None = None,
@@ -81,25 +85,31 @@ class Trainer:
         self.model.train()
         order = torch.randperm(len(self.train_images))
         batches = order.split(self.config.batch_size)
+        if self.world_size > 1:  # each rank its slice of every global batch; none left empty
+            batches = [b.tensor_split(self.world_size)[self.rank] for b in batches
+                       if len(b) >= self.world_size]
         totals: dict[str, float] = {}
+        quiet = (not progress if progress is not None else None) if self.rank == 0 else True
         bar = tqdm(batches, desc=f"epoch {epoch}/{self.config.epochs}", leave=False,
-                   disable=None if progress is None else not progress, unit="batch")
+                   disable=quiet, unit="batch")
         for step, index in enumerate(bar, start=1):
             x = to_model_range(self.train_images[index], self.model.value_range)
-            out = self.model.loss(x)
-            loss = out.loss.item()
+            loss_tensor, terms = self.loss_module(x)
+            loss = loss_tensor.item()
             if not math.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss} at epoch {epoch}, step {step}; the learning rate "
                     f"({self.config.lr}) is probably too high or the data are out of range; "
                     "the last checkpoint is intact")
             self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            loss_tensor.backward()
             self.optimizer.step()
-            _accumulate(totals, loss, out.terms, len(index))
+            _accumulate(totals, loss, terms, len(index))
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-        return {k: v / len(order) for k, v in totals.items()}
+        totals = distributed.sum_across_ranks(totals)
+        images = totals.pop("images")
+        return {k: v / images for k, v in totals.items()}
 
     @torch.no_grad()
     def evaluate(self, images: torch.Tensor, epoch: int = 0) -> dict[str, float]:
@@ -112,10 +122,12 @@ class Trainer:
                 x = to_model_range(images[index], self.model.value_range)
                 out = self.model.loss(x)
                 _accumulate(totals, out.loss.item(), out.terms, len(index))
-        return {k: v / len(images) for k, v in totals.items()}
+        images = totals.pop("images")
+        return {k: v / images for k, v in totals.items()}
 
 
 def _accumulate(totals: dict[str, float], loss: float, terms: dict[str, torch.Tensor], n: int) -> None:
+    totals["images"] = totals.get("images", 0.0) + n
     totals["loss"] = totals.get("loss", 0.0) + loss * n
     for name, value in terms.items():
         totals[name] = totals.get(name, 0.0) + float(value) * n

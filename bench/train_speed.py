@@ -1,0 +1,226 @@
+"""How fast aegen trains, evaluates and samples, against the bound its matmuls set and its peers.
+
+    .venv/bin/python bench/train_speed.py --data-root ../shared/data [--json bench/results.json]
+
+Per model on full Fashion-MNIST (60,000 training images, batch 128, Adam 1e-3):
+- epoch: seconds per training epoch = (wall time of a 3-epoch run - of a 1-epoch run) / 2, each a
+  fresh `aegen train` process, so start-up cancels; interleaved, repeated, the best kept;
+- run 1 / run 10: a whole 1- and 10-epoch run, process start to finished run folder (pictures
+  included), and the peak memory of that process;
+- eval: the loss on the 10,000 test images; sample: decoding 10,000 samples; nll: the VAE's
+  importance-sampled NLL, k=1000 draws for each of the 10,000 test images;
+- bound: the FLOPs of the same work (counted by torch's FlopCounterMode) divided by the matmul
+  rate measured in this run on the VAE's own matmul shapes.
+pythae (if bench/setup_peers.sh made its venv) runs the same VAE in the same sitting.
+Also: how the epoch time grows with the number of images and the batch size, and whether
+memory stays flat across epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from aegen.data import load_dataset, to_model_range
+from aegen.models import build_model
+from aegen.train import TrainConfig, Trainer
+
+HERE = Path(__file__).resolve().parent
+PYTHAE = HERE / ".venv-pythae" / "bin" / "python"
+MODELS = ("ae", "conv-ae", "vae")
+BATCH = 128
+
+
+def best_time(function, repeats: int) -> float:
+    """The fastest of several timed calls (the machine is noisy; the minimum is the signal)."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def matmul_rate() -> float:
+    """FLOP/s of the VAE's forward and backward matmuls at batch 128, the best of several passes."""
+    shapes = []
+    for n_in, n_out in ((784, 400), (400, 20), (400, 20), (20, 400), (400, 784)):
+        shapes += [(BATCH, n_in, n_out), (BATCH, n_out, n_in), (n_out, BATCH, n_in)]
+    operands = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in shapes]
+    flops = sum(2 * m * k * n for m, k, n in shapes)
+
+    def run():
+        for _ in range(50):
+            for a, b in operands:
+                torch.mm(a, b)
+    return 50 * flops / best_time(run, 7)
+
+
+def train_step_flops(name: str) -> int:
+    """FLOPs of one forward + backward pass at batch 128."""
+    model = build_model(name)
+    x = to_model_range(torch.randint(0, 256, (BATCH, 28, 28), dtype=torch.uint8), model.value_range)
+    with FlopCounterMode(display=False) as counter:
+        model.loss(x).loss.backward()
+    return counter.get_total_flops()
+
+
+def timed_process(argv: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (MiB) of one process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if status != 0:
+        raise SystemExit(f"failed: {' '.join(argv)}\n{process.stderr.read().decode()}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def aegen_run(name: str, epochs: int, data_root: Path, out: Path) -> tuple[float, float]:
+    argv = [sys.executable, "-m", "aegen", "train", name, "--dataset", "fashion-mnist",
+            "--data-root", str(data_root), "--epochs", str(epochs), "--val-fraction", "0.00001",
+            "--quiet", "--out", str(out)]
+    return timed_process(argv)
+
+
+def pythae_run(epochs: int, data_root: Path) -> tuple[float, float]:
+    return timed_process([str(PYTHAE), str(HERE / "peers" / "pythae_vae.py"), "train",
+                          "--epochs", str(epochs), "--data-root", str(data_root)])
+
+
+def epoch_times(data_root: Path, repeats: int, work: Path, peers: bool) -> dict:
+    """Per-epoch seconds by the start-up-cancelling method, interleaved, best of repeats."""
+    results: dict[str, dict] = {}
+    names = [*MODELS, *(["pythae-vae"] if peers else [])]
+    for repeat in range(repeats):
+        for name in names:
+            runs = {}
+            for epochs in (1, 3):
+                if name == "pythae-vae":
+                    runs[epochs] = pythae_run(epochs, data_root)
+                else:
+                    runs[epochs] = aegen_run(name, epochs, data_root, work / f"{name}-{repeat}-{epochs}")
+            entry = results.setdefault(name, {"epoch": float("inf"), "run_1": float("inf")})
+            entry["epoch"] = min(entry["epoch"], (runs[3][0] - runs[1][0]) / 2)
+            entry["run_1"] = min(entry["run_1"], runs[1][0])
+            entry["peak_mib_run_1"] = runs[1][1]
+            print(f"  {name}: repeat {repeat + 1}: 1 epoch {runs[1][0]:.2f}s, 3 epochs {runs[3][0]:.2f}s",
+                  flush=True)
+    return results
+
+
+def held_out_work(name: str, run_dir: Path, data_root: Path, nll_images: int) -> dict:
+    """Seconds to evaluate the test loss, to sample 10,000 images and (VAE) to estimate the NLL."""
+    import aegen
+    from aegen.likelihood import elbo_and_nll
+
+    trained = aegen.load(run_dir, data_root)
+    test = load_dataset("fashion-mnist", "test", data_root)
+    trainer = Trainer(trained.model, TrainConfig(), test.images[:1], test.images)
+    out = {"eval": best_time(lambda: trainer.evaluate(test.images), 3),
+           "sample": best_time(lambda: trained.sample(10_000, seed=0, sampler="prior"), 3)}
+    if name == "vae":
+        images = test.images[:nll_images].unsqueeze(1).float() / 255
+        seconds = best_time(lambda: elbo_and_nll(trained.model, images, k=1000), 1)
+        out["nll"] = seconds * len(test) / nll_images  # scaled to the full 10,000 test images
+    return out
+
+
+def decode_flops(name: str, n: int) -> int:
+    model = build_model(name)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.decode(torch.randn(n, model.latent_dim))
+    return counter.get_total_flops()
+
+
+def scaling(data_root: Path) -> dict:
+    """Epoch seconds against images (5k/20k/60k) and batch size (64/128/512); RSS over epochs."""
+    data = load_dataset("fashion-mnist", "train", data_root).images
+    out: dict = {}
+    for name in MODELS:
+        model_results = out.setdefault(name, {"images": {}, "batch": {}})
+        for n in (5_000, 20_000, 60_000):
+            trainer = Trainer(build_model(name), TrainConfig(), data[:n], data[:1])
+            model_results["images"][n] = best_time(lambda: trainer.train_epoch(1, False), 2)
+        for batch in (64, 128, 512):
+            trainer = Trainer(build_model(name), TrainConfig(batch_size=batch), data, data[:1])
+            model_results["batch"][batch] = best_time(lambda: trainer.train_epoch(1, False), 2)
+    trainer = Trainer(build_model("vae"), TrainConfig(), data, data[:1])
+    rss = []
+    for epoch in range(1, 11):
+        trainer.train_epoch(epoch, False)
+        rss.append(int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20)
+    out["vae_rss_mib_by_epoch"] = [round(r, 1) for r in rss]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("AEGEN_DATA", "../shared/data")))
+    parser.add_argument("--json", type=Path, default=HERE / "results.json")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--nll-images", type=int, default=10_000,
+                        help="test images the NLL is timed on (the time is scaled to 10,000)")
+    parser.add_argument("--no-scaling", action="store_true")
+    args = parser.parse_args()
+    data_root = args.data_root.resolve()
+    peers = PYTHAE.exists()
+    rate = matmul_rate()
+    print(f"matmul rate on the VAE's shapes: {rate / 1e9:.1f} GFLOP/s", flush=True)
+    steps = -(-60_000 // BATCH)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        results = epoch_times(data_root, args.repeats, work, peers)
+        for name in MODELS:
+            entry = results[name]
+            entry["epoch_bound"] = train_step_flops(name) * steps / rate
+            entry["run_10"], entry["peak_mib_run_10"] = aegen_run(name, 10, data_root, work / f"{name}-10")
+            entry.update(held_out_work(name, work / f"{name}-10", data_root, args.nll_images))
+            entry["sample_bound"] = decode_flops(name, 10_000) / rate
+            if name == "vae":
+                entry["nll_bound"] = decode_flops(name, 10_000 * 1000) / rate
+            print(f"  {name}: 10-epoch run {entry['run_10']:.1f}s", flush=True)
+        if peers:
+            results["pythae-vae"]["run_10"] = pythae_run(10, data_root)[0]
+            nll = subprocess.run([str(PYTHAE), str(HERE / "peers" / "pythae_vae.py"), "nll",
+                                  "--images", "200", "--data-root", str(data_root)],
+                                 capture_output=True, text=True, check=True)
+            results["pythae-vae"]["nll"] = json.loads(nll.stdout.splitlines()[-1])["seconds_per_image"] * 10_000
+    report = {"matmul_gflops": rate / 1e9, "results": results,
+              "scaling": None if args.no_scaling else scaling(data_root)}
+    args.json.write_text(json.dumps(report, indent=2))
+    print_table(report)
+
+
+def print_table(report: dict) -> None:
+    print(f"\nmatmul rate {report['matmul_gflops']:.1f} GFLOP/s; times in seconds; ratio = time / bound")
+    print("| model | epoch | bound | ratio | run 1 | run 10 | eval | sample | nll (k=1000, 10k) | nll ratio | peak MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in report["results"].items():
+        bound = r.get("epoch_bound")
+        cells = [name, f"{r['epoch']:.2f}", f"{bound:.2f}" if bound else "", f"{r['epoch'] / bound:.2f}" if bound else "",
+                 f"{r['run_1']:.1f}", f"{r.get('run_10', float('nan')):.1f}", f"{r.get('eval', float('nan')):.2f}",
+                 f"{r.get('sample', float('nan')):.2f}", f"{r['nll']:.0f}" if "nll" in r else "",
+                 f"{r['nll'] / r['nll_bound']:.2f}" if "nll_bound" in r else "",
+                 f"{r.get('peak_mib_run_10', r.get('peak_mib_run_1', 0)):.0f}"]
+        print("| " + " | ".join(cells) + " |")
+    if report["scaling"]:
+        print("\nepoch seconds by training images and by batch size; VAE RSS (MiB) by epoch")
+        for name in MODELS:
+            s = report["scaling"][name]
+            print(f"  {name}: images " + ", ".join(f"{n}: {t:.2f}" for n, t in s["images"].items())
+                  + "; batch " + ", ".join(f"{b}: {t:.2f}" for b, t in s["batch"].items()))
+        print(f"  vae RSS by epoch: {report['scaling']['vae_rss_mib_by_epoch']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Data-parallel training across the processes torchrun starts (gloo on CPU, nccl on GPU).
+
+Every rank holds the whole data set and the same shuffled order; each takes its own slice of
+every global batch, DistributedDataParallel averages the gradients, so the update equals the
+single-process one on the same global batch. Only rank 0 writes the run folder.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size), initialising the process group once when torchrun started us."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), size
+
+
+def is_main() -> bool:
+    """Whether this process writes files and logs (rank 0, or the only process)."""
+    return world()[0] == 0
+
+
+class LossModule(nn.Module):
+    """model.loss as a forward pass, so that DistributedDataParallel sees (and syncs) it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        out = self.model.loss(x)
+        return out.loss, out.terms
+
+
+def loss_module(model: nn.Module) -> nn.Module:
+    """The model's loss, wrapped in DistributedDataParallel when there are several ranks."""
+    module = LossModule(model)
+    if world()[1] == 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(module)
+
+
+def sum_across_ranks(values: dict[str, float]) -> dict[str, float]:
+    """Add up per-rank totals (one all-reduce for the whole dictionary)."""
+    if world()[1] == 1 or not values:
+        return values
+    import torch.distributed as dist
+
+    keys = sorted(values)
+    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return dict(zip(keys, tensor.tolist()))
