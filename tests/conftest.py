@@ -26,6 +26,24 @@ def _isolated_data_root(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("AEGEN_DATA", str(tmp_path_factory.mktemp("empty-data-root")))
 
 
+class _WritesAFile:
+    """Unpickling this creates the file named by `target`."""
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+@pytest.fixture
+def malicious_pickle():
+    """Bytes of a pickle that would create the given file if anything unpickled it."""
+    import pickle
+
+    return lambda target: pickle.dumps(_WritesAFile(str(target)))
+
+
 @pytest.fixture(scope="session")
 def trained_runs(tmp_path_factory) -> dict:
     """One briefly trained run folder per reference model (shared by the read-only tests)."""

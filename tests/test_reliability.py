@@ -2,7 +2,6 @@
 
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -72,21 +71,12 @@ def test_nan_loss_stops_with_epoch_step_and_cause_and_keeps_the_checkpoint(capsy
     assert all((run_dir / name).read_bytes() == payload for name, payload in kept.items())
 
 
-class WritesAFile:
-    """Unpickling this creates the file named by `target`."""
-
-    def __init__(self, target):
-        self.target = target
-
-    def __reduce__(self):
-        return (open, (self.target, "w"))
-
-
-def test_a_malicious_pickle_as_checkpoint_is_refused_and_never_runs(capsys, tmp_path):
+def test_a_malicious_pickle_as_checkpoint_is_refused_and_never_runs(capsys, tmp_path,
+                                                                    malicious_pickle):
     run_dir = tmp_path / "run"
     cli(capsys, "train", "ae", "--epochs", "1", "--out", run_dir, "--quiet")
     target = tmp_path / "pwned"
-    (run_dir / "checkpoint.safetensors").write_bytes(pickle.dumps(WritesAFile(str(target))))
+    (run_dir / "checkpoint.safetensors").write_bytes(malicious_pickle(target))
     status, _, err = cli(capsys, "train", "ae", "--epochs", "2", "--out", run_dir, "--resume")
     assert status == 2 and "checkpoint.safetensors is not a safetensors file" in err
     assert not target.exists()

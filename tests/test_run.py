@@ -1,7 +1,6 @@
 """Run folders describe themselves, load without unpickling and sample the same as in memory."""
 
 import json
-import pickle
 import shutil
 
 import pytest
@@ -90,20 +89,11 @@ def test_weights_with_wrong_shapes_are_refused(trained_runs, tmp_path):
         load(run_dir)
 
 
-class WritesAFile:
-    """Unpickling this would create the file named by `target`."""
-
-    def __init__(self, target):
-        self.target = target
-
-    def __reduce__(self):
-        return (open, (self.target, "w"))
-
-
-def test_a_pickle_posing_as_weights_is_refused_and_never_executed(trained_runs, tmp_path):
+def test_a_pickle_posing_as_weights_is_refused_and_never_executed(trained_runs, tmp_path,
+                                                                   malicious_pickle):
     run_dir = copy_run(trained_runs, "ae", tmp_path)
     target = tmp_path / "pwned"
-    (run_dir / "model.safetensors").write_bytes(pickle.dumps(WritesAFile(str(target))))
+    (run_dir / "model.safetensors").write_bytes(malicious_pickle(target))
     with pytest.raises(RunError, match="not a safetensors file"):
         load(run_dir)
     assert not target.exists()
@@ -134,3 +124,11 @@ def test_resume_refuses_a_run_of_another_model(trained_runs, tmp_path):
     run_dir = copy_run(trained_runs, "ae", tmp_path)
     with pytest.raises(RunError, match="holds a 'ae' run, not 'vae'"):
         train("vae", epochs=3, out=run_dir, resume=True, progress=False, log=lambda line: None)
+
+
+def test_the_malicious_pickle_used_above_really_writes_when_unpickled(tmp_path, malicious_pickle):
+    import pickle
+
+    target = tmp_path / "written"
+    pickle.loads(malicious_pickle(target)).close()
+    assert target.exists()
