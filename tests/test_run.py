@@ -132,3 +132,10 @@ def test_the_malicious_pickle_used_above_really_writes_when_unpickled(tmp_path, 
     target = tmp_path / "written"
     pickle.loads(malicious_pickle(target)).close()
     assert target.exists()
+
+
+@pytest.mark.parametrize("name", ["conv-ae", "vae"])
+def test_a_run_with_a_single_held_out_image_still_draws_its_pictures(name, tmp_path):
+    train(name, epochs=1, val_fraction=0.0001, out=tmp_path / name, progress=False,
+          log=lambda line: None)
+    assert (tmp_path / name / "latent.png").is_file() and (tmp_path / name / "samples.png").is_file()

@@ -40,9 +40,11 @@ def write_run_pictures(trained: "TrainedModel", history: list[dict]) -> None:
     codes = trained.encode(held_out.images[points])
     save_latent_scatter(run_dir / "latent.png", codes, held_out.labels[points], held_out.classes,
                         f"{trained.name}: held-out {held_out.name} codes")
-    pairs = held_out.images[:2 * N_INTERPOLATIONS]
-    strips = interpolations(trained, pairs[0::2], pairs[1::2])
-    write_atomic(run_dir / "interpolations.png", image_grid_png(strips, INTERPOLATION_STEPS))
+    n_pairs = min(N_INTERPOLATIONS, len(held_out) // 2)
+    if n_pairs:
+        pairs = held_out.images[:2 * n_pairs]
+        strips = interpolations(trained, pairs[0::2], pairs[1::2])
+        write_atomic(run_dir / "interpolations.png", image_grid_png(strips, INTERPOLATION_STEPS))
     if trained.latent_dim == 2:
         # A VAE's codes follow N(0, I); a plain AE's lie where training put them.
         is_vae = trained.default_sampler == "prior"

@@ -57,8 +57,13 @@ def project_2d(codes: torch.Tensor) -> tuple[torch.Tensor, str]:
         return codes, "z"
     centred = codes - codes.mean(0)
     _, singular, basis = torch.linalg.svd(centred, full_matrices=False)
-    explained = (singular[:2] ** 2).sum() / (singular ** 2).sum()
-    return centred @ basis[:2].T, f"PCA of the {codes.shape[1]}-d code ({explained:.0%} of variance)"
+    points = centred @ basis[:2].T
+    if points.shape[1] < 2:  # a single code has a single (zero) principal direction
+        points = torch.cat([points, torch.zeros(len(points), 2 - points.shape[1],
+                                                dtype=points.dtype)], 1)
+    total = (singular ** 2).sum()
+    explained = (singular[:2] ** 2).sum() / total if total > 0 else torch.tensor(0.0)
+    return points, f"PCA of the {codes.shape[1]}-d code ({explained:.0%} of variance)"
 
 
 def save_latent_scatter(path: Path, codes: torch.Tensor, labels: torch.Tensor,
