@@ -190,7 +190,7 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
         "train": dataclasses.asdict(train_config),
         "data": {"dataset": dataset, "root": str(data_root) if data_root is not None else None,
                  "n_train": len(train_index), "n_val": len(val_index)},
-        "default_sampler": "prior" if hasattr(net, "posterior") else "gaussian",
+        "default_sampler": "prior" if net.variational else "gaussian",
     }
     try:  # fail before any training when the folder cannot be written
         if main:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aegen.data import load_dataset
+from aegen.data import load_dataset, unit_images
 
 CLASSIFIER_VERSION = 1
 FEATURES = 128
@@ -82,7 +82,7 @@ def random_affine(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 def accuracy(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of uint8 images [N, 28, 28] classified as their label."""
     classifier.eval()
-    predictions = torch.cat([classifier(chunk.unsqueeze(1).float() / 255).argmax(1)
+    predictions = torch.cat([classifier(unit_images(chunk)).argmax(1)
                              for chunk in images.split(2048)])
     return (predictions == labels).float().mean().item()
 
@@ -111,7 +111,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, recipe: Recipe,
     classifier.train()
     for epoch in range(1, epochs + 1):
         for index in torch.randperm(len(images), generator=generator).split(batch):
-            x = augment(images[index].unsqueeze(1).float() / 255, generator)
+            x = augment(unit_images(images[index]), generator)
             loss = F.cross_entropy(classifier(x), labels[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

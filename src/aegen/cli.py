@@ -185,6 +185,7 @@ def _sample(args: argparse.Namespace) -> None:
 
 def _reconstruct(args: argparse.Namespace) -> None:
     from aegen.api import load
+    from aegen.data import unit_images
     from aegen.outputs import IMAGE_FORMATS, check_suffix, save_images
     from aegen.plots import save_reconstructions
 
@@ -194,7 +195,7 @@ def _reconstruct(args: argparse.Namespace) -> None:
     originals = trained.split(args.split).images[:args.n]
     rebuilt = trained.reconstruct(originals)
     if out.suffix.lower() == ".png":
-        save_reconstructions(out, originals.unsqueeze(1) / 255.0, rebuilt)
+        save_reconstructions(out, unit_images(originals), rebuilt)
     else:
         save_images(out, rebuilt)
     print(out)

@@ -255,6 +255,11 @@ def to_model_range(images: torch.Tensor, value_range: tuple[float, float]) -> to
     return x.mul_((high - low) / 255.0).add_(low)
 
 
+def unit_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images [N, 28, 28] -> float [N, 1, 28, 28] in [0, 1], as pictures and judges take them."""
+    return to_model_range(images, (0.0, 1.0))
+
+
 def to_unit_range(x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
     """Model-range images back to [0, 1] for pictures and metrics."""
     low, high = value_range

@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from aegen.classifier import Classifier, load_classifier
-from aegen.data import to_model_range
+from aegen.data import to_model_range, unit_images
 from aegen.files import write_json
 from aegen.quality import CONFIDENT, NEIGHBOURS, class_coverage, frechet_distance, \
     precision_recall
@@ -57,7 +57,7 @@ def reconstruction_scores(trained: "TrainedModel", images: torch.Tensor, seed: i
         total = sum(model.loss(to_model_range(chunk, model.value_range)).loss.item() * len(chunk)
                     for chunk in images.split(1024))
     rebuilt = trained.reconstruct(images)
-    mse = (rebuilt - images.unsqueeze(1).float() / 255).pow(2).mean().item()
+    mse = (rebuilt - unit_images(images)).pow(2).mean().item()
     return {"model_loss": total / len(images), "pixel_mse": mse, "images": len(images)}
 
 
@@ -73,7 +73,7 @@ def evaluate_run(trained: "TrainedModel", samplers: list[str] | None = None,
     dataset = trained.config["data"]["dataset"]
     test = trained.split("test")
     classifier, record = classifier or load_classifier(dataset, trained.data_root, log)
-    real = test.images.unsqueeze(1).float() / 255
+    real = unit_images(test.images)
     real_features, _ = classify(classifier, real)
     metrics: dict = {
         "run": str(trained.run_dir), "model": trained.name, "dataset": dataset,
@@ -85,7 +85,7 @@ def evaluate_run(trained: "TrainedModel", samplers: list[str] | None = None,
         "reconstruction": reconstruction_scores(trained, test.images, seed),
     }
     log(f"{trained.name}: held-out reconstruction {metrics['reconstruction']}")
-    if hasattr(trained.model, "posterior"):
+    if trained.model.variational:
         subset = real[:nll_images] if nll_images else real
         metrics["likelihood"] = {
             "grayscale_bce": elbo_and_nll(trained.model, subset, nll_k, seed),
@@ -93,8 +93,7 @@ def evaluate_run(trained: "TrainedModel", samplers: list[str] | None = None,
         log(f"{trained.name}: likelihood {metrics['likelihood']}")
     train_images = trained.split("train").images[:n_samples]
     metrics["protocol"]["real_data_images"] = len(train_images)
-    metrics["real_data"] = quality_scores(classifier, train_images.unsqueeze(1).float() / 255,
-                                          real_features)
+    metrics["real_data"] = quality_scores(classifier, unit_images(train_images), real_features)
     metrics["samplers"] = {}
     for name in samplers:
         samples = trained.sample(n_samples, seed=seed, sampler=name)

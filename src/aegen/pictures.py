@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from aegen.data import unit_images
+from aegen.files import write_atomic
 from aegen.plots import image_grid_png, save_image_grid, save_latent_scatter, save_loss_curves, \
     save_manifold, save_reconstructions
-from aegen.files import write_atomic
 
 if TYPE_CHECKING:
     from aegen.api import TrainedModel
@@ -33,7 +34,7 @@ def write_run_pictures(trained: "TrainedModel", history: list[dict]) -> None:
     """Write every picture of the run folder from held-out (validation) images."""
     run_dir, held_out = trained.run_dir, trained.split("val")
     originals = held_out.images[:N_RECONSTRUCTIONS]
-    save_reconstructions(run_dir / "reconstructions.png", originals.unsqueeze(1) / 255.0,
+    save_reconstructions(run_dir / "reconstructions.png", unit_images(originals),
                          trained.reconstruct(originals))
     save_image_grid(run_dir / "samples.png", trained.sample(N_SAMPLES, seed=0), columns=8)
     points = slice(0, N_LATENT_POINTS)
@@ -47,9 +48,9 @@ def write_run_pictures(trained: "TrainedModel", history: list[dict]) -> None:
         write_atomic(run_dir / "interpolations.png", image_grid_png(strips, INTERPOLATION_STEPS))
     if trained.latent_dim == 2:
         # A VAE's codes follow N(0, I); a plain AE's lie where training put them.
-        is_vae = trained.default_sampler == "prior"
-        centre = (0.0, 0.0) if is_vae else tuple(codes.mean(0).tolist())
-        scale = (1.0, 1.0) if is_vae else tuple(codes.std(0).tolist())
+        variational = trained.model.variational
+        centre = (0.0, 0.0) if variational else tuple(codes.mean(0).tolist())
+        scale = (1.0, 1.0) if variational else tuple(codes.std(0).tolist())
         save_manifold(run_dir / "manifold.png", trained.decode, centre=centre, scale=scale)
     if history:
         save_loss_curves(run_dir / "loss.png", history)

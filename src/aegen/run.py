@@ -80,10 +80,14 @@ def save_weights(run_dir: Path, model: torch.nn.Module, model_name: str) -> None
     save_tensors(run_dir / WEIGHTS, model.state_dict(), {"model": model_name})
 
 
-def load_weights(path: Path, model: torch.nn.Module, model_name: str,
-                 prefix: str = "") -> dict[str, str]:
-    """Load weights into model, refusing files of another model or with other shapes."""
-    tensors, metadata = load_tensors(path)
+def load_weights(path: Path, model: torch.nn.Module, model_name: str) -> None:
+    """Load model.safetensors into model, refusing files of another model or with other shapes."""
+    _apply_weights(path, *load_tensors(path), model, model_name, prefix="")
+
+
+def _apply_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str],
+                   model: torch.nn.Module, model_name: str, prefix: str) -> None:
+    """Put the tensors named prefix + parameter name into model, after checking every one."""
     if metadata.get("model", model_name) != model_name:
         raise RunError(f"{path} holds a {metadata['model']!r} model, not {model_name!r}")
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -97,7 +101,6 @@ def load_weights(path: Path, model: torch.nn.Module, model_name: str,
             raise RunError(f"{path}: tensor {key!r} has shape {tuple(state[key].shape)}, "
                            f"the {model_name!r} model needs {tuple(wanted.shape)}")
     model.load_state_dict(state)
-    return metadata
 
 
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, model_name: str,
@@ -122,8 +125,8 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, model_name: str,
                     optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
     """Restore weights and optimizer state; return the finished epochs and their metrics."""
     path = run_dir / CHECKPOINT
-    metadata = load_weights(path, model, model_name, prefix="model.")
-    tensors, _ = load_tensors(path)
+    tensors, metadata = load_tensors(path)
+    _apply_weights(path, tensors, metadata, model, model_name, prefix="model.")
     try:
         state: dict[int, dict[str, Any]] = {}
         for key, value in tensors.items():

@@ -89,9 +89,10 @@ class Trainer:
             batches = [b.tensor_split(self.world_size)[self.rank] for b in batches
                        if len(b) >= self.world_size]
         totals: dict[str, float] = {}
-        quiet = (not progress if progress is not None else None) if self.rank == 0 else True
+        # tqdm's disable=None: a bar only on a terminal; other ranks never draw one.
+        disable = True if self.rank != 0 else (None if progress is None else not progress)
         bar = tqdm(batches, desc=f"epoch {epoch}/{self.config.epochs}", leave=False,
-                   disable=quiet, unit="batch")
+                   disable=disable, unit="batch")
         for step, index in enumerate(bar, start=1):
             x = to_model_range(self.train_images[index], self.model.value_range)
             loss_tensor, terms = self.loss_module(x)

@@ -30,6 +30,7 @@ class Autoencoder(nn.Module):
     value_range: tuple[float, float]
     latent_dim: int
     image_shape: tuple[int, int, int]
+    variational: bool = False  # True: trained so that codes follow the prior N(0, I)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images [B, C, H, W] -> codes [B, latent_dim] (the posterior mean for a VAE)."""

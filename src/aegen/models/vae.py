@@ -32,6 +32,7 @@ class VAE(Autoencoder):
     """fc1 784-400 ReLU, heads 400-20 for mu and logvar; decoder 20-400 ReLU, 400-784 sigmoid."""
 
     value_range = (0.0, 1.0)
+    variational = True
 
     def __init__(self, config: VAEConfig | None = None):
         super().__init__()
