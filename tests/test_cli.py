@@ -121,4 +121,5 @@ def test_console_entry_point_prints_no_traceback():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == \
-        "aegen: error: unknown model 'vea' (did you mean 'vae'?); choose one of ae, conv-ae, vae"
+        "aegen: error: unknown model 'vea' (did you mean 'vae'?); choose one of ae, conv-ae, vae, " \
+        "conv-vae"

@@ -152,3 +152,14 @@ def test_random_flip_mirrors_about_half_of_the_images():
     flipped = random_flip(x, torch.Generator().manual_seed(0))
     mirrored = (flipped == x.flip(3)).flatten(1).all(1)
     assert 150 < mirrored.sum() < 250 and torch.equal(flipped[~mirrored], x[~mirrored])
+
+
+def test_conv_vae_trains_samples_and_estimates_its_nll(tmp_path):
+    from aegen.api import load, train
+
+    run = train("conv-vae", epochs=1, out=tmp_path / "run", progress=False, log=lambda line: None)
+    assert load(run.run_dir).default_sampler == "prior"
+    assert torch.equal(load(run.run_dir).sample(8, seed=1), run.sample(8, seed=1))
+    images = run.split("val").images[:20].unsqueeze(1).float() / 255
+    result = elbo_and_nll(run.model, images, k=16)
+    assert 0 < result["nll"] <= -result["elbo"] + 1e-6

@@ -108,3 +108,21 @@ def test_model_options_override_the_preset():
 def test_bad_model_options_get_a_clear_error(name, options, message):
     with pytest.raises(ConfigError, match=message):
         build_model(name, options)
+
+
+def test_conv_vae_shapes_for_28px_grayscale_and_32px_colour():
+    model = build_model("conv-vae")
+    assert model.variational and model.value_range == (0.0, 1.0)
+    assert model.encode(torch.rand(3, 1, 28, 28)).shape == (3, 20)
+    assert model.decode(torch.randn(3, 20)).shape == (3, 1, 28, 28)
+    assert model.decode_logits(torch.randn(2, 5, 20)).shape == (2, 5, 784)  # k draws per image
+    colour = build_model("conv-vae", {"image_size": 32, "channels": 3})
+    assert colour.decode(torch.randn(2, 20)).shape == (2, 3, 32, 32)
+    assert colour.loss(torch.rand(2, 3, 32, 32)).loss.item() > 0
+
+
+def test_conv_vae_loss_on_known_input_is_pixels_ln2_with_zero_weights():
+    model = zero_weights(build_model("conv-vae"))
+    out = model.loss(torch.rand(4, 1, 28, 28))
+    assert out.loss.item() == pytest.approx(784 * math.log(2), rel=1e-5)
+    assert out.terms["kl"].item() == pytest.approx(0.0, abs=1e-6)

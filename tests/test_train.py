@@ -19,7 +19,7 @@ def mnist_5k_split():
     return data.images[train_index], data.images[val_index]
 
 
-@pytest.mark.parametrize("name", ["ae", "conv-ae", "vae"])
+@pytest.mark.parametrize("name", ["ae", "conv-ae", "vae", "conv-vae"])
 def test_a_few_hundred_steps_lower_the_held_out_loss_well_below_the_start(name):
     train_images, val_images = mnist_5k_split()
     config = TrainConfig(epochs=8, weight_decay=preset(name).weight_decay)  # 8 x 36 = 288 steps

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model and write its run folder")
-    train.add_argument("model", metavar="MODEL", help="ae, conv-ae or vae (see `aegen models`)")
+    train.add_argument("model", metavar="MODEL", help="ae, conv-ae, vae or conv-vae (see `aegen models`)")
     train.add_argument("--config", type=Path, metavar="FILE",
                        help="JSON object of settings (dataset, epochs, lr, model_options, ...); "
                        "flags given beside it win")

@@ -9,6 +9,7 @@ from aegen.errors import ConfigError
 from aegen.models.ae import AEConfig, FullyConnectedAE
 from aegen.models.base import Autoencoder, LossOutput, config_from_dict, config_to_dict
 from aegen.models.conv_ae import ConvAE, ConvAEConfig
+from aegen.models.conv_vae import ConvVAE, ConvVAEConfig
 from aegen.models.vae import VAE, VAEConfig
 from aegen.names import closest
 
@@ -29,6 +30,8 @@ PRESETS: dict[str, Preset] = {
     "conv-ae": Preset(ConvAEConfig, ConvAE,
                       "convolutional autoencoder 16/8 channels, 8x2x2 code, Tanh output, MSE", 1e-5),
     "vae": Preset(VAEConfig, VAE, "variational autoencoder 784-400-20, sigmoid output, BCE + KL"),
+    "conv-vae": Preset(ConvVAEConfig, ConvVAE,
+                       "convolutional VAE 32/64 channels, 20-d code, sigmoid output, BCE + KL"),
 }
 
 
@@ -49,4 +52,4 @@ def build_model(name: str, options: dict[str, Any] | None = None) -> Autoencoder
 
 __all__ = ["PRESETS", "Preset", "Autoencoder", "LossOutput", "build_model", "preset",
            "config_to_dict", "config_from_dict", "AEConfig", "ConvAEConfig", "VAEConfig",
-           "FullyConnectedAE", "ConvAE", "VAE"]
+           "FullyConnectedAE", "ConvAE", "VAE", "ConvVAEConfig", "ConvVAE"]

@@ -62,12 +62,19 @@ class VAE(Autoencoder):
         return torch.sigmoid(self.decode_logits(z)).view(-1, *self.image_shape)
 
     def loss(self, x: torch.Tensor) -> LossOutput:
-        """BCE summed over pixels + KL(q(z|x) || N(0, I)), averaged over the batch (nats/image)."""
-        mu, logvar = self.posterior(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparametrisation trick
-        # BCE on logits equals BCE on the sigmoid output, without its log(0) at saturation.
-        recon = F.binary_cross_entropy_with_logits(
-            self.decode_logits(z), x.flatten(1), reduction="sum") / len(x)
-        kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / len(x)
-        loss = recon + self.config.kl_weight * kl
-        return LossOutput(loss, {"recon": recon.detach(), "kl": kl.detach()})
+        return bernoulli_vae_loss(self, x, self.config.kl_weight)
+
+
+def bernoulli_vae_loss(model: Autoencoder, x: torch.Tensor, kl_weight: float) -> LossOutput:
+    """BCE summed over pixels + kl_weight * KL(q(z|x) || N(0, I)), averaged over the batch.
+
+    Works for any model with posterior(x) -> (mu, logvar) and decode_logits(z) -> [B, pixels].
+    """
+    mu, logvar = model.posterior(x)
+    z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparametrisation trick
+    # BCE on logits equals BCE on the sigmoid output, without its log(0) at saturation.
+    recon = F.binary_cross_entropy_with_logits(
+        model.decode_logits(z), x.flatten(1), reduction="sum") / len(x)
+    kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / len(x)
+    loss = recon + kl_weight * kl
+    return LossOutput(loss, {"recon": recon.detach(), "kl": kl.detach()})

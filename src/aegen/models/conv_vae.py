@@ -1,0 +1,82 @@
+"""A convolutional VAE: two stride-2 convolutions down, two transposed convolutions up.
+
+Sized by configuration for 28x28 grayscale (MNIST family) and 32x32 colour images; same Bernoulli
+decoder and loss as the fully-connected VAE, so sampling, ELBO and NLL work unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from aegen.errors import ConfigError
+from aegen.models.base import Autoencoder, LossOutput, require_positive
+from aegen.models.vae import bernoulli_vae_loss
+
+
+@dataclass
+class ConvVAEConfig:
+    """Image size (divisible by 4), channels, the two conv widths, code size and KL weight."""
+
+    image_size: int = 28
+    channels: int = 1
+    hidden_channels: tuple[int, ...] = (32, 64)
+    latent_dim: int = 20
+    kl_weight: float = 1.0
+
+    def check(self) -> None:
+        require_positive(self)
+        if self.image_size % 4 or len(self.hidden_channels) != 2:
+            raise ConfigError("conv-vae needs an image size divisible by 4 and two channel counts")
+        if self.kl_weight < 0:
+            raise ConfigError(f"kl_weight must be >= 0, got {self.kl_weight}")
+
+
+class ConvVAE(Autoencoder):
+    """Conv(4, s2) -> Conv(4, s2) -> linear heads; linear -> ConvT(4, s2) -> ConvT(4, s2) logits."""
+
+    value_range = (0.0, 1.0)
+    variational = True
+
+    def __init__(self, config: ConvVAEConfig | None = None):
+        super().__init__()
+        self.config = config = config or ConvVAEConfig()
+        config.check()
+        c, (narrow, wide), side = config.channels, config.hidden_channels, config.image_size // 4
+        self.image_shape = (c, config.image_size, config.image_size)
+        self.latent_dim = config.latent_dim
+        self.feature_shape = (wide, side, side)
+        features = wide * side * side
+        self.encoder = nn.Sequential(
+            nn.Conv2d(c, narrow, 4, stride=2, padding=1), nn.ReLU(),  # -> narrow x S/2 x S/2
+            nn.Conv2d(narrow, wide, 4, stride=2, padding=1), nn.ReLU(),  # -> wide x S/4 x S/4
+            nn.Flatten())
+        self.fc_mu = nn.Linear(features, config.latent_dim)
+        self.fc_logvar = nn.Linear(features, config.latent_dim)
+        self.fc_decode = nn.Linear(config.latent_dim, features)
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(narrow, c, 4, stride=2, padding=1))
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean and log-variance of q(z|x), each [B, latent_dim]."""
+        h = self.encoder(x)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Bernoulli logits [..., pixels] for codes [..., latent_dim] (any leading shape)."""
+        lead = z.shape[:-1]
+        h = F.relu(self.fc_decode(z.reshape(-1, self.latent_dim))).view(-1, *self.feature_shape)
+        return self.decoder(h).reshape(*lead, -1)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.posterior(x)[0]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decode_logits(z)).view(-1, *self.image_shape)
+
+    def loss(self, x: torch.Tensor) -> LossOutput:
+        return bernoulli_vae_loss(self, x, self.config.kl_weight)
