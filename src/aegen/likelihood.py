@@ -14,13 +14,13 @@ import math
 import torch
 from torch.nn import functional as F
 
-from aegen.models.vae import VAE
+from aegen.models.vae import BernoulliVAE
 
 LOG_2PI = math.log(2 * math.pi)
 
 
 @torch.no_grad()
-def log_weights(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator,
+def log_weights(model: BernoulliVAE, x: torch.Tensor, k: int, generator: torch.Generator,
                 rows_per_chunk: int = 32_768) -> torch.Tensor:
     """log p(x, z_i) - log q(z_i|x) for k posterior draws per image: [B, k] for x [B, 1, 28, 28]."""
     pixels = x.flatten(1)
@@ -41,7 +41,7 @@ def log_weights(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator,
 
 
 @torch.no_grad()
-def elbo_and_nll(model: VAE, images: torch.Tensor, k: int = 1000, seed: int = 0,
+def elbo_and_nll(model: BernoulliVAE, images: torch.Tensor, k: int = 1000, seed: int = 0,
                  batch: int = 64) -> dict[str, float]:
     """Mean ELBO and importance-sampled NLL (nats per image) of images [N, 1, 28, 28] in [0, 1]."""
     model.eval()

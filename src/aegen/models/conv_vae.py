@@ -13,8 +13,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from aegen.errors import ConfigError
-from aegen.models.base import Autoencoder, LossOutput, require_positive
-from aegen.models.vae import bernoulli_vae_loss
+from aegen.models.base import require_positive
+from aegen.models.vae import BernoulliVAE
 
 
 @dataclass
@@ -35,11 +35,8 @@ class ConvVAEConfig:
             raise ConfigError(f"kl_weight must be >= 0, got {self.kl_weight}")
 
 
-class ConvVAE(Autoencoder):
+class ConvVAE(BernoulliVAE):
     """Conv(4, s2) -> Conv(4, s2) -> linear heads; linear -> ConvT(4, s2) -> ConvT(4, s2) logits."""
-
-    value_range = (0.0, 1.0)
-    variational = True
 
     def __init__(self, config: ConvVAEConfig | None = None):
         super().__init__()
@@ -62,7 +59,6 @@ class ConvVAE(Autoencoder):
             nn.ConvTranspose2d(narrow, c, 4, stride=2, padding=1))
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The mean and log-variance of q(z|x), each [B, latent_dim]."""
         h = self.encoder(x)
         return self.fc_mu(h), self.fc_logvar(h)
 
@@ -71,12 +67,3 @@ class ConvVAE(Autoencoder):
         lead = z.shape[:-1]
         h = F.relu(self.fc_decode(z.reshape(-1, self.latent_dim))).view(-1, *self.feature_shape)
         return self.decoder(h).reshape(*lead, -1)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.posterior(x)[0]
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decode_logits(z)).view(-1, *self.image_shape)
-
-    def loss(self, x: torch.Tensor) -> LossOutput:
-        return bernoulli_vae_loss(self, x, self.config.kl_weight)
