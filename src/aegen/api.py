@@ -7,6 +7,7 @@ Images go in and come out as floats in [0, 1] (uint8 in 0..255 is accepted too),
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,11 @@ class TrainedModel:
             n, torch.Generator().manual_seed(seed))
         return self.decode(codes)
 
+    @functools.cached_property
+    def train_codes(self) -> torch.Tensor:
+        """Codes of the training split, encoded once for every sampler fitted to them."""
+        return self.encode(self.split("train").images)
+
     def sampler(self, name: str):
         """The named latent sampler, fitted on the training codes (loaded from the run if saved)."""
         from aegen.run import load_tensors, save_tensors
@@ -83,7 +89,7 @@ class TrainedModel:
                 if path.is_file():
                     sampler.load_state(load_tensors(path)[0])
                 else:
-                    sampler.fit(self.encode(self.split("train").images))
+                    sampler.fit(self.train_codes)
                     save_tensors(path, sampler.state(), {"sampler": name, "model": self.name})
             self._samplers[name] = sampler
         return self._samplers[name]

@@ -72,7 +72,7 @@ def samples_picture(all_metrics: list[dict], path: Path, seed: int = 0) -> None:
     from torchvision.utils import make_grid
 
     from aegen.api import load
-    from aegen.plots import _figure_png
+    from aegen.plots import figure_png
 
     rows = [(m, sampler) for m in all_metrics for sampler in m["samplers"]]
     fig = Figure(figsize=(SAMPLES_PER_ROW * 0.6 + 2.2, len(rows) * 0.62 + 0.3))
@@ -85,7 +85,7 @@ def samples_picture(all_metrics: list[dict], path: Path, seed: int = 0) -> None:
         ax.set_yticks([])
         ax.set_ylabel(f"{metrics['dataset']}\n{metrics['model']} / {sampler}", rotation=0,
                       ha="right", va="center", fontsize=8)
-    write_atomic(path, _figure_png(fig))
+    write_atomic(path, figure_png(fig))
 
 
 def compare_runs(run_dirs: list[Path], out_dir: Path, extra: dict | None = None) -> list[dict]:

@@ -39,7 +39,8 @@ def save_reconstructions(path: Path, originals: torch.Tensor, rebuilt: torch.Ten
     save_image_grid(path, torch.cat([originals, rebuilt]), columns)
 
 
-def _figure_png(fig) -> bytes:
+def figure_png(fig) -> bytes:
+    """A matplotlib Figure rendered on the Agg canvas as PNG bytes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
@@ -91,7 +92,7 @@ def save_latent_scatter(path: Path, codes: torch.Tensor, labels: torch.Tensor,
         ax.set(xlabel=f"{axis}1", ylabel=f"{axis}2")
     ax.set_title(f"{title}\n{projection}", fontsize=10)
     ax.legend(markerscale=3, fontsize=7, loc="upper right")
-    write_atomic(path, _figure_png(fig))
+    write_atomic(path, figure_png(fig))
 
 
 def save_loss_curves(path: Path, history: list[dict]) -> None:
@@ -115,7 +116,7 @@ def save_loss_curves(path: Path, history: list[dict]) -> None:
                      label=f"val {term}")
         ax2.set(xlabel="epoch", ylabel="nats per image", title="loss terms")
         ax2.legend()
-    write_atomic(path, _figure_png(fig))
+    write_atomic(path, figure_png(fig))
 
 
 def save_manifold(path: Path, decode, span: float = 2.5, steps: int = 15,
