@@ -46,6 +46,13 @@ def _float(minimum: float, strict: bool):
     return parse
 
 
+def _port(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port in 0..65535, got {value}")
+    return value
+
+
 def _option(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -135,6 +142,21 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--n-samples", type=_positive_int, default=10_000)
     experiment.add_argument("--nll-k", type=_positive_int, default=1000)
     experiment.add_argument("--out", type=Path, help="default experiments/NAME-DATASET")
+
+    report = commands.add_parser(
+        "report", help="write one self-contained HTML page of runs (several: side by side)")
+    report.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
+    report.add_argument("--out", type=Path,
+                        help="HTML file (default RUN_DIR/report.html, or report.html for several)")
+    report.add_argument("--data-root", type=Path)
+
+    explore = commands.add_parser(
+        "explore", help="serve a local page to move through a run's latent space live")
+    explore.add_argument("run", type=Path, metavar="RUN_DIR")
+    explore.add_argument("--port", type=_port, default=8765, help="default 8765; 0 picks a free one")
+    explore.add_argument("--host", default="127.0.0.1",
+                         help="address to listen on (default 127.0.0.1: this machine only)")
+    explore.add_argument("--data-root", type=Path)
 
     commands.add_parser("models", help="list the model presets")
     return parser
@@ -245,6 +267,21 @@ def _experiment(args: argparse.Namespace) -> None:
     can_ae_generate(args.dataset, out, args.data_root, args.epochs, args.n_samples, args.nll_k)
 
 
+def _report(args: argparse.Namespace) -> None:
+    from aegen.outputs import check_suffix
+    from aegen.report import write_report
+
+    out = args.out or (args.runs[0] / "report.html" if len(args.runs) == 1 else Path("report.html"))
+    check_suffix(out, (".html", ".htm"))
+    print(write_report(args.runs, out, args.data_root))
+
+
+def _explore(args: argparse.Namespace) -> None:
+    from aegen.explore import serve
+
+    serve(args.run, args.host, args.port, args.data_root)
+
+
 def _models(args: argparse.Namespace) -> None:
     from aegen.models import PRESETS, build_model
 
@@ -255,4 +292,5 @@ def _models(args: argparse.Namespace) -> None:
 
 COMMANDS = {"train": _train, "sample": _sample, "reconstruct": _reconstruct,
             "encode": _encode, "pictures": _pictures, "evaluate": _evaluate, "compare": _compare,
-            "experiment": _experiment, "models": _models}
+            "experiment": _experiment, "report": _report, "explore": _explore,
+            "models": _models}

@@ -12,6 +12,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK  # what open() would give; mkstemp alone makes files private (0600)
+
 
 def write_atomic(path: str | Path, payload: bytes) -> None:
     """Replace path with payload in one step."""
@@ -20,6 +24,7 @@ def write_atomic(path: str | Path, payload: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), FILE_MODE)
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())

@@ -1,0 +1,250 @@
+"""`aegen explore`: a local page for moving through a run's latent space and seeing the decoded
+image change live.
+
+The page (explore.html) talks to a small Flask app: `GET api/info` describes the axes and the
+held-out images, `POST api/decode` turns axis positions into a PNG, `POST api/interpolate` decodes
+the straight line between two held-out images' codes. The axes are the code itself for codes of
+up to 3 dimensions (a 2-d pad, or sliders), otherwise the first principal directions of the
+held-out codes around their mean. Every request is checked; a bad one gets a 4xx JSON answer.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from aegen.errors import ConfigError
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from aegen.api import TrainedModel
+
+MAX_PCA_AXES = 6
+SPAN = 3.5  # each axis covers mean +- SPAN standard deviations of the held-out codes
+N_GALLERY = 40
+N_PAD_POINTS = 1000
+MAX_STEPS = 32
+MAX_REQUEST_BYTES = 16 * 1024
+MAX_COORDINATE = 1e4
+
+
+class LatentAxes:
+    """The explorer's coordinates: z = origin + coords @ basis, with a range for each axis."""
+
+    def __init__(self, codes: torch.Tensor):
+        codes = codes.double()
+        dim = codes.shape[1]
+        mean = codes.mean(0)
+        if dim <= 3:
+            self.kind = "code"
+            self.origin = torch.zeros(dim, dtype=torch.float64)
+            self.basis = torch.eye(dim, dtype=torch.float64)
+            self.centre, spread = mean, codes.std(0)
+            self.names = [f"z{i + 1}" for i in range(dim)]
+        else:
+            self.kind = "principal directions"
+            _, singular, directions = torch.linalg.svd(codes - mean, full_matrices=False)
+            k = min(MAX_PCA_AXES, dim, len(codes))
+            self.origin, self.basis = mean, directions[:k].double()
+            self.centre = torch.zeros(k, dtype=torch.float64)
+            spread = singular[:k] / math.sqrt(max(len(codes) - 1, 1))
+            self.names = [f"PC{i + 1}" for i in range(k)]
+        spread = torch.where(spread > 0, spread, torch.ones_like(spread))
+        self.low, self.high = self.centre - SPAN * spread, self.centre + SPAN * spread
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+    def to_code(self, coords: torch.Tensor) -> torch.Tensor:
+        """Axis positions [N, count] -> codes [N, latent_dim]."""
+        return (self.origin + coords.double() @ self.basis).float()
+
+    def to_coords(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes [N, latent_dim] -> axis positions (a projection for principal directions)."""
+        return (codes.double() - self.origin) @ self.basis.T
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [{"name": name, "min": lo, "max": hi, "start": start}
+                for name, lo, hi, start in zip(self.names, self.low.tolist(), self.high.tolist(),
+                                                self.centre.tolist())]
+
+
+class Explorer:
+    """What the page shows of one trained run; decoding is serialised (one model, many threads)."""
+
+    def __init__(self, trained: "TrainedModel"):
+        from aegen.data import unit_images
+
+        held_out = trained.split("val")
+        self.trained, self.classes = trained, list(held_out.classes)
+        sample = held_out.images[:max(N_GALLERY, N_PAD_POINTS)]
+        codes = trained.encode(sample)
+        self.axes = LatentAxes(codes)
+        self.gallery = unit_images(sample[:N_GALLERY])
+        self.gallery_codes = codes[:N_GALLERY]
+        self.points = self.axes.to_coords(codes[:N_PAD_POINTS])
+        self.labels = held_out.labels[:len(sample)]
+        self._lock = threading.Lock()
+
+    def info(self) -> dict[str, Any]:
+        """Everything the page needs to draw its controls and the gallery."""
+        from aegen.plots import image_grid_png
+        from aegen.report import png_data_url
+
+        config = self.trained.config
+        gallery_coords = self.axes.to_coords(self.gallery_codes).tolist()
+        return {
+            "model": self.trained.name, "dataset": config["data"]["dataset"],
+            "run": str(self.trained.run_dir), "latent_dim": self.trained.latent_dim,
+            "axes_kind": self.axes.kind, "control": "pad" if self.axes.count == 2 else "sliders",
+            "axes": self.axes.describe(), "classes": self.classes,
+            "points": [[*p, int(label)] for p, label in zip(self.points.tolist(), self.labels)],
+            "gallery": [{"index": i, "label": int(self.labels[i]), "coords": gallery_coords[i],
+                         "image": png_data_url(image_grid_png(self.gallery[i:i + 1], 1, scale=1))}
+                        for i in range(len(self.gallery))],
+            "max_steps": MAX_STEPS,
+        }
+
+    def decode(self, coords: list[float]) -> bytes:
+        """A PNG of the image decoded at these axis positions."""
+        from aegen.plots import image_grid_png
+
+        with self._lock:
+            image = self.trained.decode(self.axes.to_code(torch.tensor([coords])))
+        return image_grid_png(image, 1, scale=1)
+
+    def interpolate(self, first: int, second: int, steps: int) -> bytes:
+        """A PNG strip decoded along the straight line between two gallery images' codes."""
+        from aegen.plots import image_grid_png
+
+        a, b = self.gallery_codes[first], self.gallery_codes[second]
+        weights = torch.linspace(0, 1, steps).unsqueeze(1)
+        with self._lock:
+            strip = self.trained.decode(a * (1 - weights) + b * weights)
+        return image_grid_png(strip, steps, scale=1)
+
+
+def _bad_request(message: str):
+    from flask import abort
+
+    abort(400, description=message)
+
+
+def _json_object() -> dict:
+    from flask import request
+
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        _bad_request("send a JSON object with Content-Type: application/json")
+    return payload
+
+
+def _coords(payload: dict, count: int) -> list[float]:
+    values = payload.get("coords")
+    if not isinstance(values, list) or len(values) != count:
+        _bad_request(f"coords must be a list of {count} numbers")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or abs(value) > MAX_COORDINATE:
+            _bad_request(f"coords must be finite numbers within +-{MAX_COORDINATE:g}")
+    return [float(v) for v in values]
+
+
+def _whole_number(payload: dict, key: str, low: int, high: int) -> int:
+    value = payload.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        _bad_request(f"{key} must be a whole number in {low}..{high}")
+    return value
+
+
+def create_app(explorer: Explorer) -> "Flask":
+    """The Flask app serving the page and its three JSON/PNG endpoints."""
+    from flask import Flask, Response, jsonify
+    from werkzeug.exceptions import HTTPException
+
+    app = Flask("aegen.explore")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    page = resources.files("aegen").joinpath("explore.html").read_text(encoding="utf-8")
+
+    @app.errorhandler(HTTPException)
+    def json_error(error: HTTPException):
+        return jsonify(error=error.description, status=error.code), error.code
+
+    @app.get("/")
+    def index() -> Response:
+        return Response(page, mimetype="text/html")
+
+    @app.get("/api/info")
+    def info() -> Response:
+        return jsonify(explorer.info())
+
+    @app.post("/api/decode")
+    def decode() -> Response:
+        coords = _coords(_json_object(), explorer.axes.count)
+        return Response(explorer.decode(coords), mimetype="image/png")
+
+    @app.post("/api/interpolate")
+    def interpolate() -> Response:
+        payload, last = _json_object(), len(explorer.gallery) - 1
+        first = _whole_number(payload, "a", 0, last)
+        second = _whole_number(payload, "b", 0, last)
+        steps = _whole_number(payload, "steps", 2, MAX_STEPS)
+        return Response(explorer.interpolate(first, second, steps), mimetype="image/png")
+
+    return app
+
+
+def make_server(run_dir: Path, host: str = "127.0.0.1", port: int = 8765,
+                data_root: str | Path | None = None):
+    """A ready werkzeug server for the run (port 0 picks a free one; see `.port`)."""
+    try:
+        import flask  # noqa: F401  (the app itself is built in create_app)
+        from werkzeug.serving import make_server as werkzeug_server
+    except ImportError:
+        raise ConfigError("aegen explore needs Flask: pip install 'aegen[explore]'") from None
+    import logging
+
+    from aegen.api import load
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per slider move
+    _check_address(host, port)
+    app = create_app(Explorer(load(run_dir, data_root)))
+    return werkzeug_server(host, port, app, threaded=True)
+
+
+def _check_address(host: str, port: int) -> None:
+    """Fail with one line before loading anything when the address cannot be listened on
+    (werkzeug itself would print several lines and exit)."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                          "choose another --port or --host") from None
+
+
+def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8765,
+          data_root: str | Path | None = None) -> None:
+    """Serve the explorer until Ctrl-C."""
+    server = make_server(run_dir, host, port, data_root)
+    print(f"aegen explore: open http://{host}:{server.port}/  (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+__all__ = ["Explorer", "LatentAxes", "create_app", "make_server", "serve"]

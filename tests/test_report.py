@@ -1,0 +1,98 @@
+"""`aegen report`: one self-contained HTML page per run, several runs side by side."""
+
+import base64
+import re
+import shutil
+
+import pytest
+import torch
+
+from aegen.cli import main
+from aegen.report import report_html, table
+
+
+@pytest.fixture
+def unevaluated(trained_runs, tmp_path):
+    """A copy of a trained run as `aegen train` left it (other tests evaluate the shared runs)."""
+    def copy(name: str):
+        target = tmp_path / f"unevaluated-{name}"
+        shutil.copytree(trained_runs[name].run_dir, target)
+        for path in [target / "metrics.json", *target.glob("samples-*.png")]:
+            path.unlink(missing_ok=True)
+        return target
+    return copy
+
+
+def embedded_pngs(page: str) -> list[bytes]:
+    return [base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+
+
+def test_report_of_one_run_embeds_every_picture_and_nothing_external(unevaluated):
+    page = report_html([unevaluated("ae")])
+    images = embedded_pngs(page)
+    # loss, reconstructions, latent, interpolations + samples from prior, gaussian, gmm
+    assert len(images) == 7 and all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in images)
+    assert not re.search(r'(src|href)="(?!data:)', page), "the page must not load any other file"
+    assert "http://" not in page and "https://" not in page
+    for text in ("ae on mnist-5k", "hidden_dims", "sampler gmm", "Not evaluated yet"):
+        assert text in page
+
+
+def test_report_reuses_the_run_folders_pictures(trained_runs):
+    run_dir = trained_runs["vae"].run_dir
+    page = report_html([run_dir])
+    assert (run_dir / "reconstructions.png").read_bytes() in embedded_pngs(page)
+
+
+def test_report_redraws_pictures_a_copied_run_lost(unevaluated):
+    copy = unevaluated("ae")
+    for picture in copy.glob("*.png"):
+        picture.unlink()
+    page = report_html([copy])
+    assert (copy / "latent.png").is_file() and len(embedded_pngs(page)) == 7
+
+
+def test_report_of_evaluated_runs_shows_scores_and_a_comparison(trained_runs, shared_data,
+                                                                 tmp_path):
+    from aegen.api import load
+    from aegen.classifier import Classifier
+    from aegen.evaluate import evaluate_run
+
+    torch.manual_seed(0)
+    judge = (Classifier().eval(), {"test_accuracy": None})
+    runs = []
+    for name in ("ae", "vae"):
+        shutil.copytree(trained_runs[name].run_dir, tmp_path / name)
+        evaluate_run(load(tmp_path / name, shared_data), n_samples=200, nll_k=2,
+                     classifier=judge, log=lambda line: None)
+        runs.append(tmp_path / name)
+    page = report_html(runs, shared_data)
+    assert page.count('class="run"') == 2 and "<h2>Comparison</h2>" in page
+    assert "NLL, binarised pixels" in page and "real data (training images)" in page
+    comparison = page.split("<h2>Comparison</h2>")[1].split('<div class="runs">')[0]
+    assert comparison.count("<tr>") == 1 + 1 + 3 + 3  # header, real data, ae x 3, vae x 3
+
+
+def test_table_escapes_text_and_formats_numbers():
+    html = table(["a<b"], [["<script>", 0.000123456, 1234567]])
+    assert "<script>" not in html and "&lt;script&gt;" in html and "a&lt;b" in html
+    assert "0.0001235" in html and "1,234,567" in html
+
+
+def test_report_cli_writes_the_file(capsys, unevaluated, tmp_path):
+    out = tmp_path / "both.html"
+    status = main(["report", str(unevaluated("ae")), str(unevaluated("vae")), "--out", str(out)])
+    page = out.read_text()
+    assert status == 0 and page.startswith("<!DOCTYPE html>") and page.count('class="run"') == 2
+    assert "Not in the table" in page  # the runs are not evaluated: said, not crashed
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["report", "no-such-run"], "no-such-run is not a folder"),
+    (["report", "{ae}", "--out", "page.txt"], "choose a name ending in .html"),
+])
+def test_report_mistakes_get_one_line(capsys, trained_runs, argv, message):
+    argv = [a.format(ae=trained_runs["ae"].run_dir) for a in argv]
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1
