@@ -122,4 +122,4 @@ def test_console_entry_point_prints_no_traceback():
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == \
         "aegen: error: unknown model 'vea' (did you mean 'vae'?); choose one of ae, conv-ae, vae, " \
-        "conv-vae"
+        "conv-vae, cvae, vae-gan"

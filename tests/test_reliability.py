@@ -59,8 +59,8 @@ def test_nan_loss_stops_with_epoch_step_and_cause_and_keeps_the_checkpoint(capsy
     from aegen.models.ae import FullyConnectedAE
     real_loss = FullyConnectedAE.loss
 
-    def poisoned(self, x):
-        out = real_loss(self, x)
+    def poisoned(self, x, labels=None):
+        out = real_loss(self, x, labels)
         out.loss = out.loss * float("nan")
         return out
     monkeypatch.setattr(FullyConnectedAE, "loss", poisoned)

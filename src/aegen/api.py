@@ -47,36 +47,61 @@ class TrainedModel:
     def default_sampler(self) -> str:
         return self.config["default_sampler"]
 
-    @torch.no_grad()
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Images -> codes [N, latent_dim] (the posterior mean for a VAE)."""
-        return self._batched(self.model.encode, self._model_input(images))
+    @property
+    def conditional(self) -> bool:
+        """Whether the model takes labels (a cvae): then encode, decode and sample use them."""
+        return self.model.conditional
+
+    @property
+    def classes(self) -> int:
+        return self.model.num_classes
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes [N, latent_dim] -> images [N, 1, 28, 28] in [0, 1]."""
+    def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images -> codes [N, latent_dim] (the posterior mean for a VAE; a conditional model
+        also needs the images' labels)."""
+        x = self._model_input(images)
+        return self._batched(self.model.encode, x, self._labels(labels, len(x)))
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes [N, latent_dim] -> images [N, 1, 28, 28] in [0, 1]; a conditional model also
+        needs labels: class indices [N] or class weights [N, classes]."""
         codes = torch.as_tensor(codes, dtype=torch.float32)
         if codes.dim() != 2 or codes.shape[1] != self.latent_dim:
             raise ConfigError(f"codes must have shape (N, {self.latent_dim}), "
                               f"got {tuple(codes.shape)}")
-        return to_unit_range(self._batched(self.model.decode, codes), self.model.value_range)
+        images = self._batched(self.model.decode, codes, self._labels(labels, len(codes)))
+        return to_unit_range(images, self.model.value_range)
 
-    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images -> their reconstructions through the code, in [0, 1]."""
-        return self.decode(self.encode(images))
+        return self.decode(self.encode(images, labels), labels)
 
-    def sample(self, n: int = 64, seed: int = 0, sampler: str | None = None) -> torch.Tensor:
-        """n new images [n, 1, 28, 28] in [0, 1] decoded from codes the sampler draws."""
+    def sample(self, n: int = 64, seed: int = 0, sampler: str | None = None,
+               label: int | torch.Tensor | None = None) -> torch.Tensor:
+        """n new images [n, 1, 28, 28] in [0, 1] decoded from codes the sampler draws.
+
+        For a conditional model `label` picks the class (one index, or one per image); without
+        it the classes are drawn uniformly (seeded).
+        """
         if n < 1:
             raise ConfigError(f"the number of samples must be at least 1, got {n}")
-        codes = self.sampler(sampler or self.default_sampler).sample(
-            n, torch.Generator().manual_seed(seed))
-        return self.decode(codes)
+        generator = torch.Generator().manual_seed(seed)
+        codes = self.sampler(sampler or self.default_sampler).sample(n, generator)
+        labels = None
+        if self.conditional:
+            labels = (torch.randint(self.classes, (n,), generator=generator) if label is None
+                      else torch.as_tensor(label).expand(n))
+        elif label is not None:
+            raise ConfigError(f"{self.name} is not a conditional model: it takes no label")
+        return self.decode(codes, labels)
 
     @functools.cached_property
     def train_codes(self) -> torch.Tensor:
         """Codes of the training split, encoded once for every sampler fitted to them."""
-        return self.encode(self.split("train").images)
+        train = self.split("train")
+        return self.encode(train.images, train.labels)
 
     def sampler(self, name: str):
         """The named latent sampler, fitted on the training codes (loaded from the run if saved)."""
@@ -129,9 +154,28 @@ class TrainedModel:
         low, high = self.model.value_range
         return images * (high - low) + low
 
+    def _labels(self, labels: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        """Labels checked against the model: needed by a conditional one, ignored otherwise."""
+        if not self.conditional:
+            return None
+        if labels is None:
+            raise ConfigError(f"{self.name} is conditional: give the images' labels")
+        labels = torch.as_tensor(labels)
+        if labels.dim() == 1 and not labels.is_floating_point():
+            if len(labels) != n or labels.min() < 0 or labels.max() >= self.classes:
+                raise ConfigError(f"labels must be {n} class indices in 0..{self.classes - 1}")
+        elif labels.shape != (n, self.classes):
+            raise ConfigError(f"labels must be {n} class indices or weights of shape "
+                              f"({n}, {self.classes}), got {tuple(labels.shape)}")
+        return labels
+
     @staticmethod
-    def _batched(function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([function(chunk) for chunk in x.split(EVAL_BATCH)])
+    def _batched(function: Callable[..., torch.Tensor], x: torch.Tensor,
+                 labels: torch.Tensor | None = None) -> torch.Tensor:
+        if labels is None:
+            return torch.cat([function(chunk) for chunk in x.split(EVAL_BATCH)])
+        return torch.cat([function(chunk, chunk_labels) for chunk, chunk_labels
+                          in zip(x.split(EVAL_BATCH), labels.split(EVAL_BATCH))])
 
 
 def load(run_dir: str | Path, data_root: str | Path | None = None) -> TrainedModel:
@@ -158,7 +202,7 @@ def default_run_dir(model: str, dataset: str, parent: Path = Path("runs")) -> Pa
 
 
 def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
-          batch_size: int = 128, lr: float = 1e-3, weight_decay: float | None = None,
+          batch_size: int = 128, lr: float | None = None, weight_decay: float | None = None,
           seed: int = 0, val_fraction: float = 0.1, model_options: dict[str, Any] | None = None,
           out: str | Path | None = None, resume: bool = False, data_root: str | Path | None = None,
           progress: bool | None = None, log: Callable[[str], None] = print) -> TrainedModel:
@@ -179,7 +223,8 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
         check_dataset_name(dataset)
         entry = preset(model)
         train_config = config_from_dict(TrainConfig, {
-            "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+            "epochs": epochs, "batch_size": batch_size, "seed": seed,
+            "lr": entry.lr if lr is None else lr,
             "val_fraction": val_fraction,
             "weight_decay": entry.weight_decay if weight_decay is None else weight_decay})
         with torch.random.fork_rng(devices=[]):  # the seed fixes the initial weights too
@@ -204,17 +249,18 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
     except OSError as exc:
         raise RunError(f"cannot write the run folder {run_dir} ({exc.strerror or exc})") from exc
 
-    trainer = Trainer(net, train_config, full.images[train_index], full.images[val_index])
+    trainer = Trainer(net, train_config, full.images[train_index], full.images[val_index],
+                      full.labels[train_index], full.labels[val_index])
     start, history = 0, []
     if resume and (run_dir / CHECKPOINT).is_file():  # no checkpoint yet: start from scratch
-        start, history = load_checkpoint(run_dir, net, model, trainer.optimizer)
+        start, history = load_checkpoint(run_dir, net, model, trainer.optimizers)
         log(f"resuming {run_dir} after epoch {start} of {train_config.epochs}")
 
     def finish_epoch(metrics: dict) -> None:
         history.append(metrics)
         if not main:
             return
-        save_checkpoint(run_dir, net, model, trainer.optimizer, metrics["epoch"], history)
+        save_checkpoint(run_dir, net, model, trainer.optimizers, metrics["epoch"], history)
         save_weights(run_dir, net, model)
         write_metrics(run_dir, history)
         log(format_epoch(metrics, train_config.epochs))

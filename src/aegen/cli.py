@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model and write its run folder")
-    train.add_argument("model", metavar="MODEL", help="ae, conv-ae, vae or conv-vae (see `aegen models`)")
+    train.add_argument("model", metavar="MODEL", help="ae, conv-ae, vae, conv-vae, cvae or vae-gan (see `aegen models`)")
     train.add_argument("--config", type=Path, metavar="FILE",
                        help="JSON object of settings (dataset, epochs, lr, model_options, ...); "
                        "flags given beside it win")
@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default $AEGEN_DATA or ~/.cache/aegen/data)")
     train.add_argument("--epochs", type=_positive_int, help="default 10")
     train.add_argument("--batch-size", type=_positive_int, help="default 128")
-    train.add_argument("--lr", type=_float(0.0, strict=True), help="default 1e-3")
+    train.add_argument("--lr", type=_float(0.0, strict=True),
+                       help="default 1e-3 (2e-4 for vae-gan)")
     train.add_argument("--weight-decay", type=_float(0.0, strict=False),
                        help="default 1e-5 for ae and conv-ae, 0 for vae")
     train.add_argument("--seed", type=_int, help="default 0")
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=_int, default=0)
     sample.add_argument("--sampler", help="prior, gaussian, gmm or gmm-K (default: prior for a "
                         "VAE, gaussian fitted to the training codes for a plain autoencoder)")
+    sample.add_argument("--label", type=_int, help="the class to generate (conditional models, "
+                        "e.g. cvae); default: classes drawn uniformly")
     sample.add_argument("--out", type=Path, help="a .png grid, .npy or .pt file "
                         "(default RUN_DIR/samples-SAMPLER-seedN.png)")
     sample.add_argument("--data-root", type=Path)
@@ -199,9 +202,10 @@ def _sample(args: argparse.Namespace) -> None:
 
     trained = load(args.run, args.data_root)
     sampler = args.sampler or trained.default_sampler
-    out = args.out or args.run / f"samples-{sampler}-seed{args.seed}.png"
+    label = "" if args.label is None else f"-label{args.label}"
+    out = args.out or args.run / f"samples-{sampler}{label}-seed{args.seed}.png"
     check_suffix(out, IMAGE_FORMATS)
-    save_images(out, trained.sample(args.n, args.seed, sampler))
+    save_images(out, trained.sample(args.n, args.seed, sampler, args.label))
     print(out)
 
 
@@ -214,8 +218,9 @@ def _reconstruct(args: argparse.Namespace) -> None:
     trained = load(args.run, args.data_root)
     out = args.out or args.run / f"reconstructions-{args.split}.png"
     check_suffix(out, IMAGE_FORMATS)
-    originals = trained.split(args.split).images[:args.n]
-    rebuilt = trained.reconstruct(originals)
+    images = trained.split(args.split)
+    originals = images.images[:args.n]
+    rebuilt = trained.reconstruct(originals, images.labels[:args.n])
     if out.suffix.lower() == ".png":
         save_reconstructions(out, unit_images(originals), rebuilt)
     else:
@@ -231,7 +236,7 @@ def _encode(args: argparse.Namespace) -> None:
     out = args.out or args.run / f"codes-{args.split}.npz"
     check_suffix(out, CODE_FORMATS)
     images = trained.split(args.split)
-    save_codes(out, trained.encode(images.images), images.labels)
+    save_codes(out, trained.encode(images.images, images.labels), images.labels)
     print(out)
 
 

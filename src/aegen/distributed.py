@@ -37,15 +37,19 @@ class LossModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor):
-        out = self.model.loss(x)
-        return out.loss, out.terms
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None):
+        out = self.model.loss(x, labels)
+        return out.loss, out.terms, out.group_losses
 
 
-def loss_module(model: nn.Module) -> nn.Module:
-    """The model's loss, wrapped in DistributedDataParallel when there are several ranks."""
+def loss_module(model: nn.Module, several_groups: bool = False) -> nn.Module:
+    """The model's loss, wrapped in DistributedDataParallel when there are several ranks.
+
+    DDP averages gradients during backward(); a model with several update groups takes each
+    group's gradient with autograd.grad instead, so the trainer averages them itself.
+    """
     module = LossModule(model)
-    if world()[1] == 1:
+    if world()[1] == 1 or several_groups:
         return module
     from torch.nn.parallel import DistributedDataParallel
 
@@ -62,3 +66,15 @@ def sum_across_ranks(values: dict[str, float]) -> dict[str, float]:
     tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64)
     dist.all_reduce(tensor)
     return dict(zip(keys, tensor.tolist()))
+
+
+def average_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Average the parameters' gradients over all ranks (one all-reduce per parameter)."""
+    import torch.distributed as dist
+
+    size = world()[1]
+    for param in params:
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        dist.all_reduce(param.grad)
+        param.grad /= size

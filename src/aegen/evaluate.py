@@ -49,14 +49,16 @@ def quality_scores(classifier: Classifier, images: torch.Tensor,
 
 
 @torch.no_grad()
-def reconstruction_scores(trained: "TrainedModel", images: torch.Tensor, seed: int) -> dict:
+def reconstruction_scores(trained: "TrainedModel", images: torch.Tensor, labels: torch.Tensor,
+                          seed: int) -> dict:
     """Mean model loss (its own units) and per-pixel MSE in [0, 1] on uint8 images [N, 28, 28]."""
     model = trained.model.eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        total = sum(model.loss(to_model_range(chunk, model.value_range)).loss.item() * len(chunk)
-                    for chunk in images.split(1024))
-    rebuilt = trained.reconstruct(images)
+        total = sum(model.loss(to_model_range(chunk, model.value_range), chunk_labels).loss.item()
+                    * len(chunk) for chunk, chunk_labels in zip(images.split(1024),
+                                                                labels.split(1024)))
+    rebuilt = trained.reconstruct(images, labels)
     mse = (rebuilt - unit_images(images)).pow(2).mean().item()
     return {"model_loss": total / len(images), "pixel_mse": mse, "images": len(images)}
 
@@ -82,14 +84,18 @@ def evaluate_run(trained: "TrainedModel", samplers: list[str] | None = None,
                      "features": "penultimate layer (128) of aegen's classifier",
                      "precision_recall_k": NEIGHBOURS, "confident_probability": CONFIDENT},
         "classifier": record,
-        "reconstruction": reconstruction_scores(trained, test.images, seed),
+        "reconstruction": reconstruction_scores(trained, test.images, test.labels, seed),
     }
     log(f"{trained.name}: held-out reconstruction {metrics['reconstruction']}")
-    if trained.model.variational:
+    if getattr(trained.model, "pixel_likelihood", False):
         subset = real[:nll_images] if nll_images else real
+        labels = test.labels[:len(subset)] if trained.conditional else None
         metrics["likelihood"] = {
-            "grayscale_bce": elbo_and_nll(trained.model, subset, nll_k, seed),
-            "binarised": elbo_and_nll(trained.model, binarise(subset, seed), nll_k, seed)}
+            "grayscale_bce": elbo_and_nll(trained.model, subset, nll_k, seed, labels=labels),
+            "binarised": elbo_and_nll(trained.model, binarise(subset, seed), nll_k, seed,
+                                      labels=labels)}
+        if trained.conditional:
+            metrics["likelihood"]["note"] = "conditional on the true label: -log p(x | y)"
         log(f"{trained.name}: likelihood {metrics['likelihood']}")
     train_images = trained.split("train").images[:n_samples]
     metrics["protocol"]["real_data_images"] = len(train_images)

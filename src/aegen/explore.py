@@ -5,7 +5,7 @@ The page (explore.html) talks to a small Flask app: `GET api/info` describes the
 held-out images, `POST api/decode` turns axis positions into a PNG, `POST api/interpolate` decodes
 the straight line between two held-out images' codes. The axes are the code itself for codes of
 up to 3 dimensions (a 2-d pad, or sliders), otherwise the first principal directions of the
-held-out codes around their mean. Every request is checked; a bad one gets a 4xx JSON answer.
+held-out codes around their mean; a conditional model adds a choice of label. Every request is checked; a bad one gets a 4xx JSON answer.
 """
 
 from __future__ import annotations
@@ -85,12 +85,12 @@ class Explorer:
         held_out = trained.split("val")
         self.trained, self.classes = trained, list(held_out.classes)
         sample = held_out.images[:max(N_GALLERY, N_PAD_POINTS)]
-        codes = trained.encode(sample)
+        self.labels = held_out.labels[:len(sample)]
+        codes = trained.encode(sample, self.labels)
         self.axes = LatentAxes(codes)
         self.gallery = unit_images(sample[:N_GALLERY])
         self.gallery_codes = codes[:N_GALLERY]
         self.points = self.axes.to_coords(codes[:N_PAD_POINTS])
-        self.labels = held_out.labels[:len(sample)]
         self._lock = threading.Lock()
 
     def info(self) -> dict[str, Any]:
@@ -109,15 +109,16 @@ class Explorer:
             "gallery": [{"index": i, "label": int(self.labels[i]), "coords": gallery_coords[i],
                          "image": png_data_url(image_grid_png(self.gallery[i:i + 1], 1, scale=1))}
                         for i in range(len(self.gallery))],
-            "max_steps": MAX_STEPS,
+            "max_steps": MAX_STEPS, "conditional": self.trained.conditional,
         }
 
-    def decode(self, coords: list[float]) -> bytes:
-        """A PNG of the image decoded at these axis positions."""
+    def decode(self, coords: list[float], label: int | None = None) -> bytes:
+        """A PNG of the image decoded at these axis positions (with this label, if conditional)."""
         from aegen.plots import image_grid_png
 
+        labels = torch.tensor([label]) if self.trained.conditional else None
         with self._lock:
-            image = self.trained.decode(self.axes.to_code(torch.tensor([coords])))
+            image = self.trained.decode(self.axes.to_code(torch.tensor([coords])), labels)
         return image_grid_png(image, 1, scale=1)
 
     def interpolate(self, first: int, second: int, steps: int) -> bytes:
@@ -126,8 +127,13 @@ class Explorer:
 
         a, b = self.gallery_codes[first], self.gallery_codes[second]
         weights = torch.linspace(0, 1, steps).unsqueeze(1)
+        labels = None
+        if self.trained.conditional:  # the class blends along the line too
+            one_hot = torch.eye(self.trained.classes)
+            labels = (one_hot[self.labels[first]] * (1 - weights)
+                      + one_hot[self.labels[second]] * weights)
         with self._lock:
-            strip = self.trained.decode(a * (1 - weights) + b * weights)
+            strip = self.trained.decode(a * (1 - weights) + b * weights, labels)
         return image_grid_png(strip, steps, scale=1)
 
 
@@ -187,8 +193,12 @@ def create_app(explorer: Explorer) -> "Flask":
 
     @app.post("/api/decode")
     def decode() -> Response:
-        coords = _coords(_json_object(), explorer.axes.count)
-        return Response(explorer.decode(coords), mimetype="image/png")
+        payload = _json_object()
+        coords = _coords(payload, explorer.axes.count)
+        label = None
+        if explorer.trained.conditional:
+            label = _whole_number(payload, "label", 0, explorer.trained.classes - 1)
+        return Response(explorer.decode(coords, label), mimetype="image/png")
 
     @app.post("/api/interpolate")
     def interpolate() -> Response:

@@ -21,10 +21,11 @@ LOG_2PI = math.log(2 * math.pi)
 
 @torch.no_grad()
 def log_weights(model: BernoulliVAE, x: torch.Tensor, k: int, generator: torch.Generator,
-                rows_per_chunk: int = 32_768) -> torch.Tensor:
-    """log p(x, z_i) - log q(z_i|x) for k posterior draws per image: [B, k] for x [B, 1, 28, 28]."""
+                labels: torch.Tensor | None = None, rows_per_chunk: int = 32_768) -> torch.Tensor:
+    """log p(x, z_i) - log q(z_i|x) for k posterior draws per image: [B, k] for x [B, 1, 28, 28]
+    (for a conditional model log p(x, z_i | y) - log q(z_i | x, y) with the images' labels y)."""
     pixels = x.flatten(1)
-    mu, logvar = model.posterior(x)
+    mu, logvar = model.posterior(x, labels)
     std = torch.exp(0.5 * logvar)
     per_chunk = max(1, rows_per_chunk // len(x))
     chunks = []
@@ -34,7 +35,10 @@ def log_weights(model: BernoulliVAE, x: torch.Tensor, k: int, generator: torch.G
         z = mu.unsqueeze(1) + std.unsqueeze(1) * eps
         log_q = -0.5 * (eps.pow(2) + logvar.unsqueeze(1) + LOG_2PI).sum(-1)
         log_prior = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
-        logits = model.decode_logits(z)  # [B, draws, pixels]
+        if model.conditional:  # its labels match the draws' last leading dimension
+            logits = model.decode_logits(z.transpose(0, 1), labels).transpose(0, 1)
+        else:
+            logits = model.decode_logits(z)  # [B, draws, pixels]
         log_likelihood = torch.einsum("bkp,bp->bk", logits, pixels) - F.softplus(logits).sum(-1)
         chunks.append(log_likelihood + log_prior - log_q)
     return torch.cat(chunks, 1)
@@ -42,13 +46,14 @@ def log_weights(model: BernoulliVAE, x: torch.Tensor, k: int, generator: torch.G
 
 @torch.no_grad()
 def elbo_and_nll(model: BernoulliVAE, images: torch.Tensor, k: int = 1000, seed: int = 0,
-                 batch: int = 64) -> dict[str, float]:
+                 batch: int = 64, labels: torch.Tensor | None = None) -> dict[str, float]:
     """Mean ELBO and importance-sampled NLL (nats per image) of images [N, 1, 28, 28] in [0, 1]."""
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     elbo, nll = 0.0, 0.0
-    for chunk in images.split(batch):
-        weights = log_weights(model, chunk, k, generator)
+    label_chunks = labels.split(batch) if labels is not None else [None] * len(images.split(batch))
+    for chunk, chunk_labels in zip(images.split(batch), label_chunks):
+        weights = log_weights(model, chunk, k, generator, chunk_labels)
         elbo += weights.mean(1).sum().item()
         nll -= (torch.logsumexp(weights, 1) - math.log(k)).sum().item()
     return {"elbo": elbo / len(images), "nll": nll / len(images), "k": k, "images": len(images)}

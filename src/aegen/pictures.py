@@ -22,31 +22,51 @@ N_INTERPOLATIONS, INTERPOLATION_STEPS = 8, 10
 
 
 def interpolations(trained: "TrainedModel", starts: torch.Tensor, ends: torch.Tensor,
-                   steps: int = INTERPOLATION_STEPS) -> torch.Tensor:
-    """Decoded straight lines between the codes of pairs of images: [pairs * steps, 1, 28, 28]."""
-    a, b = trained.encode(starts), trained.encode(ends)
+                   steps: int = INTERPOLATION_STEPS, start_labels: torch.Tensor | None = None,
+                   end_labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Decoded straight lines between the codes of pairs of images: [pairs * steps, 1, 28, 28].
+
+    For a conditional model the one-hot labels travel along the same line, so the class
+    blends from the start image's to the end image's.
+    """
+    a, b = trained.encode(starts, start_labels), trained.encode(ends, end_labels)
     weights = torch.linspace(0, 1, steps).view(1, steps, 1)
     path = a.unsqueeze(1) * (1 - weights) + b.unsqueeze(1) * weights  # [pairs, steps, latent]
-    return trained.decode(path.reshape(-1, a.shape[1]))
+    labels = None
+    if trained.conditional:
+        one_hot = [torch.nn.functional.one_hot(y.long(), trained.classes).float().unsqueeze(1)
+                   for y in (start_labels, end_labels)]
+        labels = (one_hot[0] * (1 - weights) + one_hot[1] * weights).reshape(-1, trained.classes)
+    return trained.decode(path.reshape(-1, a.shape[1]), labels)
+
+
+def samples_picture(trained: "TrainedModel", seed: int = 0) -> tuple[torch.Tensor, int]:
+    """Samples for samples.png and its columns: 64 in 8 columns, or for a conditional model one
+    row of 8 per class."""
+    if not trained.conditional:
+        return trained.sample(N_SAMPLES, seed=seed), 8
+    labels = torch.arange(trained.classes).repeat_interleave(8)
+    return trained.sample(len(labels), seed=seed, label=labels), 8
 
 
 def write_run_pictures(trained: "TrainedModel", history: list[dict]) -> None:
     """Write every picture of the run folder from held-out (validation) images."""
     run_dir, held_out = trained.run_dir, trained.split("val")
-    originals = held_out.images[:N_RECONSTRUCTIONS]
+    originals, labels = held_out.images[:N_RECONSTRUCTIONS], held_out.labels[:N_RECONSTRUCTIONS]
     save_reconstructions(run_dir / "reconstructions.png", unit_images(originals),
-                         trained.reconstruct(originals))
-    save_image_grid(run_dir / "samples.png", trained.sample(N_SAMPLES, seed=0), columns=8)
+                         trained.reconstruct(originals, labels))
+    save_image_grid(run_dir / "samples.png", *samples_picture(trained))
     points = slice(0, N_LATENT_POINTS)
-    codes = trained.encode(held_out.images[points])
+    codes = trained.encode(held_out.images[points], held_out.labels[points])
     save_latent_scatter(run_dir / "latent.png", codes, held_out.labels[points], held_out.classes,
                         f"{trained.name}: held-out {held_out.name} codes")
     n_pairs = min(N_INTERPOLATIONS, len(held_out) // 2)
     if n_pairs:
-        pairs = held_out.images[:2 * n_pairs]
-        strips = interpolations(trained, pairs[0::2], pairs[1::2])
+        pairs, pair_labels = held_out.images[:2 * n_pairs], held_out.labels[:2 * n_pairs]
+        strips = interpolations(trained, pairs[0::2], pairs[1::2], INTERPOLATION_STEPS,
+                                pair_labels[0::2], pair_labels[1::2])
         write_atomic(run_dir / "interpolations.png", image_grid_png(strips, INTERPOLATION_STEPS))
-    if trained.latent_dim == 2:
+    if trained.latent_dim == 2 and not trained.conditional:
         # A VAE's codes follow N(0, I); a plain AE's lie where training put them.
         variational = trained.model.variational
         centre = (0.0, 0.0) if variational else tuple(codes.mean(0).tolist())

@@ -99,6 +99,9 @@ def _metrics_section(metrics: dict | None, run_dir: Path) -> str:
     rows = [["reconstruction: model loss", recon["model_loss"]],
             ["reconstruction: per-pixel MSE in [0, 1]", recon["pixel_mse"]]]
     for kind, scores in metrics.get("likelihood", {}).items():
+        if not isinstance(scores, dict):  # a note, e.g. that the NLL is conditional on y
+            rows.append(["likelihood", scores])
+            continue
         pixels = "binarised pixels" if kind == "binarised" else "grayscale pixels (BCE)"
         rows += [[f"NLL, {pixels}, nats (importance-sampled, k={scores['k']})", scores["nll"]],
                  [f"ELBO, {pixels}, nats", scores["elbo"]]]

@@ -103,40 +103,50 @@ def _apply_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[
     model.load_state_dict(state)
 
 
+def _optimizer_prefix(group: str) -> str:
+    # The single group of most models keeps the plain names of format-1 checkpoints.
+    return "" if group == "model" else f"-{group}"
+
+
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, model_name: str,
-                    optimizer: torch.optim.Optimizer, epoch: int, history: list[dict]) -> None:
-    """Write checkpoint.safetensors (weights, optimizer state, epoch, metrics) atomically."""
+                    optimizers: dict[str, torch.optim.Optimizer], epoch: int,
+                    history: list[dict]) -> None:
+    """Write checkpoint.safetensors (weights, optimizer states, epoch, metrics) atomically."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    opt_state = optimizer.state_dict()
-    scalars: dict[str, dict[str, Any]] = {}
-    for index, state in opt_state["state"].items():
-        for key, value in state.items():
-            if torch.is_tensor(value):
-                tensors[f"optimizer.{index}.{key}"] = value
-            else:
-                scalars.setdefault(str(index), {})[key] = value
-    metadata = {"model": model_name, "epoch": str(epoch),
-                "param_groups": json.dumps(opt_state["param_groups"]),
-                "optimizer_scalars": json.dumps(scalars), "history": json.dumps(history)}
+    metadata = {"model": model_name, "epoch": str(epoch), "history": json.dumps(history)}
+    for group, optimizer in optimizers.items():
+        suffix = _optimizer_prefix(group)
+        opt_state = optimizer.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for index, state in opt_state["state"].items():
+            for key, value in state.items():
+                if torch.is_tensor(value):
+                    tensors[f"optimizer{suffix}.{index}.{key}"] = value
+                else:
+                    scalars.setdefault(str(index), {})[key] = value
+        metadata[f"param_groups{suffix}"] = json.dumps(opt_state["param_groups"])
+        metadata[f"optimizer_scalars{suffix}"] = json.dumps(scalars)
     save_tensors(run_dir / CHECKPOINT, tensors, metadata)
 
 
 def load_checkpoint(run_dir: Path, model: torch.nn.Module, model_name: str,
-                    optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
-    """Restore weights and optimizer state; return the finished epochs and their metrics."""
+                    optimizers: dict[str, torch.optim.Optimizer]) -> tuple[int, list[dict]]:
+    """Restore weights and optimizer states; return the finished epochs and their metrics."""
     path = run_dir / CHECKPOINT
     tensors, metadata = load_tensors(path)
     _apply_weights(path, tensors, metadata, model, model_name, prefix="model.")
     try:
-        state: dict[int, dict[str, Any]] = {}
-        for key, value in tensors.items():
-            if key.startswith("optimizer."):
-                _, index, name = key.split(".", 2)
-                state.setdefault(int(index), {})[name] = value
-        for index, values in json.loads(metadata["optimizer_scalars"]).items():
-            state.setdefault(int(index), {}).update(values)
-        optimizer.load_state_dict({"state": state,
-                                   "param_groups": json.loads(metadata["param_groups"])})
+        for group, optimizer in optimizers.items():
+            suffix = _optimizer_prefix(group)
+            state: dict[int, dict[str, Any]] = {}
+            for key, value in tensors.items():
+                if key.startswith(f"optimizer{suffix}."):
+                    _, index, name = key.split(".", 2)
+                    state.setdefault(int(index), {})[name] = value
+            for index, values in json.loads(metadata[f"optimizer_scalars{suffix}"]).items():
+                state.setdefault(int(index), {}).update(values)
+            optimizer.load_state_dict({"state": state,
+                                       "param_groups": json.loads(metadata[f"param_groups{suffix}"])})
         return int(metadata["epoch"]), json.loads(metadata["history"])
     except (KeyError, ValueError, TypeError) as exc:
         raise RunError(f"{path} is incomplete or from another aegen version ({exc})") from exc

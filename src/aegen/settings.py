@@ -13,7 +13,7 @@ from aegen.errors import ConfigError
 from aegen.names import closest
 
 DEFAULTS: dict[str, Any] = {
-    "dataset": "mnist-5k", "data_root": None, "epochs": 10, "batch_size": 128, "lr": 1e-3,
+    "dataset": "mnist-5k", "data_root": None, "epochs": 10, "batch_size": 128, "lr": None,
     "weight_decay": None, "seed": 0, "val_fraction": 0.1, "model_options": {},
 }
 

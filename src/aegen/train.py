@@ -1,7 +1,13 @@
-"""One trainer for every model: it knows nothing about a model beyond `model.loss(x)`.
+"""One trainer for every model: it knows nothing about a model beyond `model.loss(x, labels)`
+and `model.update_groups()`.
 
 Batches are slices of a shuffled index into one uint8 tensor. Every epoch reseeds torch from
 (seed, epoch), so a run resumed from an epoch's checkpoint continues bit-exactly on CPU.
+
+Update rules: most models have one parameter group minimising `loss`. A model with several
+groups (VAE-GAN: encoder, decoder, discriminator) gives each group's loss in
+LossOutput.group_losses; each group gets its own Adam and the gradient of its own loss only,
+all from one forward pass.
 """
 
 from __future__ import annotations
@@ -49,18 +55,27 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class Trainer:
-    """Adam on model.loss over uint8 images [N, 28, 28]; reports per-epoch train and val loss."""
+    """Adam on model.loss over uint8 images [N, 28, 28] (and their labels, for conditional
+    models); reports per-epoch train and val loss."""
 
     def __init__(self, model: Autoencoder, config: TrainConfig,
-                 train_images: torch.Tensor, val_images: torch.Tensor):
+                 train_images: torch.Tensor, val_images: torch.Tensor,
+                 train_labels: torch.Tensor | None = None, val_labels: torch.Tensor | None = None):
         config.check()
         self.model, self.config = model, config
         self.train_images, self.val_images = train_images, val_images
+        self.train_labels, self.val_labels = train_labels, val_labels
+        if model.conditional and (train_labels is None or val_labels is None):
+            raise ConfigError("a conditional model needs the images' labels")
         self.rank, self.world_size = distributed.world()
-        self.loss_module = distributed.loss_module(model)
+        self.groups = model.update_groups()
+        self.loss_module = distributed.loss_module(model, several_groups=len(self.groups) > 1)
+        betas = getattr(model, "adam_betas", (0.9, 0.999))
         # The fused kernel updates all parameters in one pass instead of a dozen foreach ops.
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
-                                          weight_decay=config.weight_decay, fused=True)
+        self.optimizers = {
+            name: torch.optim.Adam(params, lr=config.lr, betas=betas,
+                                   weight_decay=config.weight_decay, fused=True)
+            for name, params in self.groups.items()}
 
     def fit(self, start_epoch: int = 0,
             on_epoch_end: Callable[[dict], None] | None = None,
@@ -70,7 +85,8 @@ class Trainer:
         for epoch in range(start_epoch + 1, self.config.epochs + 1):
             started = time.perf_counter()
             metrics = {"epoch": epoch, **self.train_epoch(epoch, progress)}
-            metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_images, epoch).items()})
+            metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_images, epoch,
+                                                                   self.val_labels).items()})
             metrics["seconds"] = round(time.perf_counter() - started, 3)
             history.append(metrics)
             if on_epoch_end is not None:
@@ -95,16 +111,23 @@ class Trainer:
                    disable=disable, unit="batch")
         for step, index in enumerate(bar, start=1):
             x = to_model_range(self.train_images[index], self.model.value_range)
-            loss_tensor, terms = self.loss_module(x)
+            labels = self.train_labels[index] if self.train_labels is not None else None
+            loss_tensor, terms, group_losses = self.loss_module(x, labels)
             loss = loss_tensor.item()
-            if not math.isfinite(loss):
+            if not math.isfinite(loss) or (group_losses and not all(
+                    math.isfinite(v.item()) for v in group_losses.values())):
                 raise TrainingError(
                     f"the loss became {loss} at epoch {epoch}, step {step}; the learning rate "
                     f"({self.config.lr}) is probably too high or the data are out of range; "
                     "the last checkpoint is intact")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss_tensor.backward()
-            self.optimizer.step()
+            for optimizer in self.optimizers.values():
+                optimizer.zero_grad(set_to_none=True)
+            if group_losses is None:
+                loss_tensor.backward()
+            else:
+                self._backward_per_group(group_losses)
+            for optimizer in self.optimizers.values():
+                optimizer.step()
             _accumulate(totals, loss, terms, len(index))
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
@@ -112,8 +135,21 @@ class Trainer:
         images = totals.pop("images")
         return {k: v / images for k, v in totals.items()}
 
+    def _backward_per_group(self, group_losses: dict[str, torch.Tensor]) -> None:
+        """Each group's gradient from its own loss only (the model's update rule)."""
+        names = list(self.groups)
+        for i, name in enumerate(names):
+            params = self.groups[name]
+            grads = torch.autograd.grad(group_losses[name], params, allow_unused=True,
+                                        retain_graph=i < len(names) - 1)
+            for param, grad in zip(params, grads):
+                param.grad = grad
+        if self.world_size > 1:
+            distributed.average_gradients([p for params in self.groups.values() for p in params])
+
     @torch.no_grad()
-    def evaluate(self, images: torch.Tensor, epoch: int = 0) -> dict[str, float]:
+    def evaluate(self, images: torch.Tensor, epoch: int = 0,
+                 labels: torch.Tensor | None = None) -> dict[str, float]:
         """Mean loss and terms on held-out images (noise seeded, so the number is repeatable)."""
         self.model.eval()
         with torch.random.fork_rng(devices=[]):
@@ -121,7 +157,7 @@ class Trainer:
             totals: dict[str, float] = {}
             for index in torch.arange(len(images)).split(EVAL_BATCH):
                 x = to_model_range(images[index], self.model.value_range)
-                out = self.model.loss(x)
+                out = self.model.loss(x, labels[index] if labels is not None else None)
                 _accumulate(totals, out.loss.item(), out.terms, len(index))
         images = totals.pop("images")
         return {k: v / images for k, v in totals.items()}

@@ -10,7 +10,9 @@ from aegen.models.ae import AEConfig, FullyConnectedAE
 from aegen.models.base import Autoencoder, LossOutput, config_from_dict, config_to_dict
 from aegen.models.conv_ae import ConvAE, ConvAEConfig
 from aegen.models.conv_vae import ConvVAE, ConvVAEConfig
+from aegen.models.cvae import CVAE, CVAEConfig
 from aegen.models.vae import VAE, VAEConfig
+from aegen.models.vae_gan import VAEGAN, VAEGANConfig
 from aegen.names import closest
 
 
@@ -22,6 +24,7 @@ class Preset:
     model_class: type
     description: str
     weight_decay: float = 0.0
+    lr: float = 1e-3
 
 
 PRESETS: dict[str, Preset] = {
@@ -32,6 +35,9 @@ PRESETS: dict[str, Preset] = {
     "vae": Preset(VAEConfig, VAE, "variational autoencoder 784-400-20, sigmoid output, BCE + KL"),
     "conv-vae": Preset(ConvVAEConfig, ConvVAE,
                        "convolutional VAE 32/64 channels, 20-d code, sigmoid output, BCE + KL"),
+    "cvae": Preset(CVAEConfig, CVAE, "conditional VAE 784+10-400-20, label into encoder and decoder"),
+    "vae-gan": Preset(VAEGANConfig, VAEGAN, "VAE-GAN: conv VAE, reconstruction in a "
+                      "discriminator's features, GAN loss; 3 optimizers", lr=2e-4),
 }
 
 
@@ -52,4 +58,4 @@ def build_model(name: str, options: dict[str, Any] | None = None) -> Autoencoder
 
 __all__ = ["PRESETS", "Preset", "Autoencoder", "LossOutput", "build_model", "preset",
            "config_to_dict", "config_from_dict", "AEConfig", "ConvAEConfig", "VAEConfig",
-           "FullyConnectedAE", "ConvAE", "VAE", "ConvVAEConfig", "ConvVAE"]
+           "FullyConnectedAE", "ConvAE", "VAE", "ConvVAEConfig", "ConvVAE", "CVAEConfig", "CVAE", "VAEGANConfig", "VAEGAN"]

@@ -15,38 +15,68 @@ from aegen.errors import ConfigError
 
 @dataclass
 class LossOutput:
-    """The loss to minimise and its named parts (per image, detached), for logging."""
+    """The loss to report and its named parts (per image, detached), for logging.
+
+    Models with several update groups (see Autoencoder.update_groups) also give the loss each
+    group minimises; otherwise the single group minimises `loss`.
+    """
 
     loss: torch.Tensor
     terms: dict[str, torch.Tensor]
+    group_losses: dict[str, torch.Tensor] | None = None
 
 
 class Autoencoder(nn.Module):
     """An encoder to a flat code of `latent_dim` numbers and a decoder back to images [B, C, H, W].
 
     `value_range` is the pixel range the decoder produces and the loss expects as input.
+    A conditional model (`num_classes` > 0) also takes the images' labels: class indices [B] or
+    class weights [B, num_classes] (soft labels, e.g. to interpolate between classes). The others
+    accept and ignore them, so callers pass labels whenever they have them.
     """
 
     value_range: tuple[float, float]
     latent_dim: int
     image_shape: tuple[int, int, int]
     variational: bool = False  # True: trained so that codes follow the prior N(0, I)
+    num_classes: int = 0
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images [B, C, H, W] -> codes [B, latent_dim] (the posterior mean for a VAE)."""
         raise NotImplementedError
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Codes [B, latent_dim] -> images [B, C, H, W] in value_range."""
         raise NotImplementedError
 
-    def loss(self, x: torch.Tensor) -> LossOutput:
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> LossOutput:
         """The training objective on a batch of images in value_range."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def update_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameter groups with their own optimizer; LossOutput.group_losses names each one's
+        loss. One group minimising `loss` unless a model's update rule says otherwise."""
+        return {"model": list(self.parameters())}
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Rebuild x through the code (deterministic: the VAE uses its posterior mean)."""
-        return self.decode(self.encode(x))
+        return self.decode(self.encode(x, labels), labels)
+
+
+def class_weights(labels: torch.Tensor | None, num_classes: int, batch: int) -> torch.Tensor:
+    """Labels [B] (indices) or [B, num_classes] (weights) -> float weights [B, num_classes]."""
+    if labels is None:
+        raise ConfigError("this model is conditional: give the images' labels")
+    if labels.dim() == 1:
+        labels = torch.nn.functional.one_hot(labels.long(), num_classes)
+    if labels.shape != (batch, num_classes):
+        raise ConfigError(f"labels must have shape ({batch},) or ({batch}, {num_classes}), "
+                          f"got {tuple(labels.shape)}")
+    return labels.float()
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -56,12 +56,12 @@ class ConvAE(Autoencoder):
             nn.Tanh(),
         )
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.encoder(x).flatten(1)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.decoder(z.view(-1, *self.code_shape))
 
-    def loss(self, x: torch.Tensor) -> LossOutput:
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> LossOutput:
         mse = F.mse_loss(self(x), x)
         return LossOutput(mse, {})

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from aegen.errors import ConfigError
 from aegen.models.base import require_positive
-from aegen.models.vae import BernoulliVAE
+from aegen.models.vae import BernoulliVAE, check_objective
 
 
 @dataclass
@@ -26,13 +26,13 @@ class ConvVAEConfig:
     hidden_channels: tuple[int, ...] = (32, 64)
     latent_dim: int = 20
     kl_weight: float = 1.0
+    importance_samples: int = 1
 
     def check(self) -> None:
         require_positive(self)
         if self.image_size % 4 or len(self.hidden_channels) != 2:
             raise ConfigError("conv-vae needs an image size divisible by 4 and two channel counts")
-        if self.kl_weight < 0:
-            raise ConfigError(f"kl_weight must be >= 0, got {self.kl_weight}")
+        check_objective(self)
 
 
 class ConvVAE(BernoulliVAE):
@@ -58,11 +58,12 @@ class ConvVAE(BernoulliVAE):
             nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1), nn.ReLU(),
             nn.ConvTranspose2d(narrow, c, 4, stride=2, padding=1))
 
-    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(self, x: torch.Tensor, labels: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)
         return self.fc_mu(h), self.fc_logvar(h)
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Bernoulli logits [..., pixels] for codes [..., latent_dim] (any leading shape)."""
         lead = z.shape[:-1]
         h = F.relu(self.fc_decode(z.reshape(-1, self.latent_dim))).view(-1, *self.feature_shape)

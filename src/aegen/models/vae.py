@@ -1,8 +1,11 @@
-"""The variational autoencoder 784-400-20 (Kingma and Welling, 2014) with a Bernoulli decoder."""
+"""The variational autoencoder 784-400-20 (Kingma and Welling, 2014) with a Bernoulli decoder,
+and the loss every Bernoulli VAE shares: the ELBO, or the IWAE bound (Burda et al., 2016)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import math
 
 import torch
 from torch import nn
@@ -14,18 +17,28 @@ from aegen.models.base import Autoencoder, LossOutput, require_positive
 
 @dataclass
 class VAEConfig:
-    """Widths, and the weight on the KL term (1.0 is the plain VAE; other values give a beta-VAE)."""
+    """Widths, the weight on the KL term (1.0 is the plain VAE; other values give a beta-VAE) and
+    the importance samples of the objective (1: the ELBO; k > 1: the IWAE bound)."""
 
     image_size: int = 28
     channels: int = 1
     hidden_dim: int = 400
     latent_dim: int = 20
     kl_weight: float = 1.0
+    importance_samples: int = 1
 
     def check(self) -> None:
         require_positive(self)
-        if self.kl_weight < 0:
-            raise ConfigError(f"kl_weight must be >= 0, got {self.kl_weight}")
+        check_objective(self)
+
+
+def check_objective(config) -> None:
+    """kl_weight >= 0; the IWAE bound has no KL term to weigh, so it needs kl_weight 1."""
+    if config.kl_weight < 0:
+        raise ConfigError(f"kl_weight must be >= 0, got {config.kl_weight}")
+    if config.importance_samples > 1 and config.kl_weight != 1.0:
+        raise ConfigError("the IWAE objective (importance_samples > 1) has no KL term to weigh: "
+                          "leave kl_weight at 1")
 
 
 class BernoulliVAE(Autoencoder):
@@ -37,30 +50,46 @@ class BernoulliVAE(Autoencoder):
 
     value_range = (0.0, 1.0)
     variational = True
+    pixel_likelihood = True  # log p(x|z) is Bernoulli over pixels: ELBO and NLL are defined
 
-    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(self, x: torch.Tensor, labels: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean and log-variance of q(z|x), each [B, latent_dim]."""
         raise NotImplementedError
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """Bernoulli logits [..., pixels] for codes [..., latent_dim]; sigmoid gives the image."""
+    def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Bernoulli logits [..., pixels] for codes [..., latent_dim] (any leading shape; labels
+        [B] or [B, classes] match the last leading dimension); sigmoid gives the image."""
         raise NotImplementedError
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.posterior(x)[0]
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.posterior(x, labels)[0]
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decode_logits(z)).view(-1, *self.image_shape)
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sigmoid(self.decode_logits(z, labels)).view(-1, *self.image_shape)
 
-    def loss(self, x: torch.Tensor) -> LossOutput:
-        """BCE summed over pixels + kl_weight * KL(q(z|x) || N(0, I)), averaged over the batch."""
-        mu, logvar = self.posterior(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparametrisation trick
-        # BCE on logits equals BCE on the sigmoid output, without its log(0) at saturation.
-        recon = F.binary_cross_entropy_with_logits(
-            self.decode_logits(z), x.flatten(1), reduction="sum") / len(x)
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> LossOutput:
+        """BCE summed over pixels + kl_weight * KL(q(z|x) || N(0, I)), averaged over the batch;
+        with importance_samples k > 1 the IWAE bound -log mean_i p(x, z_i) / q(z_i|x) instead."""
+        mu, logvar = self.posterior(x, labels)
         kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / len(x)
-        loss = recon + self.config.kl_weight * kl
+        k = self.config.importance_samples
+        if k == 1:
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparametrisation trick
+            # BCE on logits equals BCE on the sigmoid output, without its log(0) at saturation.
+            recon = F.binary_cross_entropy_with_logits(
+                self.decode_logits(z, labels), x.flatten(1), reduction="sum") / len(x)
+            loss = recon + self.config.kl_weight * kl
+        else:
+            eps = torch.randn(k, *mu.shape, dtype=mu.dtype, device=mu.device)
+            z = mu + eps * torch.exp(0.5 * logvar)  # [k, B, latent_dim]
+            bce = F.binary_cross_entropy_with_logits(
+                self.decode_logits(z, labels), x.flatten(1).expand(k, -1, -1),
+                reduction="none").sum(-1)
+            # log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x); the log(2 pi) terms cancel
+            log_w = -bce - 0.5 * (z.pow(2) - eps.pow(2) - logvar).sum(-1)
+            loss = -(torch.logsumexp(log_w, 0) - math.log(k)).mean()
+            recon = bce.mean()
         return LossOutput(loss, {"recon": recon.detach(), "kl": kl.detach()})
 
 
@@ -79,9 +108,10 @@ class VAE(BernoulliVAE):
         self.fc3 = nn.Linear(config.latent_dim, config.hidden_dim)
         self.fc4 = nn.Linear(config.hidden_dim, pixels)
 
-    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(self, x: torch.Tensor, labels: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
         h = F.relu(self.fc1(x.flatten(1)))
         return self.fc_mu(h), self.fc_logvar(h)
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.fc4(F.relu(self.fc3(z)))

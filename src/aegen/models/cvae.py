@@ -1,0 +1,57 @@
+"""The conditional VAE (Sohn et al., 2015): the label goes, one-hot, into both the encoder and the
+decoder, so the code is free to hold style and a chosen label picks the class of a sample."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from aegen.models.base import class_weights, require_positive
+from aegen.models.vae import BernoulliVAE, check_objective
+
+
+@dataclass
+class CVAEConfig:
+    """The VAE's widths plus the number of classes; the same KL weight and IWAE option."""
+
+    image_size: int = 28
+    channels: int = 1
+    hidden_dim: int = 400
+    latent_dim: int = 20
+    num_classes: int = 10
+    kl_weight: float = 1.0
+    importance_samples: int = 1
+
+    def check(self) -> None:
+        require_positive(self)
+        check_objective(self)
+
+
+class CVAE(BernoulliVAE):
+    """fc1 (784 + classes)-400 ReLU, heads 400-20; decoder (20 + classes)-400 ReLU, 400-784."""
+
+    def __init__(self, config: CVAEConfig | None = None):
+        super().__init__()
+        self.config = config = config or CVAEConfig()
+        self.image_shape = (config.channels, config.image_size, config.image_size)
+        self.latent_dim, self.num_classes = config.latent_dim, config.num_classes
+        pixels = config.channels * config.image_size ** 2
+        self.fc1 = nn.Linear(pixels + config.num_classes, config.hidden_dim)
+        self.fc_mu = nn.Linear(config.hidden_dim, config.latent_dim)
+        self.fc_logvar = nn.Linear(config.hidden_dim, config.latent_dim)
+        self.fc3 = nn.Linear(config.latent_dim + config.num_classes, config.hidden_dim)
+        self.fc4 = nn.Linear(config.hidden_dim, pixels)
+
+    def posterior(self, x: torch.Tensor, labels: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        y = class_weights(labels, self.num_classes, len(x))
+        h = F.relu(self.fc1(torch.cat([x.flatten(1), y], 1)))
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        y = class_weights(labels, self.num_classes, z.shape[-2] if z.dim() > 1 else 1)
+        y = y.expand(*z.shape[:-1], self.num_classes)  # the same label for every draw of an image
+        return self.fc4(F.relu(self.fc3(torch.cat([z, y], -1))))
