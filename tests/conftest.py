@@ -53,3 +53,9 @@ def trained_runs(tmp_path_factory) -> dict:
     return {name: train(name, "mnist-5k", epochs=2, out=root / name, progress=False,
                         log=lambda line: None)
             for name in ("ae", "conv-ae", "vae")}
+
+
+@pytest.fixture(scope="session")
+def classifier_cache(tmp_path_factory) -> Path:
+    """One temporary classifier cache per test session, so the slow tests train each judge once."""
+    return tmp_path_factory.mktemp("classifier-cache")

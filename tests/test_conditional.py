@@ -30,14 +30,14 @@ def cvae_run(tmp_path_factory):
 
 def test_cvae_takes_the_one_hot_label_in_encoder_and_decoder():
     model = build_model("cvae")
-    assert model.fc1.in_features == 784 + 10 and model.fc3.in_features == 20 + 10
+    assert model.fc1.in_features == 784 + 10 and model.fc3.in_features == 2 + 10
     x, labels = torch.rand(4, 1, 28, 28), torch.tensor([0, 3, 7, 9])
-    assert model.encode(x, labels).shape == (4, 20)
-    assert model.decode(torch.zeros(4, 20), labels).shape == (4, 1, 28, 28)
+    assert model.encode(x, labels).shape == (4, 2)
+    assert model.decode(torch.zeros(4, 2), labels).shape == (4, 1, 28, 28)
     soft = torch.full((4, 10), 0.1)  # class weights are accepted as well as indices
-    assert model.decode(torch.zeros(4, 20), soft).shape == (4, 1, 28, 28)
+    assert model.decode(torch.zeros(4, 2), soft).shape == (4, 1, 28, 28)
     with pytest.raises(ConfigError, match="conditional"):
-        model.decode(torch.zeros(4, 20))
+        model.decode(torch.zeros(4, 2))
 
 
 def test_cvae_loss_on_known_input_is_784_ln2_with_zero_weights():
@@ -47,7 +47,7 @@ def test_cvae_loss_on_known_input_is_784_ln2_with_zero_weights():
 
 
 def test_the_label_changes_the_decoded_image(cvae_run):
-    z = torch.zeros(10, 20)
+    z = torch.zeros(10, 2)
     images = cvae_run.decode(z, torch.arange(10))
     assert (images[0] - images[1]).abs().max() > 0.1
 
@@ -107,18 +107,18 @@ def test_explorer_offers_a_label_for_conditional_models(cvae_run):
 
 @pytest.mark.slow
 def test_the_classifier_recognises_the_requested_class_in_most_samples(tmp_path, shared_data,
+                                                                       classifier_cache,
                                                                        monkeypatch):
     from aegen.classifier import load_classifier
     from aegen.evaluate import classify
 
-    monkeypatch.setenv("AEGEN_CACHE", str(tmp_path / "cache"))
-    run = train("cvae", epochs=60, model_options={"latent_dim": 8}, out=tmp_path / "cvae",
-                progress=False, log=lambda line: None)
+    monkeypatch.setenv("AEGEN_CACHE", str(classifier_cache))
+    run = train("cvae", epochs=30, out=tmp_path / "cvae", progress=False, log=lambda line: None)
     classifier, _ = load_classifier("mnist-5k", shared_data, log=lambda line: None)
     labels = torch.arange(10).repeat(50)
     _, probabilities = classify(classifier, run.sample(len(labels), seed=1, label=labels))
     recognised = (probabilities.argmax(1) == labels).float().mean().item()
-    assert recognised > 0.5  # chance is 0.1; 0.68 measured on mnist-5k after 60 epochs
+    assert recognised > 0.8  # chance is 0.1; 0.98 measured here after 30 epochs
 
 
 # IWAE ---------------------------------------------------------------------------------------
@@ -185,3 +185,28 @@ def test_each_update_group_gets_the_gradient_of_its_own_loss_only():
     trainer._backward_per_group(out.group_losses)
     assert model.a.grad.item() == pytest.approx(4.0)   # d(a^2)/da, not + d((b-a)^2)/da = 6
     assert model.b.grad.item() == pytest.approx(-6.0)  # d((b-a)^2)/db
+
+
+def test_a_nan_in_one_groups_loss_stops_training_naming_the_group():
+    from aegen.errors import TrainingError
+
+    model = TwoGroups()
+    with torch.no_grad():
+        model.b.fill_(float("nan"))
+    trainer = Trainer(model, TrainConfig(epochs=1), torch.zeros(4, 28, 28, dtype=torch.uint8),
+                      torch.zeros(2, 28, 28, dtype=torch.uint8))
+    with pytest.raises(TrainingError, match="the loss became nan at epoch 1, step 1"):
+        trainer.fit(progress=False)
+
+    class OnlyB(TwoGroups):
+        def loss(self, x, labels=None):
+            out = super().loss(x, labels)
+            return LossOutput(self.a.detach() ** 2, {}, {"a": out.group_losses["a"],
+                                                        "b": out.group_losses["b"]})
+    model = OnlyB()
+    with torch.no_grad():
+        model.b.fill_(float("nan"))
+    trainer = Trainer(model, TrainConfig(epochs=1), torch.zeros(4, 28, 28, dtype=torch.uint8),
+                      torch.zeros(2, 28, 28, dtype=torch.uint8))
+    with pytest.raises(TrainingError, match="the b loss became nan"):
+        trainer.fit(progress=False)

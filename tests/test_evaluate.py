@@ -137,10 +137,11 @@ def test_pictures_command_draws_interpolations_and_a_2d_manifold(capsys, tmp_pat
 
 
 @pytest.mark.slow
-def test_mnist_classifier_reaches_about_99_percent_on_the_test_set(shared_data, tmp_path, monkeypatch):
+def test_mnist_classifier_reaches_about_99_percent_on_the_test_set(shared_data, classifier_cache,
+                                                                   monkeypatch):
     from aegen.classifier import load_classifier
 
-    monkeypatch.setenv("AEGEN_CACHE", str(tmp_path))
+    monkeypatch.setenv("AEGEN_CACHE", str(classifier_cache))
     classifier, record = load_classifier("mnist-5k", shared_data, log=lambda line: None)
     # 99.1 % on one machine, 98.99 % on another: float rounding differs between CPUs
     assert record["test_accuracy"] >= 0.985 and record["train_images"] == 5000

@@ -90,7 +90,8 @@ def samples_picture(all_metrics: list[dict], path: Path, seed: int = 0) -> None:
 
 def compare_runs(run_dirs: list[Path], out_dir: Path, extra: dict | None = None) -> list[dict]:
     """Write comparison.md, comparison.json and comparison.png for evaluated runs into out_dir."""
-    all_metrics = [read_metrics(run_dir) for run_dir in run_dirs]
+    # The folder as given here, not as recorded: a run evaluated elsewhere may have moved.
+    all_metrics = [{**read_metrics(run_dir), "run": str(run_dir)} for run_dir in run_dirs]
     rows = comparison_rows(all_metrics)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "comparison.json", {**(extra or {}), "rows": rows})

@@ -114,10 +114,13 @@ class Trainer:
             labels = self.train_labels[index] if self.train_labels is not None else None
             loss_tensor, terms, group_losses = self.loss_module(x, labels)
             loss = loss_tensor.item()
-            if not math.isfinite(loss) or (group_losses and not all(
-                    math.isfinite(v.item()) for v in group_losses.values())):
+            values = {"loss": loss, **{f"{name} loss": v.item()
+                                       for name, v in (group_losses or {}).items()}}
+            broken = next((name for name, v in values.items() if not math.isfinite(v)), None)
+            if broken is not None:
                 raise TrainingError(
-                    f"the loss became {loss} at epoch {epoch}, step {step}; the learning rate "
+                    f"the {broken} became {values[broken]} at epoch {epoch}, step {step}; "
+                    f"the learning rate "
                     f"({self.config.lr}) is probably too high or the data are out of range; "
                     "the last checkpoint is intact")
             for optimizer in self.optimizers.values():

@@ -35,7 +35,7 @@ PRESETS: dict[str, Preset] = {
     "vae": Preset(VAEConfig, VAE, "variational autoencoder 784-400-20, sigmoid output, BCE + KL"),
     "conv-vae": Preset(ConvVAEConfig, ConvVAE,
                        "convolutional VAE 32/64 channels, 20-d code, sigmoid output, BCE + KL"),
-    "cvae": Preset(CVAEConfig, CVAE, "conditional VAE 784+10-400-20, label into encoder and decoder"),
+    "cvae": Preset(CVAEConfig, CVAE, "conditional VAE 784+10-400-2, label into encoder and decoder"),
     "vae-gan": Preset(VAEGANConfig, VAEGAN, "VAE-GAN: conv VAE, reconstruction in a "
                       "discriminator's features, GAN loss; 3 optimizers", lr=2e-4),
 }
