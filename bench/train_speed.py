@@ -10,7 +10,9 @@ Per model on full Fashion-MNIST (60,000 training images, batch 128, Adam 1e-3):
 - eval: the loss on the 10,000 test images; sample: decoding 10,000 samples; nll: the VAE's
   importance-sampled NLL, k=1000 draws for each of the 10,000 test images;
 - bound: the FLOPs of the same work (counted by torch's FlopCounterMode) divided by the matmul
-  rate measured in this run on the VAE's own matmul shapes.
+  rate measured in this run on the VAE's own matmul shapes: batch 128 forward and backward for
+  training, evaluation and sampling; the NLL's chunks of 4,096 decoded draws (forward only) for
+  the NLL estimate.
 pythae (if bench/setup_peers.sh made its venv) runs the same VAE in the same sitting.
 Also: how the epoch time grows with the number of images and the batch size, and whether
 memory stays flat across epochs.
@@ -50,19 +52,23 @@ def best_time(function, repeats: int) -> float:
     return best
 
 
-def matmul_rate() -> float:
-    """FLOP/s of the VAE's forward and backward matmuls at batch 128, the best of several passes."""
+def matmul_rate(rows: int = BATCH, backward: bool = True) -> float:
+    """FLOP/s of the VAE's matmuls with `rows` rows (forward, and backward's two matmuls per
+    layer when asked), the best of several passes."""
     shapes = []
     for n_in, n_out in ((784, 400), (400, 20), (400, 20), (20, 400), (400, 784)):
-        shapes += [(BATCH, n_in, n_out), (BATCH, n_out, n_in), (n_out, BATCH, n_in)]
+        shapes.append((rows, n_in, n_out))
+        if backward:
+            shapes += [(rows, n_out, n_in), (n_out, rows, n_in)]
     operands = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in shapes]
     flops = sum(2 * m * k * n for m, k, n in shapes)
+    passes = max(1, 50 * BATCH // rows)
 
     def run():
-        for _ in range(50):
+        for _ in range(passes):
             for a, b in operands:
                 torch.mm(a, b)
-    return 50 * flops / best_time(run, 7)
+    return passes * flops / best_time(run, 7)
 
 
 def train_step_flops(name: str) -> int:
@@ -178,8 +184,9 @@ def main() -> None:
     args = parser.parse_args()
     data_root = args.data_root.resolve()
     peers = PYTHAE.exists()
-    rate = matmul_rate()
-    print(f"matmul rate on the VAE's shapes: {rate / 1e9:.1f} GFLOP/s", flush=True)
+    rate, nll_rate = matmul_rate(), matmul_rate(rows=4096, backward=False)
+    print(f"matmul rate on the VAE's shapes: {rate / 1e9:.1f} GFLOP/s at batch 128, "
+          f"{nll_rate / 1e9:.1f} GFLOP/s on the NLL's 4,096-row chunks", flush=True)
     steps = -(-60_000 // BATCH)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -191,7 +198,7 @@ def main() -> None:
             entry.update(held_out_work(name, work / f"{name}-10", data_root, args.nll_images))
             entry["sample_bound"] = decode_flops(name, 10_000) / rate
             if name == "vae":
-                entry["nll_bound"] = decode_flops(name, 10_000 * 1000) / rate
+                entry["nll_bound"] = decode_flops(name, 10_000 * 1000) / nll_rate
             print(f"  {name}: 10-epoch run {entry['run_10']:.1f}s", flush=True)
         if peers:
             results["pythae-vae"]["run_10"] = pythae_run(10, data_root)[0]
@@ -199,14 +206,15 @@ def main() -> None:
                                   "--images", "200", "--data-root", str(data_root)],
                                  capture_output=True, text=True, check=True)
             results["pythae-vae"]["nll"] = json.loads(nll.stdout.splitlines()[-1])["seconds_per_image"] * 10_000
-    report = {"matmul_gflops": rate / 1e9, "results": results,
+    report = {"matmul_gflops": rate / 1e9, "nll_matmul_gflops": nll_rate / 1e9, "results": results,
               "scaling": None if args.no_scaling else scaling(data_root)}
     args.json.write_text(json.dumps(report, indent=2))
     print_table(report)
 
 
 def print_table(report: dict) -> None:
-    print(f"\nmatmul rate {report['matmul_gflops']:.1f} GFLOP/s; times in seconds; ratio = time / bound")
+    print(f"\nmatmul rate {report['matmul_gflops']:.1f} GFLOP/s (NLL chunks: "
+          f"{report['nll_matmul_gflops']:.1f}); times in seconds; ratio = time / bound")
     print("| model | epoch | bound | ratio | run 1 | run 10 | eval | sample | nll (k=1000, 10k) | nll ratio | peak MiB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in report["results"].items():

@@ -60,11 +60,12 @@ def strip_times(run_dir):
     return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
 
 
-def test_resume_matches_uninterrupted(tmp_path):
-    quiet = {"progress": False, "log": lambda line: None, "val_fraction": 0.5}
-    train("vae", epochs=3, out=tmp_path / "whole", **quiet)
-    train("vae", epochs=1, out=tmp_path / "parts", **quiet)
-    resumed = train("vae", epochs=3, out=tmp_path / "parts", resume=True, **quiet)
+@pytest.mark.parametrize("name", ["vae", "conv-ae"])  # conv-ae trains in channels_last
+def test_resume_matches_uninterrupted(tmp_path, name):
+    quiet = {"progress": False, "log": lambda line: None, "val_fraction": 0.5, "device": "cpu"}
+    train(name, epochs=3, out=tmp_path / "whole", **quiet)
+    train(name, epochs=1, out=tmp_path / "parts", **quiet)
+    resumed = train(name, epochs=3, out=tmp_path / "parts", resume=True, **quiet)
     whole, parts = weights(tmp_path / "whole"), weights(tmp_path / "parts")
     assert all(torch.equal(whole[k], parts[k]) for k in whole)
     assert strip_times(tmp_path / "whole") == strip_times(tmp_path / "parts")

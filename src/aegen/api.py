@@ -205,15 +205,21 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
           batch_size: int = 128, lr: float | None = None, weight_decay: float | None = None,
           seed: int = 0, val_fraction: float = 0.1, model_options: dict[str, Any] | None = None,
           out: str | Path | None = None, resume: bool = False, data_root: str | Path | None = None,
-          progress: bool | None = None, log: Callable[[str], None] = print) -> TrainedModel:
-    """Train a preset model and write its run folder; with resume, continue the run in out."""
+          progress: bool | None = None, log: Callable[[str], None] = print,
+          device: str = "auto", precision: str = "fp32") -> TrainedModel:
+    """Train a preset model and write its run folder; with resume, continue the run in out.
+
+    device: auto (a GPU if torch sees one), cpu, cuda or cuda:N; the returned model is on the
+    CPU. precision: fp32, or bf16 for mixed precision (kept by a resumed run)."""
     from aegen import distributed
+    from aegen.device import resolve_device
     from aegen.pictures import write_run_pictures
     from aegen.run import load_checkpoint, save_checkpoint, save_weights, write_config, \
         write_metrics
     from aegen.train import TrainConfig, Trainer
 
     main = distributed.is_main()  # under torchrun only rank 0 writes files and logs
+    device = resolve_device(device)  # an unusable device stops the run before any file is written
     if not main:
         log = lambda line: None  # noqa: E731
 
@@ -225,7 +231,7 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
         train_config = config_from_dict(TrainConfig, {
             "epochs": epochs, "batch_size": batch_size, "seed": seed,
             "lr": entry.lr if lr is None else lr,
-            "val_fraction": val_fraction,
+            "val_fraction": val_fraction, "precision": precision,
             "weight_decay": entry.weight_decay if weight_decay is None else weight_decay})
         with torch.random.fork_rng(devices=[]):  # the seed fixes the initial weights too
             torch.manual_seed(train_config.seed)
@@ -242,6 +248,7 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
         "data": {"dataset": dataset, "root": str(data_root) if data_root is not None else None,
                  "n_train": len(train_index), "n_val": len(val_index)},
         "default_sampler": "prior" if net.variational else "gaussian",
+        "device": str(device),
     }
     try:  # fail before any training when the folder cannot be written
         if main:
@@ -250,7 +257,7 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
         raise RunError(f"cannot write the run folder {run_dir} ({exc.strerror or exc})") from exc
 
     trainer = Trainer(net, train_config, full.images[train_index], full.images[val_index],
-                      full.labels[train_index], full.labels[val_index])
+                      full.labels[train_index], full.labels[val_index], device=device)
     start, history = 0, []
     if resume and (run_dir / CHECKPOINT).is_file():  # no checkpoint yet: start from scratch
         start, history = load_checkpoint(run_dir, net, model, trainer.optimizers)
@@ -265,10 +272,10 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
         write_metrics(run_dir, history)
         log(format_epoch(metrics, train_config.epochs))
 
-    log(f"training {model} on {dataset} ({len(train_index)} train / {len(val_index)} val images) "
-        f"-> {run_dir}")
+    log(f"training {model} on {dataset} ({len(train_index)} train / {len(val_index)} val images, "
+        f"{trainer.device}{', bf16' if train_config.precision == 'bf16' else ''}) -> {run_dir}")
     trainer.fit(start, finish_epoch, progress)
-    trained = TrainedModel(run_dir, net, config, data_root)
+    trained = TrainedModel(run_dir, net.cpu(), config, data_root)
     if main:
         if not (run_dir / "model.safetensors").is_file():
             save_weights(run_dir, net, model)

@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-fraction", type=_float(0.0, strict=True), help="default 0.1")
     train.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
                        help="override a model setting, e.g. --option latent_dim=2 (repeatable)")
+    train.add_argument("--device", help="auto (default: a GPU if torch sees one), cpu, cuda or cuda:N")
+    train.add_argument("--precision", choices=("fp32", "bf16"),
+                       help="fp32 (default) or bf16 mixed precision in the forward pass")
     train.add_argument("--out", type=Path, help="run folder (default runs/MODEL-DATASET)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last checkpoint")
@@ -188,7 +191,8 @@ def _train(args: argparse.Namespace) -> None:
     flags = {"dataset": args.dataset, "data_root": args.data_root, "epochs": args.epochs,
              "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
              "seed": args.seed, "val_fraction": args.val_fraction,
-             "model_options": dict(args.option)}
+             "model_options": dict(args.option), "device": args.device,
+             "precision": args.precision}
     settings = merge_settings(read_settings_file(args.config) if args.config else {}, flags)
     trained = train(args.model, **settings, out=args.out, resume=args.resume,
                     progress=False if args.quiet else None,

@@ -21,7 +21,8 @@ def world() -> tuple[int, int]:
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        # gloo for CPU tensors, nccl for GPU ones: a CPU run works on a GPU machine too.
+        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), size
 
 
@@ -42,7 +43,8 @@ class LossModule(nn.Module):
         return out.loss, out.terms, out.group_losses
 
 
-def loss_module(model: nn.Module, several_groups: bool = False) -> nn.Module:
+def loss_module(model: nn.Module, several_groups: bool = False,
+                device: torch.device = torch.device("cpu")) -> nn.Module:
     """The model's loss, wrapped in DistributedDataParallel when there are several ranks.
 
     DDP averages gradients during backward(); a model with several update groups takes each
@@ -53,19 +55,20 @@ def loss_module(model: nn.Module, several_groups: bool = False) -> nn.Module:
         return module
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(module)
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def sum_across_ranks(values: dict[str, float]) -> dict[str, float]:
-    """Add up per-rank totals (one all-reduce for the whole dictionary)."""
+def sum_across_ranks(values: dict[str, float],
+                     device: torch.device = torch.device("cpu")) -> dict[str, float]:
+    """Add up per-rank totals (one all-reduce for the whole dictionary, on the device nccl needs)."""
     if world()[1] == 1 or not values:
         return values
     import torch.distributed as dist
 
     keys = sorted(values)
-    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
-    return dict(zip(keys, tensor.tolist()))
+    return dict(zip(keys, tensor.cpu().tolist()))
 
 
 def average_gradients(params: list[torch.nn.Parameter]) -> None:

@@ -145,11 +145,24 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, model_name: str,
                     state.setdefault(int(index), {})[name] = value
             for index, values in json.loads(metadata[f"optimizer_scalars{suffix}"]).items():
                 state.setdefault(int(index), {}).update(values)
+            _match_parameter_layout(optimizer, state)
             optimizer.load_state_dict({"state": state,
                                        "param_groups": json.loads(metadata[f"param_groups{suffix}"])})
         return int(metadata["epoch"]), json.loads(metadata["history"])
     except (KeyError, ValueError, TypeError) as exc:
         raise RunError(f"{path} is incomplete or from another aegen version ({exc})") from exc
+
+
+def _match_parameter_layout(optimizer: torch.optim.Optimizer,
+                            state: dict[int, dict[str, Any]]) -> None:
+    """Give each moment tensor its parameter's device and memory layout (channels_last for
+    convolutions): the fused Adam kernel walks parameter and state memory side by side, so a
+    state saved in the usual layout must not meet a channels_last parameter."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, values in state.items():
+        for key, value in values.items():
+            if torch.is_tensor(value) and index < len(params) and value.shape == params[index].shape:
+                values[key] = torch.empty_like(params[index], dtype=value.dtype).copy_(value)
 
 
 def write_metrics(run_dir: Path, history: list[dict]) -> None:

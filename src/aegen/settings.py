@@ -15,6 +15,7 @@ from aegen.names import closest
 DEFAULTS: dict[str, Any] = {
     "dataset": "mnist-5k", "data_root": None, "epochs": 10, "batch_size": 128, "lr": None,
     "weight_decay": None, "seed": 0, "val_fraction": 0.1, "model_options": {},
+    "device": "auto", "precision": "fp32",
 }
 
 
@@ -32,7 +33,7 @@ def read_settings_file(path: Path) -> dict[str, Any]:
         if key not in DEFAULTS:
             raise ConfigError(f"unknown setting {key!r}{closest(key, DEFAULTS)} in {path}; "
                               f"known settings: {', '.join(DEFAULTS)}")
-        if key in ("dataset", "data_root") and not isinstance(value, str):
+        if key in ("dataset", "data_root", "device", "precision") and not isinstance(value, str):
             raise ConfigError(f"setting {key!r} in {path} must be a string, got {value!r}")
         if key == "model_options" and not isinstance(value, dict):
             raise ConfigError(f"setting 'model_options' in {path} must be a JSON object")

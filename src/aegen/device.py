@@ -1,0 +1,54 @@
+"""Where a run computes (CPU, or a CUDA GPU when there is one) and in which precision.
+
+Everything runs on the CPU, so CI and GPU-less machines take the same code path; `auto` picks
+the GPU where torch sees one. Under torchrun each process takes the GPU of its LOCAL_RANK.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+from aegen.errors import ConfigError
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """auto, cpu, cuda or cuda:N -> a torch.device that exists here, or a one-line ConfigError."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if device.type != "cuda":
+        raise ConfigError(f"device {name!r} is not supported: use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for, but torch sees no CUDA GPU here "
+                          f"(torch {torch.__version__}); use --device cpu")
+    index = device.index if device.index is not None else int(os.environ.get("LOCAL_RANK", "0"))
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"device cuda:{index} does not exist: torch sees "
+                          f"{torch.cuda.device_count()} GPU(s)")
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 mixed precision for the forward pass (matmuls in bf16, reductions and losses in
+    fp32 as autocast decides); fp32 does nothing."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
