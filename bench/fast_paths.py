@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=HERE / "fast-paths-cpu.json")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    torch.set_flush_denormal(True)  # as aegen.train does, before torch starts threads
     images = load_dataset("fashion-mnist", "train", args.data_root).images[:20_000]
     plans = {"conv-ae": ("default", "contiguous"), "conv-vae": ("default", "contiguous"),
              "vae-gan": ("default", "contiguous"), "vae": ("default", "compiled"),

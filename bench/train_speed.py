@@ -182,6 +182,7 @@ def main() -> None:
                         help="test images the NLL is timed on (the time is scaled to 10,000)")
     parser.add_argument("--no-scaling", action="store_true")
     args = parser.parse_args()
+    torch.set_flush_denormal(True)  # as aegen.train does, before torch starts threads
     data_root = args.data_root.resolve()
     peers = PYTHAE.exists()
     rate, nll_rate = matmul_rate(), matmul_rate(rows=4096, backward=False)

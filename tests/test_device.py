@@ -98,6 +98,43 @@ def test_a_nan_between_two_looks_is_named_with_its_own_step():
         trainer.train_epoch(1, False)
 
 
+class DenormalProbe(StepCounter):
+    """Records what a denormal float times one gives while the trainer runs."""
+
+    def loss(self, x, labels=None):
+        self.seen = (torch.full((4,), 1e-40) * 1.0)[0].item()
+        return super().loss(x, labels)
+
+
+def test_the_trainer_computes_denormals_as_zero():
+    model = DenormalProbe()
+    images = torch.randint(0, 256, (256, 28, 28), dtype=torch.uint8)
+    Trainer(model, TrainConfig(), images, images[:10]).train_epoch(1, False)
+    assert model.seen == 0.0
+
+
+PROBE = """
+import torch
+from aegen.device import flushing_denormals
+with flushing_denormals():  # first, as aegen.train does: torch's threads start inside
+    product = torch.full((256, 512), 1e-42) @ torch.ones(512, 256)  # denormal unless flushed
+print(int((product == 0).sum()), int((torch.full((1,), 1e-40) * 1.0).item() == 0))
+"""
+
+
+def test_flushing_reaches_every_thread_of_a_matmul_and_ends_with_the_block():
+    """Each thread has its own flag and threads inherit it when they start, so aegen.train opens
+    the block before any tensor work; after it, the user's thread computes IEEE floats again."""
+    import subprocess
+    import sys
+
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormals")
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
+    flushed, still_flushing = map(int, out.stdout.split())
+    assert flushed == 256 * 256 and still_flushing == 0
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_the_gpu_the_model_and_data_live_on_the_device():
     images = torch.randint(0, 256, (256, 28, 28), dtype=torch.uint8)

@@ -48,6 +48,27 @@ def test_update_rule_each_group_follows_its_own_loss():
     assert set(out.terms) >= {"kl", "feature_recon", "d_loss", "g_loss", "d_real", "d_fake"}
 
 
+def test_channels_last_gradients_reach_the_fused_adam_in_their_parameters_layout():
+    """The trainer keeps convolutional models in channels_last. The fused Adam updates the wrong
+    elements when a gradient's layout differs from its parameter's, and autograd.grad (one group
+    at a time) promises no layout, unlike backward(); the step must equal a plain Adam's."""
+    torch.manual_seed(0)
+    model = build_model("vae-gan", SMALL)
+    trainer = Trainer(model, TrainConfig(lr=2e-4), torch.zeros(4, 28, 28, dtype=torch.uint8),
+                      torch.zeros(2, 28, 28, dtype=torch.uint8))
+    assert any(p.dim() == 4 and not p.is_contiguous() for p in model.parameters())
+    out = model.loss(torch.rand(8, 1, 28, 28).contiguous(memory_format=torch.channels_last))
+    trainer._backward_per_group(out.group_losses)
+    for name, params in trainer.groups.items():
+        plain = [torch.nn.Parameter(p.detach().contiguous().clone()) for p in params]
+        for copy, p in zip(plain, params):
+            copy.grad = p.grad.contiguous().clone()
+        torch.optim.Adam(plain, lr=2e-4, betas=model.adam_betas, foreach=False).step()
+        trainer.optimizers[name].step()
+        for copy, p in zip(plain, params):
+            assert torch.allclose(p, copy, atol=1e-7), name
+
+
 def test_training_runs_without_nan_and_moves_every_group(tmp_path):
     data = torch.randint(0, 256, (256, 28, 28), dtype=torch.uint8)
     model = build_model("vae-gan", SMALL)

@@ -212,75 +212,81 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
     device: auto (a GPU if torch sees one), cpu, cuda or cuda:N; the returned model is on the
     CPU. precision: fp32, or bf16 for mixed precision (kept by a resumed run)."""
     from aegen import distributed
-    from aegen.device import resolve_device
+    from aegen.device import flushing_denormals, resolve_device
     from aegen.pictures import write_run_pictures
     from aegen.run import load_checkpoint, save_checkpoint, save_weights, write_config, \
         write_metrics
     from aegen.train import TrainConfig, Trainer
 
-    main = distributed.is_main()  # under torchrun only rank 0 writes files and logs
-    device = resolve_device(device)  # an unusable device stops the run before any file is written
-    if not main:
-        log = lambda line: None  # noqa: E731
-
-    if resume:
-        run_dir, net, train_config, dataset, data_root = _resumed_run(model, out, epochs, data_root)
-    else:
-        check_dataset_name(dataset)
-        entry = preset(model)
-        train_config = config_from_dict(TrainConfig, {
-            "epochs": epochs, "batch_size": batch_size, "seed": seed,
-            "lr": entry.lr if lr is None else lr,
-            "val_fraction": val_fraction, "precision": precision,
-            "weight_decay": entry.weight_decay if weight_decay is None else weight_decay})
-        with torch.random.fork_rng(devices=[]):  # the seed fixes the initial weights too
-            torch.manual_seed(train_config.seed)
-            net = build_model(model, model_options)
-        run_dir = Path(out) if out is not None else default_run_dir(model, dataset)
-        if main and run_dir.exists() and any(run_dir.iterdir()):
-            raise RunError(f"{run_dir} is not empty; add --resume to continue the run there "
-                           "or choose another --out")
-    full = load_dataset(dataset, "train", data_root)
-    train_index, val_index = train_val_split(len(full), train_config.val_fraction, train_config.seed)
-    config = {
-        "aegen_version": __version__, "model": model, "model_config": config_to_dict(net.config),
-        "train": dataclasses.asdict(train_config),
-        "data": {"dataset": dataset, "root": str(data_root) if data_root is not None else None,
-                 "n_train": len(train_index), "n_val": len(val_index)},
-        "default_sampler": "prior" if net.variational else "gaussian",
-        "device": str(device),
-    }
-    try:  # fail before any training when the folder cannot be written
-        if main:
-            write_config(run_dir, config)
-    except OSError as exc:
-        raise RunError(f"cannot write the run folder {run_dir} ({exc.strerror or exc})") from exc
-
-    trainer = Trainer(net, train_config, full.images[train_index], full.images[val_index],
-                      full.labels[train_index], full.labels[val_index], device=device)
-    start, history = 0, []
-    if resume and (run_dir / CHECKPOINT).is_file():  # no checkpoint yet: start from scratch
-        start, history = load_checkpoint(run_dir, net, model, trainer.optimizers)
-        log(f"resuming {run_dir} after epoch {start} of {train_config.epochs}")
-
-    def finish_epoch(metrics: dict) -> None:
-        history.append(metrics)
+    with flushing_denormals():  # before any tensor work, so that torch's threads inherit it
+        main = distributed.is_main()  # under torchrun only rank 0 writes files and logs
+        device = resolve_device(device)  # a device that is not there stops the run before any file
         if not main:
-            return
-        save_checkpoint(run_dir, net, model, trainer.optimizers, metrics["epoch"], history)
-        save_weights(run_dir, net, model)
-        write_metrics(run_dir, history)
-        log(format_epoch(metrics, train_config.epochs))
+            log = lambda line: None  # noqa: E731
 
-    log(f"training {model} on {dataset} ({len(train_index)} train / {len(val_index)} val images, "
-        f"{trainer.device}{', bf16' if train_config.precision == 'bf16' else ''}) -> {run_dir}")
-    trainer.fit(start, finish_epoch, progress)
-    trained = TrainedModel(run_dir, net.cpu(), config, data_root)
-    if main:
-        if not (run_dir / "model.safetensors").is_file():
+        if resume:
+            run_dir, net, train_config, dataset, data_root = _resumed_run(model, out, epochs,
+                                                                          data_root)
+        else:
+            check_dataset_name(dataset)
+            entry = preset(model)
+            train_config = config_from_dict(TrainConfig, {
+                "epochs": epochs, "batch_size": batch_size, "seed": seed,
+                "lr": entry.lr if lr is None else lr,
+                "val_fraction": val_fraction, "precision": precision,
+                "weight_decay": entry.weight_decay if weight_decay is None else weight_decay})
+            with torch.random.fork_rng(devices=[]):  # the seed fixes the initial weights too
+                torch.manual_seed(train_config.seed)
+                net = build_model(model, model_options)
+            run_dir = Path(out) if out is not None else default_run_dir(model, dataset)
+            if main and run_dir.exists() and any(run_dir.iterdir()):
+                raise RunError(f"{run_dir} is not empty; add --resume to continue the run there "
+                               "or choose another --out")
+        full = load_dataset(dataset, "train", data_root)
+        train_index, val_index = train_val_split(len(full), train_config.val_fraction,
+                                                 train_config.seed)
+        config = {
+            "aegen_version": __version__, "model": model,
+            "model_config": config_to_dict(net.config),
+            "train": dataclasses.asdict(train_config),
+            "data": {"dataset": dataset, "root": str(data_root) if data_root is not None else None,
+                     "n_train": len(train_index), "n_val": len(val_index)},
+            "default_sampler": "prior" if net.variational else "gaussian",
+            "device": str(device),
+        }
+        try:  # fail before any training when the folder cannot be written
+            if main:
+                write_config(run_dir, config)
+        except OSError as exc:
+            raise RunError(f"cannot write the run folder {run_dir} "
+                           f"({exc.strerror or exc})") from exc
+
+        trainer = Trainer(net, train_config, full.images[train_index], full.images[val_index],
+                          full.labels[train_index], full.labels[val_index], device=device)
+        start, history = 0, []
+        if resume and (run_dir / CHECKPOINT).is_file():  # no checkpoint yet: start from scratch
+            start, history = load_checkpoint(run_dir, net, model, trainer.optimizers)
+            log(f"resuming {run_dir} after epoch {start} of {train_config.epochs}")
+
+        def finish_epoch(metrics: dict) -> None:
+            history.append(metrics)
+            if not main:
+                return
+            save_checkpoint(run_dir, net, model, trainer.optimizers, metrics["epoch"], history)
             save_weights(run_dir, net, model)
-        write_run_pictures(trained, history)
-    return trained
+            write_metrics(run_dir, history)
+            log(format_epoch(metrics, train_config.epochs))
+
+        precision_note = ", bf16" if train_config.precision == "bf16" else ""
+        log(f"training {model} on {dataset} ({len(train_index)} train / {len(val_index)} val "
+            f"images, {trainer.device}{precision_note}) -> {run_dir}")
+        trainer.fit(start, finish_epoch, progress)
+        trained = TrainedModel(run_dir, net.cpu(), config, data_root)
+        if main:
+            if not (run_dir / "model.safetensors").is_file():
+                save_weights(run_dir, net, model)
+            write_run_pictures(trained, history)
+        return trained
 
 
 def _resumed_run(model: str, out: str | Path | None, epochs: int,

@@ -55,7 +55,8 @@ def loss_module(model: nn.Module, several_groups: bool = False,
         return module
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+    return DistributedDataParallel(module,
+                                   device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def sum_across_ranks(values: dict[str, float],

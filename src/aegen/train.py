@@ -26,7 +26,7 @@ import torch
 
 from aegen import distributed
 from aegen.data import to_model_range
-from aegen.device import autocast, check_precision, resolve_device
+from aegen.device import autocast, check_precision, flushing_denormals, resolve_device
 from aegen.errors import ConfigError, TrainingError
 from aegen.models.base import Autoencoder
 
@@ -127,6 +127,10 @@ class Trainer:
 
     def train_epoch(self, epoch: int, progress: bool | None = None) -> dict[str, float]:
         """One pass over the shuffled training images; returns mean loss and terms."""
+        with flushing_denormals():
+            return self._train_epoch(epoch, progress)
+
+    def _train_epoch(self, epoch: int, progress: bool | None) -> dict[str, float]:
         from tqdm.auto import tqdm
 
         torch.manual_seed(epoch_seed(self.config.seed, epoch))
@@ -171,6 +175,10 @@ class Trainer:
             grads = torch.autograd.grad(group_losses[name], params, allow_unused=True,
                                         retain_graph=i < len(names) - 1)
             for param, grad in zip(params, grads):
+                # backward() lays a gradient out like its parameter, autograd.grad promises no
+                # layout; the fused Adam misreads a channels_last parameter's other-layout grad.
+                if grad is not None and grad.stride() != param.stride():
+                    grad = torch.empty_like(param).copy_(grad)
                 param.grad = grad
         if self.world_size > 1:
             distributed.average_gradients([p for params in self.groups.values() for p in params])
@@ -181,7 +189,7 @@ class Trainer:
         """Mean loss and terms on held-out images (noise seeded, so the number is repeatable)."""
         self.model.eval()
         gpus = [self.device.index] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=gpus):
+        with torch.random.fork_rng(devices=gpus), flushing_denormals():
             torch.manual_seed(epoch_seed(self.config.seed, -1 - epoch))
             totals: dict[str, float] = {}
             images, labels = self._moved(images), self._moved(labels)
