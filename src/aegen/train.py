@@ -58,13 +58,11 @@ class TrainConfig:
             raise ConfigError(f"validation fraction must lie between 0 and 1, got {self.val_fraction}")
 
 
-def preferred_memory_format(model: torch.nn.Module) -> torch.memory_format:
-    """channels_last for models with convolutions: oneDNN's and cuDNN's fast layout (measured in
-    bench/README.md: conv-ae steps 10-15% faster on the CPU, conv-vae and vae-gan 5-10%);
-    the weights are saved in the usual layout all the same."""
-    convolutional = any(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
-                        for m in model.modules())
-    return torch.channels_last if convolutional else torch.contiguous_format
+def preferred_memory_format(model: Autoencoder) -> torch.memory_format:
+    """channels_last where the model asks for it: measured per model (bench/fast_paths.py), it
+    made conv-ae and vae-gan faster on the CPU and conv-vae slower. The weights are saved in the
+    usual layout all the same."""
+    return torch.channels_last if model.channels_last else torch.contiguous_format
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

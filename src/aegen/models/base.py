@@ -40,6 +40,7 @@ class Autoencoder(nn.Module):
     image_shape: tuple[int, int, int]
     variational: bool = False  # True: trained so that codes follow the prior N(0, I)
     num_classes: int = 0
+    channels_last: bool = False  # train in the channels_last layout (where it measured faster)
 
     @property
     def conditional(self) -> bool:
