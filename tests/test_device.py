@@ -142,3 +142,12 @@ def test_on_the_gpu_the_model_and_data_live_on_the_device():
                       images[:64], device="cuda")
     assert trainer.train_images.is_cuda and next(trainer.model.parameters()).is_cuda
     assert trainer.fit(progress=False)[0]["loss"] > 0
+
+
+def test_the_cli_refuses_an_unknown_device_in_one_line(tmp_path, capsys):
+    from aegen.cli import main
+
+    assert main(["train", "ae", "--device", "tpu", "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("aegen: error: ") and "device 'tpu'" in error
+    assert error.count("\n") == 1 and not (tmp_path / "run").exists()

@@ -49,11 +49,12 @@ def test_update_rule_each_group_follows_its_own_loss():
 
 
 def test_channels_last_gradients_reach_the_fused_adam_in_their_parameters_layout():
-    """The trainer keeps convolutional models in channels_last. The fused Adam updates the wrong
+    """A model may train in channels_last. The fused Adam updates the wrong
     elements when a gradient's layout differs from its parameter's, and autograd.grad (one group
     at a time) promises no layout, unlike backward(); the step must equal a plain Adam's."""
     torch.manual_seed(0)
     model = build_model("vae-gan", SMALL)
+    model.channels_last = True  # as a convolutional model may ask
     trainer = Trainer(model, TrainConfig(lr=2e-4), torch.zeros(4, 28, 28, dtype=torch.uint8),
                       torch.zeros(2, 28, 28, dtype=torch.uint8))
     assert any(p.dim() == 4 and not p.is_contiguous() for p in model.parameters())

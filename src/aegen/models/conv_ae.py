@@ -30,7 +30,7 @@ class ConvAE(Autoencoder):
     """Conv(s3) 16x10x10 -> pool 16x5x5 -> Conv(s2) 8x3x3 -> pool 8x2x2; mirrored by ConvTranspose."""
 
     value_range = (-1.0, 1.0)
-    channels_last = True  # its epochs 1.1-1.2x faster so on the CPU (bench/fast_paths.py)
+    channels_last = True  # epochs 1.1-1.2x faster so on the CPU, in every sitting (bench/)
 
     def __init__(self, config: ConvAEConfig | None = None):
         super().__init__()
