@@ -211,6 +211,7 @@ class StepLosses:
         self.rows: list[torch.Tensor] = []
         self.sizes: list[int] = []
         self.names: list[str] = []
+        self.reported = 0  # how many leading names the epoch's report keeps
         self.steps_done = 0
         self.totals: dict[str, float] = {"images": 0.0}
 
