@@ -1,6 +1,6 @@
 """How fast aegen trains, evaluates and samples, against the bound its matmuls set and its peers.
 
-    .venv/bin/python bench/train_speed.py --data-root ../shared/data [--json bench/results.json]
+    .venv/bin/python bench/train_speed.py --data-root ../shared/data [--json FILE] [--device cuda]
 
 Per model on full Fashion-MNIST (60,000 training images, batch 128, Adam 1e-3):
 - epoch: seconds per training epoch = (best wall time of a 3-epoch run - best of a 1-epoch run) / 2,
@@ -14,6 +14,8 @@ Per model on full Fashion-MNIST (60,000 training images, batch 128, Adam 1e-3):
   training, evaluation and sampling; the NLL's chunks of 4,096 decoded draws (forward only) for
   the NLL estimate.
 pythae (if bench/setup_peers.sh made its venv) runs the same VAE in the same sitting.
+--device cuda runs aegen's side on a GPU (runs, bounds, evaluation, sampling, NLL; "peak MiB"
+stays the host's resident memory); pythae's script picks its device itself.
 Also: how the epoch time grows with the number of images and the batch size, and whether
 memory stays flat across epochs.
 """
@@ -33,6 +35,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from aegen.data import load_dataset, to_model_range
+from aegen.device import resolve_device
 from aegen.models import build_model
 from aegen.train import TrainConfig, Trainer
 
@@ -42,12 +45,23 @@ MODELS = ("ae", "conv-ae", "vae")
 BATCH = 128
 
 
+DEVICE = torch.device("cpu")  # set from --device in main()
+
+
+def synchronize() -> None:
+    """Wait for the GPU's queued work, so that a timer measures it (nothing to wait for on CPU)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def best_time(function, repeats: int) -> float:
     """The fastest of several timed calls (the machine is noisy; the minimum is the signal)."""
     best = float("inf")
     for _ in range(repeats):
+        synchronize()
         started = time.perf_counter()
         function()
+        synchronize()
         best = min(best, time.perf_counter() - started)
     return best
 
@@ -60,9 +74,10 @@ def matmul_rate(rows: int = BATCH, backward: bool = True) -> float:
         shapes.append((rows, n_in, n_out))
         if backward:
             shapes += [(rows, n_out, n_in), (n_out, rows, n_in)]
-    operands = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in shapes]
+    operands = [(torch.randn(m, k, device=DEVICE), torch.randn(k, n, device=DEVICE))
+                for m, k, n in shapes]
     flops = sum(2 * m * k * n for m, k, n in shapes)
-    passes = max(1, 50 * BATCH // rows)
+    passes = max(1, 50 * BATCH // rows) * (20 if DEVICE.type == "cuda" else 1)
 
     def run():
         for _ in range(passes):
@@ -94,7 +109,7 @@ def timed_process(argv: list[str]) -> tuple[float, float]:
 def aegen_run(name: str, epochs: int, data_root: Path, out: Path) -> tuple[float, float]:
     argv = [sys.executable, "-m", "aegen", "train", name, "--dataset", "fashion-mnist",
             "--data-root", str(data_root), "--epochs", str(epochs), "--val-fraction", "0.00001",
-            "--quiet", "--out", str(out)]
+            "--device", str(DEVICE), "--quiet", "--out", str(out)]
     return timed_process(argv)
 
 
@@ -134,12 +149,18 @@ def held_out_work(name: str, run_dir: Path, data_root: Path, nll_images: int) ->
 
     trained = aegen.load(run_dir, data_root)
     test = load_dataset("fashion-mnist", "test", data_root)
-    trainer = Trainer(trained.model, TrainConfig(), test.images[:1], test.images)
-    out = {"eval": best_time(lambda: trainer.evaluate(test.images), 3),
-           "sample": best_time(lambda: trained.sample(10_000, seed=0, sampler="prior"), 3)}
+    trainer = Trainer(trained.model, TrainConfig(), test.images[:1], test.images, device=DEVICE)
+    model = trainer.model  # now on DEVICE, like the test images in the trainer
+    codes = torch.randn(10_000, model.latent_dim, device=DEVICE)
+
+    def sample():
+        with torch.no_grad():
+            model.decode(codes)
+    out = {"eval": best_time(lambda: trainer.evaluate(trainer.val_images), 3),
+           "sample": best_time(sample, 3)}
     if name == "vae":
-        images = test.images[:nll_images].unsqueeze(1).float() / 255
-        seconds = best_time(lambda: elbo_and_nll(trained.model, images, k=1000), 1)
+        images = test.images[:nll_images].unsqueeze(1).to(DEVICE).float() / 255
+        seconds = best_time(lambda: elbo_and_nll(model, images, k=1000), 1)
         out["nll"] = seconds * len(test) / nll_images  # scaled to the full 10,000 test images
     return out
 
@@ -159,12 +180,13 @@ def scaling(data_root: Path) -> dict:
     for name in MODELS:
         model_results = out.setdefault(name, {"images": {}, "batch": {}})
         for n in (5_000, 20_000, 60_000):
-            trainer = Trainer(build_model(name), TrainConfig(), data[:n], data[:1])
+            trainer = Trainer(build_model(name), TrainConfig(), data[:n], data[:1], device=DEVICE)
             model_results["images"][n] = best_time(lambda: trainer.train_epoch(1, False), 2)
         for batch in (64, 128, 512):
-            trainer = Trainer(build_model(name), TrainConfig(batch_size=batch), data, data[:1])
+            trainer = Trainer(build_model(name), TrainConfig(batch_size=batch), data, data[:1],
+                              device=DEVICE)
             model_results["batch"][batch] = best_time(lambda: trainer.train_epoch(1, False), 2)
-    trainer = Trainer(build_model("vae"), TrainConfig(), data, data[:1])
+    trainer = Trainer(build_model("vae"), TrainConfig(), data, data[:1], device=DEVICE)
     rss = []
     for epoch in range(1, 11):
         trainer.train_epoch(epoch, False)
@@ -181,7 +203,12 @@ def main() -> None:
     parser.add_argument("--nll-images", type=int, default=10_000,
                         help="test images the NLL is timed on (the time is scaled to 10,000)")
     parser.add_argument("--no-scaling", action="store_true")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (default) or cuda: aegen's runs, bounds and timings on it "
+                             "(pythae's VAE script picks its own device)")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = resolve_device(args.device)
     torch.set_flush_denormal(True)  # as aegen.train does, before torch starts threads
     data_root = args.data_root.resolve()
     peers = PYTHAE.exists()
@@ -207,7 +234,7 @@ def main() -> None:
                                   "--images", "200", "--data-root", str(data_root)],
                                  capture_output=True, text=True, check=True)
             results["pythae-vae"]["nll"] = json.loads(nll.stdout.splitlines()[-1])["seconds_per_image"] * 10_000
-    report = {"matmul_gflops": rate / 1e9, "nll_matmul_gflops": nll_rate / 1e9, "results": results,
+    report = {"device": str(DEVICE), "matmul_gflops": rate / 1e9, "nll_matmul_gflops": nll_rate / 1e9, "results": results,
               "scaling": None if args.no_scaling else scaling(data_root)}
     args.json.write_text(json.dumps(report, indent=2))
     print_table(report)

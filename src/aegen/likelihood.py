@@ -35,7 +35,7 @@ def log_weights(model: BernoulliVAE, x: torch.Tensor, k: int, generator: torch.G
     chunks = []
     for start in range(0, k, per_chunk):
         draws = min(per_chunk, k - start)
-        eps = torch.randn(len(x), draws, mu.shape[1], generator=generator)
+        eps = torch.randn(len(x), draws, mu.shape[1], generator=generator, device=mu.device)
         z = mu.unsqueeze(1) + std.unsqueeze(1) * eps
         log_q = -0.5 * (eps.pow(2) + logvar.unsqueeze(1) + LOG_2PI).sum(-1)
         log_prior = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
@@ -51,9 +51,10 @@ def log_weights(model: BernoulliVAE, x: torch.Tensor, k: int, generator: torch.G
 @torch.no_grad()
 def elbo_and_nll(model: BernoulliVAE, images: torch.Tensor, k: int = 1000, seed: int = 0,
                  batch: int = 64, labels: torch.Tensor | None = None) -> dict[str, float]:
-    """Mean ELBO and importance-sampled NLL (nats per image) of images [N, 1, 28, 28] in [0, 1]."""
+    """Mean ELBO and importance-sampled NLL (nats per image) of images [N, 1, 28, 28] in [0, 1],
+    computed on the device the images are on (the model must be there too)."""
     model.eval()
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=images.device).manual_seed(seed)
     elbo, nll = 0.0, 0.0
     label_chunks = labels.split(batch) if labels is not None else [None] * len(images.split(batch))
     for chunk, chunk_labels in zip(images.split(batch), label_chunks):
