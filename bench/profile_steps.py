@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
-
 from torch.utils.flop_counter import FlopCounterMode
 
 from aegen.data import to_model_range

@@ -36,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from aegen.data import load_dataset, to_model_range
 from aegen.device import resolve_device
+from aegen.likelihood import ROWS_PER_CHUNK
 from aegen.models import build_model
 from aegen.train import TrainConfig, Trainer
 
@@ -212,9 +213,9 @@ def main() -> None:
     torch.set_flush_denormal(True)  # as aegen.train does, before torch starts threads
     data_root = args.data_root.resolve()
     peers = PYTHAE.exists()
-    rate, nll_rate = matmul_rate(), matmul_rate(rows=4096, backward=False)
+    rate, nll_rate = matmul_rate(), matmul_rate(rows=ROWS_PER_CHUNK, backward=False)
     print(f"matmul rate on the VAE's shapes: {rate / 1e9:.1f} GFLOP/s at batch 128, "
-          f"{nll_rate / 1e9:.1f} GFLOP/s on the NLL's 4,096-row chunks", flush=True)
+          f"{nll_rate / 1e9:.1f} GFLOP/s on the NLL's {ROWS_PER_CHUNK}-row chunks", flush=True)
     steps = -(-60_000 // BATCH)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -234,7 +235,8 @@ def main() -> None:
                                   "--images", "200", "--data-root", str(data_root)],
                                  capture_output=True, text=True, check=True)
             results["pythae-vae"]["nll"] = json.loads(nll.stdout.splitlines()[-1])["seconds_per_image"] * 10_000
-    report = {"device": str(DEVICE), "matmul_gflops": rate / 1e9, "nll_matmul_gflops": nll_rate / 1e9, "results": results,
+    report = {"device": str(DEVICE), "matmul_gflops": rate / 1e9,
+              "nll_matmul_gflops": nll_rate / 1e9, "results": results,
               "scaling": None if args.no_scaling else scaling(data_root)}
     args.json.write_text(json.dumps(report, indent=2))
     print_table(report)
