@@ -1,6 +1,7 @@
 """How fast aegen trains, evaluates and samples, against the bound its matmuls set and its peers.
 
     .venv/bin/python bench/train_speed.py --data-root ../shared/data [--json FILE] [--device cuda]
+        [--precision bf16]
 
 Per model on full Fashion-MNIST (60,000 training images, batch 128, Adam 1e-3):
 - epoch: seconds per training epoch = (best wall time of a 3-epoch run - best of a 1-epoch run) / 2,
@@ -15,7 +16,9 @@ Per model on full Fashion-MNIST (60,000 training images, batch 128, Adam 1e-3):
   the NLL estimate.
 pythae (if bench/setup_peers.sh made its venv) runs the same VAE in the same sitting.
 --device cuda runs aegen's side on a GPU (runs, bounds, evaluation, sampling, NLL; "peak MiB"
-stays the host's resident memory); pythae's script picks its device itself.
+stays the host's resident memory); pythae runs on the same device, and a "vae-eager" row times
+the VAE with --no-cuda-graphs. --models picks some of ae, conv-ae, vae; --precision bf16 trains
+aegen's models in bf16.
 Also: how the epoch time grows with the number of images and the batch size, and whether
 memory stays flat across epochs.
 """
@@ -41,12 +44,15 @@ from aegen.models import build_model
 from aegen.train import TrainConfig, Trainer
 
 HERE = Path(__file__).resolve().parent
-PYTHAE = HERE / ".venv-pythae" / "bin" / "python"
-MODELS = ("ae", "conv-ae", "vae")
+# the peer venv bench/setup_peers.sh makes, or another Python that has pythae (PYTHAE_PYTHON)
+PYTHAE = Path(os.environ.get("PYTHAE_PYTHON", HERE / ".venv-pythae" / "bin" / "python"))
+MODELS = ("ae", "conv-ae", "vae")  # or those --models names
+EAGER = "-eager"  # "vae-eager": the VAE on a GPU with --no-cuda-graphs, to show what they save
 BATCH = 128
 
 
 DEVICE = torch.device("cpu")  # set from --device in main()
+PRECISION = "fp32"  # set from --precision in main()
 
 
 def synchronize() -> None:
@@ -108,21 +114,25 @@ def timed_process(argv: list[str]) -> tuple[float, float]:
 
 
 def aegen_run(name: str, epochs: int, data_root: Path, out: Path) -> tuple[float, float]:
-    argv = [sys.executable, "-m", "aegen", "train", name, "--dataset", "fashion-mnist",
+    eager = name.endswith(EAGER)
+    argv = [sys.executable, "-m", "aegen", "train", name.removesuffix(EAGER), *(["--no-cuda-graphs"] * eager),
+            "--dataset", "fashion-mnist",
             "--data-root", str(data_root), "--epochs", str(epochs), "--val-fraction", "0.00001",
-            "--device", str(DEVICE), "--quiet", "--out", str(out)]
+            "--device", str(DEVICE), "--precision", PRECISION, "--quiet", "--out", str(out)]
     return timed_process(argv)
 
 
 def pythae_run(epochs: int, data_root: Path) -> tuple[float, float]:
     return timed_process([str(PYTHAE), str(HERE / "peers" / "pythae_vae.py"), "train",
-                          "--epochs", str(epochs), "--data-root", str(data_root)])
+                          "--epochs", str(epochs), "--data-root", str(data_root),
+                          "--device", DEVICE.type])
 
 
 def epoch_times(data_root: Path, repeats: int, work: Path, peers: bool) -> dict:
     """Per-epoch seconds by the start-up-cancelling method, interleaved, best of repeats."""
     results: dict[str, dict] = {}
-    names = [*MODELS, *(["pythae-vae"] if peers else [])]
+    eager = ["vae" + EAGER] if DEVICE.type == "cuda" and "vae" in MODELS else []
+    names = [*MODELS, *eager, *(["pythae-vae"] if peers else [])]
     for repeat in range(repeats):
         for name in names:
             runs = {}
@@ -150,7 +160,7 @@ def held_out_work(name: str, run_dir: Path, data_root: Path, nll_images: int) ->
 
     trained = aegen.load(run_dir, data_root)
     test = load_dataset("fashion-mnist", "test", data_root)
-    trainer = Trainer(trained.model, TrainConfig(), test.images[:1], test.images, device=DEVICE)
+    trainer = Trainer(trained.model, TrainConfig(precision=PRECISION), test.images[:1], test.images, device=DEVICE)
     model = trainer.model  # now on DEVICE, like the test images in the trainer
     codes = torch.randn(10_000, model.latent_dim, device=DEVICE)
 
@@ -181,13 +191,13 @@ def scaling(data_root: Path) -> dict:
     for name in MODELS:
         model_results = out.setdefault(name, {"images": {}, "batch": {}})
         for n in (5_000, 20_000, 60_000):
-            trainer = Trainer(build_model(name), TrainConfig(), data[:n], data[:1], device=DEVICE)
+            trainer = Trainer(build_model(name), TrainConfig(precision=PRECISION), data[:n], data[:1], device=DEVICE)
             model_results["images"][n] = best_time(lambda: trainer.train_epoch(1, False), 2)
         for batch in (64, 128, 512):
-            trainer = Trainer(build_model(name), TrainConfig(batch_size=batch), data, data[:1],
+            trainer = Trainer(build_model(name), TrainConfig(batch_size=batch, precision=PRECISION), data, data[:1],
                               device=DEVICE)
             model_results["batch"][batch] = best_time(lambda: trainer.train_epoch(1, False), 2)
-    trainer = Trainer(build_model("vae"), TrainConfig(), data, data[:1], device=DEVICE)
+    trainer = Trainer(build_model("vae"), TrainConfig(precision=PRECISION), data, data[:1], device=DEVICE)
     rss = []
     for epoch in range(1, 11):
         trainer.train_epoch(epoch, False)
@@ -205,11 +215,14 @@ def main() -> None:
                         help="test images the NLL is timed on (the time is scaled to 10,000)")
     parser.add_argument("--no-scaling", action="store_true")
     parser.add_argument("--device", default="cpu",
-                        help="cpu (default) or cuda: aegen's runs, bounds and timings on it "
-                             "(pythae's VAE script picks its own device)")
+                        help="cpu (default) or cuda: aegen's and pythae's runs, bounds and timings")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                        help="aegen's training precision (the NLL and sampling stay fp32)")
+    parser.add_argument("--models", default="ae,conv-ae,vae", help="comma-separated (default: all)")
     args = parser.parse_args()
-    global DEVICE
-    DEVICE = resolve_device(args.device)
+    global DEVICE, PRECISION, MODELS
+    DEVICE, PRECISION = resolve_device(args.device), args.precision
+    MODELS = tuple(args.models.split(","))
     torch.set_flush_denormal(True)  # as aegen.train does, before torch starts threads
     data_root = args.data_root.resolve()
     peers = PYTHAE.exists()
@@ -217,9 +230,18 @@ def main() -> None:
     print(f"matmul rate on the VAE's shapes: {rate / 1e9:.1f} GFLOP/s at batch 128, "
           f"{nll_rate / 1e9:.1f} GFLOP/s on the NLL's {ROWS_PER_CHUNK}-row chunks", flush=True)
     steps = -(-60_000 // BATCH)
+    report = {"device": str(DEVICE), "precision": PRECISION,
+              "gpu": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else None,
+              "matmul_gflops": rate / 1e9, "nll_matmul_gflops": nll_rate / 1e9, "results": {},
+              "scaling": None}
+
+    def save() -> None:
+        """Write what is measured so far (a long sitting cut short still leaves its numbers)."""
+        args.json.write_text(json.dumps(report, indent=2))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        results = epoch_times(data_root, args.repeats, work, peers)
+        results = report["results"] = epoch_times(data_root, args.repeats, work, peers)
+        save()
         for name in MODELS:
             entry = results[name]
             entry["epoch_bound"] = train_step_flops(name) * steps / rate
@@ -229,35 +251,37 @@ def main() -> None:
             if name == "vae":
                 entry["nll_bound"] = decode_flops(name, 10_000 * 1000) / nll_rate
             print(f"  {name}: 10-epoch run {entry['run_10']:.1f}s", flush=True)
+            save()
         if peers:
             results["pythae-vae"]["run_10"] = pythae_run(10, data_root)[0]
             nll = subprocess.run([str(PYTHAE), str(HERE / "peers" / "pythae_vae.py"), "nll",
-                                  "--images", "200", "--data-root", str(data_root)],
+                                  "--images", "200", "--data-root", str(data_root),
+                                  "--device", DEVICE.type],
                                  capture_output=True, text=True, check=True)
             results["pythae-vae"]["nll"] = json.loads(nll.stdout.splitlines()[-1])["seconds_per_image"] * 10_000
-    report = {"device": str(DEVICE), "matmul_gflops": rate / 1e9,
-              "nll_matmul_gflops": nll_rate / 1e9, "results": results,
-              "scaling": None if args.no_scaling else scaling(data_root)}
-    args.json.write_text(json.dumps(report, indent=2))
+            save()
+    if not args.no_scaling:
+        report["scaling"] = scaling(data_root)
+        save()
     print_table(report)
 
 
 def print_table(report: dict) -> None:
-    print(f"\nmatmul rate {report['matmul_gflops']:.1f} GFLOP/s (NLL chunks: "
+    print(f"\n{report.get('device', 'cpu')}, {report.get('precision', 'fp32')}: matmul rate {report['matmul_gflops']:.1f} GFLOP/s (NLL chunks: "
           f"{report['nll_matmul_gflops']:.1f}); times in seconds; ratio = time / bound")
     print("| model | epoch | bound | ratio | run 1 | run 10 | eval | sample | nll (k=1000, 10k) | nll ratio | peak MiB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in report["results"].items():
         bound = r.get("epoch_bound")
-        cells = [name, f"{r['epoch']:.2f}", f"{bound:.2f}" if bound else "", f"{r['epoch'] / bound:.2f}" if bound else "",
-                 f"{r['run_1']:.1f}", f"{r.get('run_10', float('nan')):.1f}", f"{r.get('eval', float('nan')):.2f}",
-                 f"{r.get('sample', float('nan')):.2f}", f"{r['nll']:.0f}" if "nll" in r else "",
+        cells = [name, f"{r['epoch']:.3g}", f"{bound:.3g}" if bound else "", f"{r['epoch'] / bound:.2f}" if bound else "",
+                 f"{r['run_1']:.1f}", f"{r.get('run_10', float('nan')):.1f}", f"{r.get('eval', float('nan')):.3g}",
+                 f"{r.get('sample', float('nan')):.3g}", f"{r['nll']:.3g}" if "nll" in r else "",
                  f"{r['nll'] / r['nll_bound']:.2f}" if "nll_bound" in r else "",
                  f"{r.get('peak_mib_run_10', r.get('peak_mib_run_1', 0)):.0f}"]
         print("| " + " | ".join(cells) + " |")
     if report["scaling"]:
         print("\nepoch seconds by training images and by batch size; VAE RSS (MiB) by epoch")
-        for name in MODELS:
+        for name in [n for n in report["scaling"] if n != "vae_rss_mib_by_epoch"]:
             s = report["scaling"][name]
             print(f"  {name}: images " + ", ".join(f"{n}: {t:.2f}" for n, t in s["images"].items())
                   + "; batch " + ", ".join(f"{b}: {t:.2f}" for b, t in s["batch"].items()))

@@ -153,3 +153,14 @@ def test_the_cli_refuses_an_unknown_device_in_one_line(tmp_path, capsys):
     error = capsys.readouterr().err
     assert error.startswith("aegen: error: ") and "device 'tpu'" in error
     assert error.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
+def test_cuda_graphs_can_be_switched_off_and_are_never_used_on_the_cpu(tmp_path):
+    from aegen.cli import main
+
+    assert main(["train", "ae", "--epochs", "1", "--device", "cpu", "--no-cuda-graphs", "--quiet",
+                 "--out", str(tmp_path / "run")]) == 0
+    images = torch.randint(0, 256, (64, 28, 28), dtype=torch.uint8)
+    trainer = Trainer(build_model("vae"), TrainConfig(), images, images, device="cpu")
+    assert trainer.graphed_step is None
+    assert not trainer.optimizers["model"].defaults["capturable"]

@@ -3,7 +3,8 @@
 Run inside the separate venv that bench/setup_peers.sh makes:
     bench/.venv-pythae/bin/python bench/peers/pythae_vae.py train --epochs 3 --data-root DIR
     bench/.venv-pythae/bin/python bench/peers/pythae_vae.py nll --images 200 --data-root DIR
-It reads the Fashion-MNIST IDX files itself (no aegen import) and prints one JSON line.
+It reads the Fashion-MNIST IDX files itself (no aegen import) and prints one JSON line;
+--device cuda runs it on the GPU.
 """
 
 import argparse
@@ -62,7 +63,8 @@ def train(args) -> dict:
     with tempfile.TemporaryDirectory() as out:
         config = BaseTrainerConfig(output_dir=out, num_epochs=args.epochs, learning_rate=1e-3,
                                    per_device_train_batch_size=128, per_device_eval_batch_size=1000,
-                                   optimizer_cls="Adam", no_cuda=True, steps_saving=None)
+                                   optimizer_cls="Adam", no_cuda=args.device != "cuda",
+                                   steps_saving=None)
         started = time.perf_counter()
         TrainingPipeline(training_config=config, model=build_vae())(train_data=data)
         return {"train_seconds": time.perf_counter() - started}
@@ -70,10 +72,10 @@ def train(args) -> dict:
 
 def nll(args) -> dict:
     images = read_images(args.data_root / "FashionMNIST/raw/t10k-images-idx3-ubyte.gz")
-    data = torch.from_numpy(images[:args.images]).float() / 255
-    model = build_vae().eval()
+    data = (torch.from_numpy(images[:args.images]).float() / 255).to(args.device)
+    model = build_vae().eval().to(args.device)
     started = time.perf_counter()
-    value = model.get_nll(data, n_samples=args.k, batch_size=100)
+    value = model.get_nll(data, n_samples=args.k, batch_size=100)  # ends in .item(): synchronised
     seconds = time.perf_counter() - started
     return {"nll": float(value), "images": args.images, "k": args.k, "seconds": seconds,
             "seconds_per_image": seconds / args.images}
@@ -86,6 +88,7 @@ if __name__ == "__main__":
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--k", type=int, default=1000)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args()
     print(json.dumps(train(args) if args.task == "train" else nll(args)))
     sys.stdout.flush()

@@ -206,11 +206,13 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
           seed: int = 0, val_fraction: float = 0.1, model_options: dict[str, Any] | None = None,
           out: str | Path | None = None, resume: bool = False, data_root: str | Path | None = None,
           progress: bool | None = None, log: Callable[[str], None] = print,
-          device: str = "auto", precision: str = "fp32") -> TrainedModel:
+          device: str = "auto", precision: str = "fp32",
+          cuda_graphs: bool = True) -> TrainedModel:
     """Train a preset model and write its run folder; with resume, continue the run in out.
 
     device: auto (a GPU if torch sees one), cpu, cuda or cuda:N; the returned model is on the
-    CPU. precision: fp32, or bf16 for mixed precision (kept by a resumed run)."""
+    CPU. precision: fp32, or bf16 for mixed precision (kept by a resumed run). cuda_graphs: on a
+    GPU, replay each step recorded as a CUDA graph (single-optimizer models, one process)."""
     from aegen import distributed
     from aegen.device import flushing_denormals, resolve_device
     from aegen.pictures import write_run_pictures
@@ -262,7 +264,8 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
                            f"({exc.strerror or exc})") from exc
 
         trainer = Trainer(net, train_config, full.images[train_index], full.images[val_index],
-                          full.labels[train_index], full.labels[val_index], device=device)
+                          full.labels[train_index], full.labels[val_index], device=device,
+                          cuda_graphs=cuda_graphs)
         start, history = 0, []
         if resume and (run_dir / CHECKPOINT).is_file():  # no checkpoint yet: start from scratch
             start, history = load_checkpoint(run_dir, net, model, trainer.optimizers)
@@ -277,9 +280,10 @@ def train(model: str = "vae", dataset: str = "mnist-5k", *, epochs: int = 10,
             write_metrics(run_dir, history)
             log(format_epoch(metrics, train_config.epochs))
 
-        precision_note = ", bf16" if train_config.precision == "bf16" else ""
+        notes = ", bf16" if train_config.precision == "bf16" else ""
+        notes += ", CUDA graph" if trainer.graphed_step is not None else ""
         log(f"training {model} on {dataset} ({len(train_index)} train / {len(val_index)} val "
-            f"images, {trainer.device}{precision_note}) -> {run_dir}")
+            f"images, {trainer.device}{notes}) -> {run_dir}")
         trainer.fit(start, finish_epoch, progress)
         trained = TrainedModel(run_dir, net.cpu(), config, data_root)
         if main:

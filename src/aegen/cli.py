@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="auto (default: a GPU if torch sees one), cpu, cuda or cuda:N")
     train.add_argument("--precision", choices=("fp32", "bf16"),
                        help="fp32 (default) or bf16 mixed precision in the forward pass")
+    train.add_argument("--no-cuda-graphs", action="store_true",
+                       help="on a GPU, launch each step's kernels one by one instead of "
+                            "replaying the step recorded as a CUDA graph")
     train.add_argument("--out", type=Path, help="run folder (default runs/MODEL-DATASET)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last checkpoint")
@@ -195,7 +198,7 @@ def _train(args: argparse.Namespace) -> None:
              "precision": args.precision}
     settings = merge_settings(read_settings_file(args.config) if args.config else {}, flags)
     trained = train(args.model, **settings, out=args.out, resume=args.resume,
-                    progress=False if args.quiet else None,
+                    cuda_graphs=not args.no_cuda_graphs, progress=False if args.quiet else None,
                     log=(lambda line: None) if args.quiet else print)
     print(f"run folder: {trained.run_dir}")
 

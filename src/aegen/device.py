@@ -76,4 +76,6 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     fp32 as autocast decides); fp32 does nothing."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    # No weight-cast cache: a CUDA graph's recording must not reuse casts made outside it, and
+    # the cache saves little here (the context, and so the cache, lasts one step).
+    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)

@@ -28,6 +28,7 @@ from aegen import distributed
 from aegen.data import to_model_range
 from aegen.device import autocast, check_precision, flushing_denormals, resolve_device
 from aegen.errors import ConfigError, TrainingError
+from aegen.graphed_step import GraphedStep
 from aegen.models.base import Autoencoder
 
 EVAL_BATCH = 1024
@@ -78,7 +79,7 @@ class Trainer:
     def __init__(self, model: Autoencoder, config: TrainConfig,
                  train_images: torch.Tensor, val_images: torch.Tensor,
                  train_labels: torch.Tensor | None = None, val_labels: torch.Tensor | None = None,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", cuda_graphs: bool = True):
         config.check()
         if model.conditional and (train_labels is None or val_labels is None):
             raise ConfigError("a conditional model needs the images' labels")
@@ -92,12 +93,18 @@ class Trainer:
         self.groups = model.update_groups()
         self.loss_module = distributed.loss_module(model, several_groups=len(self.groups) > 1,
                                                    device=self.device)
+        # One recorded step for the whole update where the update is one backward and one
+        # Adam on one GPU (graphed_step.py says why); several groups or ranks stay eager.
+        graphed = (cuda_graphs and self.device.type == "cuda" and len(self.groups) == 1
+                   and self.world_size == 1)
         betas = getattr(model, "adam_betas", (0.9, 0.999))
         # The fused kernel updates all parameters in one pass instead of a dozen foreach ops.
         self.optimizers = {
-            name: torch.optim.Adam(params, lr=config.lr, betas=betas,
+            name: torch.optim.Adam(params, lr=config.lr, betas=betas, capturable=graphed,
                                    weight_decay=config.weight_decay, fused=True)
             for name, params in self.groups.items()}
+        self.graphed_step = GraphedStep(self._graphable_step, self._zero_grad, config.batch_size,
+                                        self.device) if graphed else None
 
     def _moved(self, tensor: torch.Tensor | None) -> torch.Tensor | None:
         return None if tensor is None else tensor.to(self.device)
@@ -145,18 +152,11 @@ class Trainer:
                    disable=disable, unit="batch")
         losses = StepLosses(epoch, self.config.lr)
         for step, index in enumerate(bar, start=1):
-            x = self._batch(self.train_images[index])
-            labels = self.train_labels[index] if self.train_labels is not None else None
-            with autocast(self.device, self.config.precision):
-                loss, terms, group_losses = self.loss_module(x, labels)
-            for optimizer in self.optimizers.values():
-                optimizer.zero_grad(set_to_none=True)
-            if group_losses is None:
-                loss.backward()
+            if self.graphed_step is not None and self.graphed_step.fits(index):
+                loss, terms = self.graphed_step(index)
+                group_losses = None
             else:
-                self._backward_per_group(group_losses)
-            for optimizer in self.optimizers.values():
-                optimizer.step()
+                loss, terms, group_losses = self._step(index)
             losses.add(len(index), loss, terms, group_losses)
             if step % CHECK_EVERY == 0:
                 bar.set_postfix(loss=f"{losses.check():.4g}", refresh=False)
@@ -164,6 +164,29 @@ class Trainer:
         totals = distributed.sum_across_ranks(losses.totals, self.device)
         images = totals.pop("images")
         return {k: v / images for k, v in totals.items()}
+
+    def _step(self, index: torch.Tensor):
+        """Forward, backward and update on the training images at index; returns the losses."""
+        x = self._batch(self.train_images[index])
+        labels = self.train_labels[index] if self.train_labels is not None else None
+        with autocast(self.device, self.config.precision):
+            loss, terms, group_losses = self.loss_module(x, labels)
+        self._zero_grad()
+        if group_losses is None:
+            loss.backward()
+        else:
+            self._backward_per_group(group_losses)
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+        return loss, terms, group_losses
+
+    def _graphable_step(self, index: torch.Tensor):
+        loss, terms, _ = self._step(index)
+        return loss, terms
+
+    def _zero_grad(self) -> None:
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
 
     def _backward_per_group(self, group_losses: dict[str, torch.Tensor]) -> None:
         """Each group's gradient from its own loss only (the model's update rule)."""
