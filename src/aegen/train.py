@@ -12,7 +12,9 @@ all from one forward pass.
 Devices: the model and the whole data set (uint8, 47 MB for 60k images) move to the device once,
 so a step only indexes device memory. Losses stay on the device and are looked at every
 CHECK_EVERY steps, so a GPU is not made to wait for the host after every step; a NaN is still
-named with the step it appeared at, and no checkpoint is written before that look.
+named with the step it appeared at, and no checkpoint is written before that look. On a GPU,
+a model with one optimizer has its whole step recorded as a CUDA graph and replayed
+(graphed_step.py); the epoch's shorter last batch, several optimizers and several ranks run eagerly.
 """
 
 from __future__ import annotations
@@ -165,7 +167,8 @@ class Trainer:
         images = totals.pop("images")
         return {k: v / images for k, v in totals.items()}
 
-    def _step(self, index: torch.Tensor):
+    def _step(self, index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor],
+                                                   dict[str, torch.Tensor] | None]:
         """Forward, backward and update on the training images at index; returns the losses."""
         x = self._batch(self.train_images[index])
         labels = self.train_labels[index] if self.train_labels is not None else None
@@ -180,7 +183,7 @@ class Trainer:
             optimizer.step()
         return loss, terms, group_losses
 
-    def _graphable_step(self, index: torch.Tensor):
+    def _graphable_step(self, index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, terms, _ = self._step(index)
         return loss, terms
 
