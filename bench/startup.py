@@ -1,0 +1,88 @@
+"""Where a whole run's fixed cost goes: a 1-epoch `aegen train` taken apart by phase.
+
+    .venv/bin/python bench/startup.py --data-root ../shared/data [--repeats 3] [--json FILE]
+
+Each repeat is a fresh process that imports torch and aegen, then runs aegen.train (the VAE on
+Fashion-MNIST, 1 epoch, as bench/train_speed.py's "run 1") with timers wrapped around its phases:
+reading the data, building the optimizer (torch.optim imports torch._dynamo there), the epoch
+and its held-out loss, writing checkpoints and weights, drawing the run folder's pictures. The
+parent times the whole process; "interpreter and the rest" is what no phase accounts for. The
+best of the repeats is kept per phase. pythae (bench/setup_peers.sh) pays the same torch and
+torch.optim imports: with both epochs fast, these fixed seconds bound any whole-run ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+CHILD = r"""
+import functools, json, sys, tempfile, time
+phases = {}
+
+def timed(name, function):
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            phases[name] = phases.get(name, 0.0) + time.perf_counter() - started
+    return wrapper
+
+started = time.perf_counter()
+import torch
+phases["import torch"] = time.perf_counter() - started
+started = time.perf_counter()
+import aegen.api, aegen.pictures, aegen.run, aegen.train
+phases["import aegen"] = time.perf_counter() - started
+aegen.api.load_dataset = timed("read and verify the data", aegen.api.load_dataset)
+torch.optim.Adam.__init__ = timed("build Adam (imports torch._dynamo)", torch.optim.Adam.__init__)
+aegen.train.Trainer.fit = timed("epoch + held-out loss + writes", aegen.train.Trainer.fit)
+for name in ("save_checkpoint", "save_weights", "write_metrics"):
+    setattr(aegen.run, name, timed("checkpoint, weights, metrics", getattr(aegen.run, name)))
+aegen.pictures.write_run_pictures = timed("pictures", aegen.pictures.write_run_pictures)
+with tempfile.TemporaryDirectory() as out:
+    aegen.api.train("vae", "fashion-mnist", epochs=1, val_fraction=0.00001, device="cpu",
+                    data_root=sys.argv[1], out=out + "/run", progress=False, log=lambda line: None)
+phases["epoch + held-out loss"] = (phases.pop("epoch + held-out loss + writes")
+                                   - phases["checkpoint, weights, metrics"])
+print(json.dumps(phases))
+"""
+
+
+def one_process(data_root: Path) -> dict[str, float]:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", CHILD, str(data_root)], capture_output=True,
+                          text=True, check=True)
+    phases = json.loads(done.stdout.splitlines()[-1])
+    phases["whole process"] = time.perf_counter() - started
+    phases["interpreter and the rest"] = phases["whole process"] - sum(
+        v for k, v in phases.items() if k != "whole process")
+    return phases
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", type=Path,
+                        default=Path(os.environ.get("AEGEN_DATA", "../shared/data")))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=HERE / "startup-cpu.json")
+    args = parser.parse_args()
+    runs = [one_process(args.data_root.resolve()) for _ in range(args.repeats)]
+    best = {name: min(run[name] for run in runs) for name in runs[0]}
+    args.json.write_text(json.dumps({"best": best, "runs": runs}, indent=2))
+    print("| phase of a 1-epoch VAE run | seconds (best of %d) |\n|---|---:|" % args.repeats)
+    for name, seconds in best.items():
+        print(f"| {name} | {seconds:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
