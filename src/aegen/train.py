@@ -184,6 +184,7 @@ class Trainer:
         return loss, terms, group_losses
 
     def _graphable_step(self, index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The step GraphedStep records: one optimizer, so there are no group losses."""
         loss, terms, _ = self._step(index)
         return loss, terms
 
