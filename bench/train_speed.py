@@ -115,8 +115,8 @@ def timed_process(argv: list[str]) -> tuple[float, float]:
 
 def aegen_run(name: str, epochs: int, data_root: Path, out: Path) -> tuple[float, float]:
     eager = name.endswith(EAGER)
-    argv = [sys.executable, "-m", "aegen", "train", name.removesuffix(EAGER), *(["--no-cuda-graphs"] * eager),
-            "--dataset", "fashion-mnist",
+    argv = [sys.executable, "-m", "aegen", "train", name.removesuffix(EAGER),
+            *(["--no-cuda-graphs"] * eager), "--dataset", "fashion-mnist",
             "--data-root", str(data_root), "--epochs", str(epochs), "--val-fraction", "0.00001",
             "--device", str(DEVICE), "--precision", PRECISION, "--quiet", "--out", str(out)]
     return timed_process(argv)
