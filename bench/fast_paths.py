@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
-from aegen.data import load_dataset
+from aegen.store.datasets import load_dataset
 from aegen.models import build_model
-from aegen.train import TrainConfig, Trainer
+from aegen.training.settings import TrainSettings
+from aegen.training.trainer import Trainer
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 def trainer(name: str, images: torch.Tensor, variant: str) -> Trainer:
     """A trainer in one variant: contiguous or channels_last layout, eager or compiled loss."""
     torch.manual_seed(0)
-    result = Trainer(build_model(name), TrainConfig(), images, images[:10])
+    result = Trainer(build_model(name), TrainSettings(), images, images[:10])
     layouts = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
     if variant in layouts:  # override the model's own choice
         result.memory_format = layouts[variant]
@@ -52,7 +53,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=HERE / "fast-paths-cpu.json")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    torch.set_flush_denormal(True)  # as aegen.train does, before torch starts threads
+    torch.set_flush_denormal(True)  # as aegen.training.trainer does, before torch starts threads
     images = load_dataset("fashion-mnist", "train", args.data_root).images[:20_000]
     plans = {"conv-ae": ("contiguous", "channels_last"),
              "conv-vae": ("contiguous", "channels_last"),

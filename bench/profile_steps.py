@@ -23,10 +23,11 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from aegen.data import to_model_range
-from aegen.likelihood import log_weights
+from aegen.store.datasets import to_model_range
+from aegen.latent.likelihood import log_weights
 from aegen.models import build_model
-from aegen.train import TrainConfig, Trainer
+from aegen.training.settings import TrainSettings
+from aegen.training.trainer import Trainer
 
 HERE = Path(__file__).resolve().parent
 MATMULS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::convolution_backward",
@@ -51,7 +52,7 @@ def grouped(prof, steps: int, top: int = 12) -> dict:
 
 def profile_training(name: str, steps: int) -> dict:
     images = torch.randint(0, 256, (128 * (steps + 20), 28, 28), dtype=torch.uint8)
-    trainer = Trainer(build_model(name), TrainConfig(), images[:128 * 20], images[:128])
+    trainer = Trainer(build_model(name), TrainSettings(), images[:128 * 20], images[:128])
     trainer.train_epoch(1, False)  # warm-up: allocator, kernels chosen, Adam state created
     trainer.train_images = images[:128 * steps]
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -73,9 +74,9 @@ def decompose_step(name: str, steps: int) -> dict[str, float]:
     images = torch.randint(0, 256, (128 * steps, 28, 28), dtype=torch.uint8)
     # Three copies of the model: the trainer's, the minimal loop's, and one the parts run on
     # (their gradients and repeated Adam steps would derail a model that is being trained).
-    trainer = Trainer(build_model(name), TrainConfig(), images, images[:128])
-    loop = Trainer(build_model(name), TrainConfig(), images[:128], images[:128])
-    parts_model = Trainer(build_model(name), TrainConfig(), images[:128], images[:128])
+    trainer = Trainer(build_model(name), TrainSettings(), images, images[:128])
+    loop = Trainer(build_model(name), TrainSettings(), images[:128], images[:128])
+    parts_model = Trainer(build_model(name), TrainSettings(), images[:128], images[:128])
     model, optimizer = loop.model, loop.optimizers["model"]
     batches = [trainer._batch(images[i:i + 128]) for i in range(0, len(images), 128)]
 
@@ -157,7 +158,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--json", type=Path, default=HERE / "profile-cpu.json")
     args = parser.parse_args()
-    torch.set_flush_denormal(True)  # as aegen.train does, before torch starts threads
+    torch.set_flush_denormal(True)  # as aegen.training.trainer does, before torch starts threads
     parts = {name: decompose_step(name, args.steps) for name in ("ae", "conv-ae", "vae")}
     print("ms per training step (batch 128), taken apart")
     names = list(parts["vae"])

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/startup.py --data-root ../shared/data [--repeats 3] [--json FILE]
 
-Each repeat is a fresh process that imports torch and aegen, then runs aegen.train (the VAE on
+Each repeat is a fresh process that imports torch and aegen, then runs aegen.training.trainer (the VAE on
 Fashion-MNIST, 1 epoch, as bench/train_speed.py's "run 1") with timers wrapped around its phases:
 reading the data, building the optimizer (torch.optim imports torch._dynamo there), the epoch
 and its held-out loss, writing checkpoints and weights, drawing the run folder's pictures. The
@@ -41,17 +41,17 @@ started = time.perf_counter()
 import torch
 phases["import torch"] = time.perf_counter() - started
 started = time.perf_counter()
-import aegen.api, aegen.pictures, aegen.run, aegen.train
+import aegen.pipeline, aegen.views.run_pictures, aegen.store.run_folder, aegen.training.trainer
 phases["import aegen"] = time.perf_counter() - started
-aegen.api.load_dataset = timed("read and verify the data", aegen.api.load_dataset)
+aegen.pipeline.load_dataset = timed("read and verify the data", aegen.pipeline.load_dataset)
 torch.optim.Adam.__init__ = timed("build Adam (imports torch._dynamo)", torch.optim.Adam.__init__)
-aegen.train.Trainer.fit = timed("epoch + held-out loss + writes", aegen.train.Trainer.fit)
-for name in ("save_checkpoint", "save_weights", "write_metrics"):
-    setattr(aegen.run, name, timed("checkpoint, weights, metrics", getattr(aegen.run, name)))
-aegen.pictures.write_run_pictures = timed("pictures", aegen.pictures.write_run_pictures)
+aegen.training.trainer.Trainer.fit = timed("epoch + held-out loss + writes", aegen.training.trainer.Trainer.fit)
+for name in ("save_checkpoint", "save_weights", "write_history"):
+    setattr(aegen.store.run_folder, name, timed("checkpoint, weights, metrics", getattr(aegen.store.run_folder, name)))
+aegen.views.run_pictures.write_run_pictures = timed("pictures", aegen.views.run_pictures.write_run_pictures)
 with tempfile.TemporaryDirectory() as out:
-    aegen.api.train("vae", "fashion-mnist", epochs=1, val_fraction=0.00001, device="cpu",
-                    data_root=sys.argv[1], out=out + "/run", progress=False, log=lambda line: None)
+    aegen.pipeline.train("vae", "fashion-mnist", epochs=1, val_fraction=0.00001, device="cpu",
+                    data_root=sys.argv[1], out=out + "/run", progress=False)
 phases["epoch + held-out loss"] = (phases.pop("epoch + held-out loss + writes")
                                    - phases["checkpoint, weights, metrics"])
 print(json.dumps(phases))

@@ -37,11 +37,12 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from aegen.data import load_dataset, to_model_range
-from aegen.device import resolve_device
-from aegen.likelihood import ROWS_PER_CHUNK
+from aegen.store.datasets import load_dataset, to_model_range
+from aegen.training.device import resolve_device
+from aegen.latent.likelihood import ROWS_PER_CHUNK
 from aegen.models import build_model
-from aegen.train import TrainConfig, Trainer
+from aegen.training.settings import TrainSettings
+from aegen.training.trainer import Trainer
 
 HERE = Path(__file__).resolve().parent
 # the peer venv bench/setup_peers.sh makes, or another Python that has pythae (PYTHAE_PYTHON)
@@ -156,18 +157,18 @@ def epoch_times(data_root: Path, repeats: int, work: Path, peers: bool) -> dict:
 def held_out_work(name: str, run_dir: Path, data_root: Path, nll_images: int) -> dict:
     """Seconds to evaluate the test loss, to sample 10,000 images and (VAE) to estimate the NLL."""
     import aegen
-    from aegen.likelihood import elbo_and_nll
+    from aegen.latent.likelihood import elbo_and_nll
 
     trained = aegen.load(run_dir, data_root)
     test = load_dataset("fashion-mnist", "test", data_root)
-    trainer = Trainer(trained.model, TrainConfig(precision=PRECISION), test.images[:1], test.images, device=DEVICE)
+    trainer = Trainer(trained.model, TrainSettings(precision=PRECISION), test.images[:1], test.images, device=DEVICE)
     model = trainer.model  # now on DEVICE, like the test images in the trainer
     codes = torch.randn(10_000, model.latent_dim, device=DEVICE)
 
     def sample():
         with torch.no_grad():
             model.decode(codes)
-    out = {"eval": best_time(lambda: trainer.evaluate(trainer.val_images), 3),
+    out = {"eval": best_time(lambda: trainer.validation_loss(trainer.val_images), 3),
            "sample": best_time(sample, 3)}
     if name == "vae":
         images = test.images[:nll_images].unsqueeze(1).to(DEVICE).float() / 255
@@ -191,13 +192,13 @@ def scaling(data_root: Path) -> dict:
     for name in MODELS:
         model_results = out.setdefault(name, {"images": {}, "batch": {}})
         for n in (5_000, 20_000, 60_000):
-            trainer = Trainer(build_model(name), TrainConfig(precision=PRECISION), data[:n], data[:1], device=DEVICE)
+            trainer = Trainer(build_model(name), TrainSettings(precision=PRECISION), data[:n], data[:1], device=DEVICE)
             model_results["images"][n] = best_time(lambda: trainer.train_epoch(1, False), 2)
         for batch in (64, 128, 512):
-            trainer = Trainer(build_model(name), TrainConfig(batch_size=batch, precision=PRECISION), data, data[:1],
+            trainer = Trainer(build_model(name), TrainSettings(batch_size=batch, precision=PRECISION), data, data[:1],
                               device=DEVICE)
             model_results["batch"][batch] = best_time(lambda: trainer.train_epoch(1, False), 2)
-    trainer = Trainer(build_model("vae"), TrainConfig(precision=PRECISION), data, data[:1], device=DEVICE)
+    trainer = Trainer(build_model("vae"), TrainSettings(precision=PRECISION), data, data[:1], device=DEVICE)
     rss = []
     for epoch in range(1, 11):
         trainer.train_epoch(epoch, False)
@@ -223,7 +224,7 @@ def main() -> None:
     global DEVICE, PRECISION, MODELS
     DEVICE, PRECISION = resolve_device(args.device), args.precision
     MODELS = tuple(args.models.split(","))
-    torch.set_flush_denormal(True)  # as aegen.train does, before torch starts threads
+    torch.set_flush_denormal(True)  # as aegen.training.trainer does, before torch starts threads
     data_root = args.data_root.resolve()
     peers = PYTHAE.exists()
     rate, nll_rate = matmul_rate(), matmul_rate(rows=ROWS_PER_CHUNK, backward=False)

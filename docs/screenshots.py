@@ -16,8 +16,8 @@ from browser import start_chromium, wait_for  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
-from aegen.explore import make_server  # noqa: E402
-from aegen.report import write_report  # noqa: E402
+from aegen.views.explore import make_server  # noqa: E402
+from aegen.views.report import write_report  # noqa: E402
 
 
 def explorer_screenshot(driver, run_dir: Path, out: Path) -> None:

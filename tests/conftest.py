@@ -47,11 +47,10 @@ def malicious_pickle():
 @pytest.fixture(scope="session")
 def trained_runs(tmp_path_factory) -> dict:
     """One briefly trained run folder per reference model (shared by the read-only tests)."""
-    from aegen.api import train
+    from aegen.pipeline import train
 
     root = tmp_path_factory.mktemp("runs")
-    return {name: train(name, "mnist-5k", epochs=2, out=root / name, progress=False,
-                        log=lambda line: None)
+    return {name: train(name, "mnist-5k", epochs=2, out=root / name, progress=False)
             for name in ("ae", "conv-ae", "vae")}
 
 

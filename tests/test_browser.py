@@ -18,7 +18,7 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
-from aegen.explore import make_server  # noqa: E402
+from aegen.views.explore import make_server  # noqa: E402
 from browser import CHROMEDRIVER, CHROMIUM, MISSING, start_chromium, wait_for  # noqa: E402
 
 
@@ -118,10 +118,10 @@ def test_explorer_interpolates_between_two_clicked_images(browser, trained_runs,
 
 
 def test_explorer_pad_of_a_2d_code(browser, tmp_path, explorer_url):
-    from aegen.api import train
+    from aegen.pipeline import train
 
     run = train("vae", epochs=1, model_options={"latent_dim": 2}, out=tmp_path / "vae2",
-                progress=False, log=lambda line: None)
+                progress=False)
     pixels = load_explorer(browser, explorer_url(run.run_dir))
     pad = browser.find_element(By.ID, "pad")
     assert browser.find_elements(By.CSS_SELECTOR, "input[type=range]") == []
@@ -132,7 +132,7 @@ def test_explorer_pad_of_a_2d_code(browser, tmp_path, explorer_url):
 
 
 def test_report_opens_with_every_picture(browser, trained_runs, tmp_path):
-    from aegen.report import write_report
+    from aegen.views.report import write_report
 
     path = write_report([trained_runs["ae"].run_dir, trained_runs["vae"].run_dir],
                         tmp_path / "report.html")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from aegen.cli import main
-from aegen.data import load_dataset
+from aegen.store.datasets import load_dataset
 
 
 def run_cli(capsys, *argv):
@@ -42,7 +42,7 @@ def test_resume_from_the_cli_continues_to_the_new_epoch_count(capsys, tmp_path):
     run_cli(capsys, "train", "vae", "--epochs", "1", "--out", run_dir, "--quiet")
     status, out, _ = run_cli(capsys, "train", "vae", "--epochs", "2", "--out", run_dir, "--resume")
     assert status == 0 and "resuming" in out and "epoch 2/2" in out and "epoch 1/2" not in out
-    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+    assert len((run_dir / "history.jsonl").read_text().splitlines()) == 2
 
 
 def test_models_lists_the_three_presets(capsys):

@@ -6,13 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from aegen.api import load, train
+from aegen.pipeline import load, train
 from aegen.cli import main
-from aegen.data import load_dataset, train_val_split
+from aegen.store.datasets import load_dataset, train_val_split
 from aegen.errors import ConfigError
 from aegen.models import build_model
 from aegen.models.base import Autoencoder, LossOutput
-from aegen.train import TrainConfig, Trainer
+from aegen.training.settings import TrainSettings
+from aegen.training.trainer import Trainer
 
 
 def zeroed(model):
@@ -24,8 +25,7 @@ def zeroed(model):
 
 @pytest.fixture(scope="module")
 def cvae_run(tmp_path_factory):
-    return train("cvae", epochs=3, out=tmp_path_factory.mktemp("runs") / "cvae", progress=False,
-                 log=lambda line: None)
+    return train("cvae", epochs=3, out=tmp_path_factory.mktemp("runs") / "cvae", progress=False)
 
 
 def test_cvae_takes_the_one_hot_label_in_encoder_and_decoder():
@@ -82,7 +82,7 @@ def test_sample_label_from_the_cli(capsys, cvae_run, trained_runs, tmp_path):
 
 
 def test_cvae_nll_is_conditional_and_finite(cvae_run):
-    from aegen.likelihood import elbo_and_nll
+    from aegen.latent.likelihood import elbo_and_nll
 
     held_out = cvae_run.split("val")
     images = held_out.images[:16].float().div(255).unsqueeze(1)
@@ -92,7 +92,7 @@ def test_cvae_nll_is_conditional_and_finite(cvae_run):
 
 def test_explorer_offers_a_label_for_conditional_models(cvae_run):
     pytest.importorskip("flask", reason="the explorer needs Flask")
-    from aegen.explore import Explorer, create_app
+    from aegen.views.explore import Explorer, create_app
 
     client = create_app(Explorer(cvae_run)).test_client()
     info = client.get("/api/info").get_json()
@@ -109,12 +109,12 @@ def test_explorer_offers_a_label_for_conditional_models(cvae_run):
 def test_the_classifier_recognises_the_requested_class_in_most_samples(tmp_path, shared_data,
                                                                        classifier_cache,
                                                                        monkeypatch):
-    from aegen.classifier import load_classifier
-    from aegen.evaluate import classify
+    from aegen.scoring.classifier import load_classifier
+    from aegen.scoring.scores import classify
 
     monkeypatch.setenv("AEGEN_CACHE", str(classifier_cache))
-    run = train("cvae", epochs=30, out=tmp_path / "cvae", progress=False, log=lambda line: None)
-    classifier, _ = load_classifier("mnist-5k", shared_data, log=lambda line: None)
+    run = train("cvae", epochs=30, out=tmp_path / "cvae", progress=False)
+    classifier, _ = load_classifier("mnist-5k", shared_data)
     labels = torch.arange(10).repeat(50)
     _, probabilities = classify(classifier, run.sample(len(labels), seed=1, label=labels))
     recognised = (probabilities.argmax(1) == labels).float().mean().item()
@@ -150,11 +150,11 @@ def test_iwae_needs_kl_weight_one():
 def test_iwae_training_lowers_the_held_out_loss():
     data = load_dataset("mnist-5k")
     train_index, val_index = train_val_split(len(data), 0.1, seed=0)
-    trainer = Trainer(build_model("vae", {"importance_samples": 5}), TrainConfig(epochs=3),
+    trainer = Trainer(build_model("vae", {"importance_samples": 5}), TrainSettings(epochs=3),
                       data.images[train_index], data.images[val_index])
-    before = trainer.evaluate(data.images[val_index])["loss"]
+    before = trainer.validation_loss(data.images[val_index])["loss"]
     trainer.fit(progress=False)
-    assert trainer.evaluate(data.images[val_index])["loss"] < 0.5 * before
+    assert trainer.validation_loss(data.images[val_index])["loss"] < 0.5 * before
 
 
 # Several update groups ----------------------------------------------------------------------
@@ -178,7 +178,7 @@ class TwoGroups(Autoencoder):
 
 def test_each_update_group_gets_the_gradient_of_its_own_loss_only():
     model = TwoGroups()
-    trainer = Trainer(model, TrainConfig(epochs=1), torch.zeros(4, 28, 28, dtype=torch.uint8),
+    trainer = Trainer(model, TrainSettings(epochs=1), torch.zeros(4, 28, 28, dtype=torch.uint8),
                       torch.zeros(2, 28, 28, dtype=torch.uint8))
     assert set(trainer.optimizers) == {"a", "b"}
     out = model.loss(None)
@@ -193,7 +193,7 @@ def test_a_nan_in_one_groups_loss_stops_training_naming_the_group():
     model = TwoGroups()
     with torch.no_grad():
         model.b.fill_(float("nan"))
-    trainer = Trainer(model, TrainConfig(epochs=1), torch.zeros(4, 28, 28, dtype=torch.uint8),
+    trainer = Trainer(model, TrainSettings(epochs=1), torch.zeros(4, 28, 28, dtype=torch.uint8),
                       torch.zeros(2, 28, 28, dtype=torch.uint8))
     with pytest.raises(TrainingError, match="the loss became nan at epoch 1, step 1"):
         trainer.fit(progress=False)
@@ -206,7 +206,7 @@ def test_a_nan_in_one_groups_loss_stops_training_naming_the_group():
     model = OnlyB()
     with torch.no_grad():
         model.b.fill_(float("nan"))
-    trainer = Trainer(model, TrainConfig(epochs=1), torch.zeros(4, 28, 28, dtype=torch.uint8),
+    trainer = Trainer(model, TrainSettings(epochs=1), torch.zeros(4, 28, 28, dtype=torch.uint8),
                       torch.zeros(2, 28, 28, dtype=torch.uint8))
     with pytest.raises(TrainingError, match="the b loss became nan"):
         trainer.fit(progress=False)

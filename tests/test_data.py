@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 import torch
 
-from aegen.data import IdxFile, _download, load_dataset, parse_idx, to_model_range, \
+from aegen.store.datasets import IdxFile, _download, load_dataset, parse_idx, to_model_range, \
     to_unit_range, train_val_split
 from aegen.errors import DataError
 

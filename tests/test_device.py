@@ -4,15 +4,16 @@ keeps on the device are reported and checked exactly as per-step host reads woul
 import pytest
 import torch
 
-from aegen.api import train
-from aegen.data import load_dataset
-from aegen.device import resolve_device
+from aegen.pipeline import train
+from aegen.store.datasets import load_dataset
+from aegen.training.device import resolve_device
 from aegen.errors import ConfigError, TrainingError
 from aegen.models import build_model
 from aegen.models.base import Autoencoder, LossOutput
-from aegen.train import CHECK_EVERY, TrainConfig, Trainer
+from aegen.training.settings import TrainSettings
+from aegen.training.trainer import CHECK_EVERY, Trainer
 
-QUIET = {"progress": False, "log": lambda line: None}
+QUIET = {"progress": False}
 
 
 def test_auto_picks_the_gpu_only_where_torch_sees_one():
@@ -36,7 +37,7 @@ def test_unknown_devices_are_refused(name):
 
 def test_unknown_precision_is_refused():
     with pytest.raises(ConfigError, match="unknown precision 'fp16': use one of fp32, bf16"):
-        TrainConfig(precision="fp16").check()
+        TrainSettings(precision="fp16").check()
 
 
 def test_bf16_training_lowers_the_loss_like_fp32_and_keeps_fp32_weights():
@@ -44,11 +45,11 @@ def test_bf16_training_lowers_the_loss_like_fp32_and_keeps_fp32_weights():
     after = {}
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
-        trainer = Trainer(build_model("vae"), TrainConfig(epochs=3, precision=precision),
+        trainer = Trainer(build_model("vae"), TrainSettings(epochs=3, precision=precision),
                           images[:896], images[896:], device="cpu")
-        before = trainer.evaluate(images[896:])["loss"]
+        before = trainer.validation_loss(images[896:])["loss"]
         trainer.fit(progress=False)
-        after[precision] = trainer.evaluate(images[896:])["loss"]
+        after[precision] = trainer.validation_loss(images[896:])["loss"]
         assert after[precision] < 0.6 * before
     assert after["bf16"] == pytest.approx(after["fp32"], rel=0.05)
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
@@ -84,7 +85,7 @@ class StepCounter(Autoencoder):
 
 def test_epoch_losses_are_the_image_weighted_mean_of_every_step():
     images = torch.randint(0, 256, (1000, 28, 28), dtype=torch.uint8)  # last batch has 104
-    trainer = Trainer(StepCounter(), TrainConfig(lr=1e-12), images, images[:10])
+    trainer = Trainer(StepCounter(), TrainSettings(lr=1e-12), images, images[:10])
     metrics = trainer.train_epoch(1, False)
     assert metrics["pixel"] == pytest.approx(images.double().mean().item() / 255, rel=1e-6)
     assert metrics["loss"] == pytest.approx(metrics["pixel"], rel=1e-6)
@@ -93,7 +94,7 @@ def test_epoch_losses_are_the_image_weighted_mean_of_every_step():
 def test_a_nan_between_two_looks_is_named_with_its_own_step():
     step = CHECK_EVERY + 7
     images = torch.randint(0, 256, (128 * (CHECK_EVERY + 20), 28, 28), dtype=torch.uint8)
-    trainer = Trainer(StepCounter(broken_step=step), TrainConfig(), images, images[:10])
+    trainer = Trainer(StepCounter(broken_step=step), TrainSettings(), images, images[:10])
     with pytest.raises(TrainingError, match=f"the loss became nan at epoch 1, step {step};"):
         trainer.train_epoch(1, False)
 
@@ -111,21 +112,21 @@ def test_the_trainer_computes_denormals_as_zero():
         pytest.skip("this CPU cannot flush denormals")
     model = DenormalProbe()
     images = torch.randint(0, 256, (256, 28, 28), dtype=torch.uint8)
-    Trainer(model, TrainConfig(), images, images[:10]).train_epoch(1, False)
+    Trainer(model, TrainSettings(), images, images[:10]).train_epoch(1, False)
     assert model.seen == 0.0
 
 
 PROBE = """
 import torch
-from aegen.device import flushing_denormals
-with flushing_denormals():  # first, as aegen.train does: torch's threads start inside
+from aegen.training.device import flushing_denormals
+with flushing_denormals():  # first, as aegen.training.trainer does: torch's threads start inside
     product = torch.full((256, 512), 1e-42) @ torch.ones(512, 256)  # denormal unless flushed
 print(int((product == 0).sum()), int((torch.full((1,), 1e-40) * 1.0).item() == 0))
 """
 
 
 def test_flushing_reaches_every_thread_of_a_matmul_and_ends_with_the_block():
-    """Each thread has its own flag and threads inherit it when they start, so aegen.train opens
+    """Each thread has its own flag and threads inherit it when they start, so aegen.training.trainer opens
     the block before any tensor work; after it, the user's thread computes IEEE floats again."""
     import subprocess
     import sys
@@ -140,7 +141,7 @@ def test_flushing_reaches_every_thread_of_a_matmul_and_ends_with_the_block():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_the_gpu_the_model_and_data_live_on_the_device():
     images = torch.randint(0, 256, (256, 28, 28), dtype=torch.uint8)
-    trainer = Trainer(build_model("vae"), TrainConfig(epochs=1, precision="bf16"), images,
+    trainer = Trainer(build_model("vae"), TrainSettings(epochs=1, precision="bf16"), images,
                       images[:64], device="cuda")
     assert trainer.train_images.is_cuda and next(trainer.model.parameters()).is_cuda
     assert trainer.fit(progress=False)[0]["loss"] > 0
@@ -161,6 +162,6 @@ def test_cuda_graphs_can_be_switched_off_and_are_never_used_on_the_cpu(tmp_path)
     assert main(["train", "ae", "--epochs", "1", "--device", "cpu", "--no-cuda-graphs", "--quiet",
                  "--out", str(tmp_path / "run")]) == 0
     images = torch.randint(0, 256, (64, 28, 28), dtype=torch.uint8)
-    trainer = Trainer(build_model("vae"), TrainConfig(), images, images, device="cpu")
+    trainer = Trainer(build_model("vae"), TrainSettings(), images, images, device="cpu")
     assert trainer.graphed_step is None
     assert not trainer.optimizers["model"].defaults["capturable"]

@@ -6,13 +6,13 @@ import math
 import pytest
 import torch
 
-from aegen.classifier import Classifier, random_affine, random_flip
+from aegen.scoring.classifier import Classifier, random_affine, random_flip
 from aegen.cli import main
-from aegen.compare import compare_runs
-from aegen.evaluate import evaluate_run
-from aegen.likelihood import binarise, elbo_and_nll
+from aegen.views.comparison import compare_runs
+from aegen.scoring.scores import score_run
+from aegen.latent.likelihood import binarise, elbo_and_nll
 from aegen.models import build_model
-from aegen.samplers import GMMSampler, make_sampler
+from aegen.latent.samplers import GMMSampler, make_sampler
 from aegen.errors import ConfigError
 
 
@@ -35,7 +35,7 @@ def test_sampler_names():
 
 
 def test_fitted_samplers_are_saved_and_reused(trained_runs):
-    from aegen.api import load
+    from aegen.pipeline import load
 
     run = trained_runs["ae"]
     first = run.sample(32, seed=2, sampler="gmm-4")
@@ -82,12 +82,12 @@ def untrained_judge():
 
 
 def test_evaluate_writes_every_metric_and_repeats_exactly(trained_runs, shared_data, untrained_judge):
-    from aegen.api import load
+    from aegen.pipeline import load
 
     vae = load(trained_runs["vae"].run_dir, shared_data)
-    kwargs = {"n_samples": 300, "nll_k": 4, "classifier": untrained_judge, "log": lambda line: None}
-    metrics = evaluate_run(vae, **kwargs)
-    saved = json.loads((vae.run_dir / "metrics.json").read_text())
+    kwargs = {"n_samples": 300, "nll_k": 4, "classifier": untrained_judge}
+    metrics = score_run(vae, **kwargs)
+    saved = json.loads((vae.run_dir / "scores.json").read_text())
     assert saved["samplers"].keys() == {"prior", "gaussian", "gmm"}
     for scores in saved["samplers"].values():
         assert set(scores) >= {"fd_aegen", "precision", "recall", "label_entropy", "confident_share"}
@@ -96,17 +96,17 @@ def test_evaluate_writes_every_metric_and_repeats_exactly(trained_runs, shared_d
     assert likelihood["grayscale_bce"]["k"] == 4
     assert likelihood["grayscale_bce"]["nll"] <= -likelihood["grayscale_bce"]["elbo"] + 1e-6
     assert (vae.run_dir / "samples-gmm.png").is_file()
-    assert evaluate_run(vae, **kwargs) == metrics  # same run, same seed, same numbers
+    assert score_run(vae, **kwargs) == metrics  # same run, same seed, same numbers
 
 
 def test_compare_writes_table_json_and_picture(trained_runs, shared_data, untrained_judge, tmp_path):
-    from aegen.api import load
+    from aegen.pipeline import load
 
     runs = []
     for name in ("ae", "vae"):
         run = load(trained_runs[name].run_dir, shared_data)
-        evaluate_run(run, ["prior", "gaussian"], n_samples=200, nll_k=2,
-                     classifier=untrained_judge, log=lambda line: None)
+        score_run(run, ["prior", "gaussian"], n_samples=200, nll_k=2,
+                     classifier=untrained_judge)
         runs.append(run.run_dir)
     rows = compare_runs(runs, tmp_path / "cmp")
     assert [(r["model"], r["sampler"]) for r in rows] == [
@@ -122,7 +122,7 @@ def test_compare_asks_for_evaluate_first(trained_runs, capsys, tmp_path):
     import shutil
 
     run_dir = shutil.copytree(trained_runs["conv-ae"].run_dir, tmp_path / "run")
-    (run_dir / "metrics.json").unlink(missing_ok=True)
+    (run_dir / "scores.json").unlink(missing_ok=True)
     assert main(["compare", str(run_dir), "--out", str(tmp_path / "cmp")]) == 2
     assert f"run `aegen evaluate {run_dir}` first" in capsys.readouterr().err
 
@@ -139,13 +139,13 @@ def test_pictures_command_draws_interpolations_and_a_2d_manifold(capsys, tmp_pat
 @pytest.mark.slow
 def test_mnist_classifier_reaches_about_99_percent_on_the_test_set(shared_data, classifier_cache,
                                                                    monkeypatch):
-    from aegen.classifier import load_classifier
+    from aegen.scoring.classifier import load_classifier
 
     monkeypatch.setenv("AEGEN_CACHE", str(classifier_cache))
-    classifier, record = load_classifier("mnist-5k", shared_data, log=lambda line: None)
+    classifier, record = load_classifier("mnist-5k", shared_data)
     # 99.1 % on one machine, 98.99 % on another: float rounding differs between CPUs
     assert record["test_accuracy"] >= 0.985 and record["train_images"] == 5000
-    again, cached = load_classifier("mnist-5k", shared_data, log=lambda line: None)
+    again, cached = load_classifier("mnist-5k", shared_data)
     assert cached == record  # the second call reads the cache
 
 
@@ -157,9 +157,9 @@ def test_random_flip_mirrors_about_half_of_the_images():
 
 
 def test_conv_vae_trains_samples_and_estimates_its_nll(tmp_path):
-    from aegen.api import load, train
+    from aegen.pipeline import load, train
 
-    run = train("conv-vae", epochs=1, out=tmp_path / "run", progress=False, log=lambda line: None)
+    run = train("conv-vae", epochs=1, out=tmp_path / "run", progress=False)
     assert load(run.run_dir).default_sampler == "prior"
     assert torch.equal(load(run.run_dir).sample(8, seed=1), run.sample(8, seed=1))
     images = run.split("val").images[:20].unsqueeze(1).float() / 255

@@ -8,7 +8,7 @@ import torch
 
 pytest.importorskip("flask", reason="the explorer needs Flask: pip install 'aegen[explore]'")
 
-from aegen.explore import MAX_REQUEST_BYTES, Explorer, LatentAxes, create_app  # noqa: E402
+from aegen.views.explore import MAX_REQUEST_BYTES, Explorer, LatentAxes, create_app  # noqa: E402
 from aegen.cli import main  # noqa: E402
 
 

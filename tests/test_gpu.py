@@ -9,16 +9,17 @@ import sys
 import pytest
 import torch
 
-from aegen.api import load, train
-from aegen.data import load_dataset
-from aegen.likelihood import elbo_and_nll
+from aegen.pipeline import load, train
+from aegen.store.datasets import load_dataset
+from aegen.latent.likelihood import elbo_and_nll
 from aegen.models import PRESETS, build_model
-from aegen.run import read_metrics
-from aegen.train import TrainConfig, Trainer
+from aegen.store.run_folder import read_history
+from aegen.training.settings import TrainSettings
+from aegen.training.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-QUIET = {"progress": False, "log": lambda line: None, "val_fraction": 0.2}
+QUIET = {"progress": False, "val_fraction": 0.2}
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -37,13 +38,13 @@ def _val_loss_after_training(name: str, device: str, precision: str = "fp32",
     data = load_dataset("mnist-5k")
     images, labels = data.images[:2048], data.labels[:2048]
     torch.manual_seed(0)
-    trainer = Trainer(build_model(name), TrainConfig(epochs=3, precision=precision),
-                      images[:1792], images[1792:], labels[:1792], labels[1792:], device=device,
-                      cuda_graphs=cuda_graphs)
+    trainer = Trainer(build_model(name), TrainSettings(epochs=3, precision=precision,
+                                                           cuda_graphs=cuda_graphs),
+                      images[:1792], images[1792:], labels[:1792], labels[1792:], device=device)
     trainer.fit(progress=False)
     graphed = trainer.graphed_step is not None and trainer.graphed_step.graph is not None
     assert graphed == (device == "cuda" and cuda_graphs)
-    return trainer.evaluate(images[1792:], labels=labels[1792:])["loss"]
+    return trainer.validation_loss(images[1792:], labels=labels[1792:])["loss"]
 
 
 @pytest.mark.parametrize("name", ["ae", "conv-ae", "vae", "conv-vae"])
@@ -63,7 +64,7 @@ def test_replaying_the_recorded_step_trains_like_launching_it(name):
 
 def test_a_model_with_several_optimizers_stays_eager():
     images = load_dataset("mnist-5k").images[:256]
-    trainer = Trainer(build_model("vae-gan"), TrainConfig(epochs=1), images, images[:64],
+    trainer = Trainer(build_model("vae-gan"), TrainSettings(epochs=1), images, images[:64],
                       device="cuda")
     assert trainer.graphed_step is None
 
@@ -75,7 +76,7 @@ def test_a_gpu_run_resumes_on_the_cpu_and_a_cpu_run_on_the_gpu(tmp_path):
     train("vae", epochs=2, out=tmp_path / "run", resume=True, device="cpu", **QUIET)
     train("vae", epochs=3, out=tmp_path / "run", resume=True, device="cuda", **QUIET)
     train("vae", epochs=3, out=tmp_path / "whole", device="cpu", **QUIET)
-    moved, whole = read_metrics(tmp_path / "run"), read_metrics(tmp_path / "whole")
+    moved, whole = read_history(tmp_path / "run"), read_history(tmp_path / "whole")
     assert [m["epoch"] for m in moved] == [1, 2, 3]
     assert moved[-1]["val_loss"] < moved[0]["val_loss"]
     assert moved[-1]["val_loss"] == pytest.approx(whole[-1]["val_loss"], rel=0.03)
@@ -101,9 +102,10 @@ def test_the_cli_trains_in_bf16_on_the_gpu_and_samples(tmp_path):
 
 
 HOST_READING_MODEL = """
-from aegen.data import load_dataset
+from aegen.store.datasets import load_dataset
 from aegen.models.vae import VAE
-from aegen.train import TrainConfig, Trainer
+from aegen.training.settings import TrainSettings
+from aegen.training.trainer import Trainer
 
 class HostReadingVAE(VAE):  # a user's model whose loss reads a value back to the host
     def loss(self, x, labels=None):
@@ -112,8 +114,8 @@ class HostReadingVAE(VAE):  # a user's model whose loss reads a value back to th
         return out
 
 images = load_dataset("mnist-5k").images[:1024]
-Trainer(HostReadingVAE(), TrainConfig(epochs=1), images, images[:64], device="{device}",
-        cuda_graphs={graphs}).fit(progress=False)
+Trainer(HostReadingVAE(), TrainSettings(epochs=1, cuda_graphs={graphs}), images, images[:64],
+        device="{device}").fit(progress=False)
 """
 
 

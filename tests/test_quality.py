@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from aegen.quality import class_coverage, frechet_distance, precision_recall
+from aegen.scoring.quality import class_coverage, frechet_distance, precision_recall
 
 
 def clusters(n, centres, spread=0.3, seed=0):

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aegen.cli import main
-from aegen.run import load_tensors
+from aegen.store.run_folder import load_tensors
 
 
 def cli(capsys, *argv):
@@ -32,7 +32,7 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     whole = aegen_process(*args, "--out", tmp_path / "whole")
     assert whole.wait(timeout=300) == 0, whole.stderr.read()
     killed = aegen_process(*args, "--out", tmp_path / "killed")
-    metrics = tmp_path / "killed" / "metrics.jsonl"
+    metrics = tmp_path / "killed" / "history.jsonl"
     deadline = time.monotonic() + 120
     while not (metrics.exists() and metrics.read_text().count("\n") >= 1):
         assert killed.poll() is None and time.monotonic() < deadline, killed.stderr.read()
@@ -54,7 +54,7 @@ def test_nan_loss_stops_with_epoch_step_and_cause_and_keeps_the_checkpoint(capsy
     run_dir = tmp_path / "run"
     assert cli(capsys, "train", "ae", "--epochs", "1", "--out", run_dir, "--quiet")[0] == 0
     kept = {name: (run_dir / name).read_bytes()
-            for name in ("checkpoint.safetensors", "model.safetensors", "metrics.jsonl")}
+            for name in ("checkpoint.safetensors", "model.safetensors", "history.jsonl")}
 
     from aegen.models.ae import FullyConnectedAE
     real_loss = FullyConnectedAE.loss
@@ -134,10 +134,10 @@ SETTING_KEYS = st.sampled_from(["dataset", "epochs", "batch_size", "lr", "weight
 @pytest.fixture
 def fast_training(monkeypatch, tmp_path):
     """Arguments are what is tested here: skip the epochs and the pictures."""
-    from aegen import pictures
-    from aegen.train import Trainer
+    from aegen import pipeline
+    from aegen.training.trainer import Trainer
     monkeypatch.setattr(Trainer, "fit", lambda self, *args, **kwargs: [])
-    monkeypatch.setattr(pictures, "write_run_pictures", lambda *args, **kwargs: None)
+    monkeypatch.setattr(pipeline, "write_run_pictures", lambda *args, **kwargs: None)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from aegen.cli import main
-from aegen.report import report_html, table
+from aegen.views.report import report_html, table
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def unevaluated(trained_runs, tmp_path):
     def copy(name: str):
         target = tmp_path / f"unevaluated-{name}"
         shutil.copytree(trained_runs[name].run_dir, target)
-        for path in [target / "metrics.json", *target.glob("samples-*.png")]:
+        for path in [target / "scores.json", *target.glob("samples-*.png")]:
             path.unlink(missing_ok=True)
         return target
     return copy
@@ -54,17 +54,17 @@ def test_report_redraws_pictures_a_copied_run_lost(unevaluated):
 
 def test_report_of_evaluated_runs_shows_scores_and_a_comparison(trained_runs, shared_data,
                                                                  tmp_path):
-    from aegen.api import load
-    from aegen.classifier import Classifier
-    from aegen.evaluate import evaluate_run
+    from aegen.pipeline import load
+    from aegen.scoring.classifier import Classifier
+    from aegen.scoring.scores import score_run
 
     torch.manual_seed(0)
     judge = (Classifier().eval(), {"test_accuracy": None})
     runs = []
     for name in ("ae", "vae"):
         shutil.copytree(trained_runs[name].run_dir, tmp_path / name)
-        evaluate_run(load(tmp_path / name, shared_data), n_samples=200, nll_k=2,
-                     classifier=judge, log=lambda line: None)
+        score_run(load(tmp_path / name, shared_data), n_samples=200, nll_k=2,
+                     classifier=judge)
         runs.append(tmp_path / name)
     page = report_html(runs, shared_data)
     assert page.count('class="run"') == 2 and "<h2>Comparison</h2>" in page

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from aegen.api import load, train
+from aegen.pipeline import load, train
 from aegen.errors import ConfigError, RunError
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -20,7 +20,7 @@ def test_run_folder_is_self_describing(trained_runs, name):
     assert config["data"] == {"dataset": "mnist-5k", "root": None, "n_train": 4500, "n_val": 500}
     assert config["train"]["lr"] == 1e-3 and config["train"]["batch_size"] == 128
     assert config["train"]["weight_decay"] == (0.0 if name == "vae" else 1e-5)
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    lines = (run_dir / "history.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
     for picture in ("reconstructions", "samples", "latent", "loss"):
         assert (run_dir / f"{picture}.png").read_bytes().startswith(PNG)
@@ -116,14 +116,14 @@ def test_a_non_empty_folder_is_not_overwritten_without_resume(trained_runs, tmp_
     run_dir = copy_run(trained_runs, "ae", tmp_path)
     before = (run_dir / "model.safetensors").read_bytes()
     with pytest.raises(RunError, match="is not empty; add --resume"):
-        train("ae", epochs=1, out=run_dir, progress=False, log=lambda line: None)
+        train("ae", epochs=1, out=run_dir, progress=False)
     assert (run_dir / "model.safetensors").read_bytes() == before
 
 
 def test_resume_refuses_a_run_of_another_model(trained_runs, tmp_path):
     run_dir = copy_run(trained_runs, "ae", tmp_path)
     with pytest.raises(RunError, match="holds a 'ae' run, not 'vae'"):
-        train("vae", epochs=3, out=run_dir, resume=True, progress=False, log=lambda line: None)
+        train("vae", epochs=3, out=run_dir, resume=True, progress=False)
 
 
 def test_the_malicious_pickle_used_above_really_writes_when_unpickled(tmp_path, malicious_pickle):
@@ -136,6 +136,5 @@ def test_the_malicious_pickle_used_above_really_writes_when_unpickled(tmp_path, 
 
 @pytest.mark.parametrize("name", ["conv-ae", "vae"])
 def test_a_run_with_a_single_held_out_image_still_draws_its_pictures(name, tmp_path):
-    train(name, epochs=1, val_fraction=0.0001, out=tmp_path / name, progress=False,
-          log=lambda line: None)
+    train(name, epochs=1, val_fraction=0.0001, out=tmp_path / name, progress=False)
     assert (tmp_path / name / "latent.png").is_file() and (tmp_path / name / "samples.png").is_file()

@@ -5,12 +5,13 @@ import json
 import pytest
 import torch
 
-from aegen.api import train
-from aegen.data import load_dataset, train_val_split
+from aegen.pipeline import train
+from aegen.store.datasets import load_dataset, train_val_split
 from aegen.errors import TrainingError
 from aegen.models import build_model, preset
-from aegen.run import load_tensors
-from aegen.train import TrainConfig, Trainer
+from aegen.store.run_folder import load_tensors
+from aegen.training.settings import TrainSettings
+from aegen.training.trainer import Trainer
 
 
 def mnist_5k_split():
@@ -22,11 +23,11 @@ def mnist_5k_split():
 @pytest.mark.parametrize("name", ["ae", "conv-ae", "vae", "conv-vae"])
 def test_a_few_hundred_steps_lower_the_held_out_loss_well_below_the_start(name):
     train_images, val_images = mnist_5k_split()
-    config = TrainConfig(epochs=8, weight_decay=preset(name).weight_decay)  # 8 x 36 = 288 steps
+    config = TrainSettings(epochs=8)  # the model's own weight decay  # 8 x 36 = 288 steps
     trainer = Trainer(build_model(name), config, train_images, val_images)
-    before = trainer.evaluate(val_images)["loss"]
+    before = trainer.validation_loss(val_images)["loss"]
     history = trainer.fit(progress=False)
-    after = trainer.evaluate(val_images)["loss"]
+    after = trainer.validation_loss(val_images)["loss"]
     assert after < 0.5 * before
     assert history[-1]["val_loss"] == pytest.approx(after, rel=0.02)  # VAE: other noise draw
     assert history[-1]["loss"] < history[0]["loss"]
@@ -34,7 +35,7 @@ def test_a_few_hundred_steps_lower_the_held_out_loss_well_below_the_start(name):
 
 def test_vae_reports_reconstruction_and_kl_separately():
     train_images, val_images = mnist_5k_split()
-    trainer = Trainer(build_model("vae"), TrainConfig(epochs=1), train_images[:512], val_images)
+    trainer = Trainer(build_model("vae"), TrainSettings(epochs=1), train_images[:512], val_images)
     metrics = trainer.fit(progress=False)[0]
     for part in ("recon", "kl", "val_recon", "val_kl"):
         assert metrics[part] > 0
@@ -46,7 +47,7 @@ def test_nan_loss_stops_training_naming_epoch_and_step():
     model = build_model("ae")
     with torch.no_grad():
         model.decoder[0].weight.fill_(float("nan"))
-    trainer = Trainer(model, TrainConfig(epochs=2), train_images, val_images)
+    trainer = Trainer(model, TrainSettings(epochs=2), train_images, val_images)
     with pytest.raises(TrainingError, match=r"became nan at epoch 1, step 1; the learning rate"):
         trainer.fit(progress=False)
 
@@ -56,13 +57,13 @@ def weights(run_dir):
 
 
 def strip_times(run_dir):
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    lines = (run_dir / "history.jsonl").read_text().splitlines()
     return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
 
 
 @pytest.mark.parametrize("name", ["vae", "conv-ae"])  # conv-ae trains in channels_last
 def test_resume_matches_uninterrupted(tmp_path, name):
-    quiet = {"progress": False, "log": lambda line: None, "val_fraction": 0.5, "device": "cpu"}
+    quiet = {"progress": False, "val_fraction": 0.5, "device": "cpu"}
     train(name, epochs=3, out=tmp_path / "whole", **quiet)
     train(name, epochs=1, out=tmp_path / "parts", **quiet)
     resumed = train(name, epochs=3, out=tmp_path / "parts", resume=True, **quiet)
@@ -89,5 +90,5 @@ def test_torchrun_two_processes_match_single_process_training(tmp_path):
     assert ranks.returncode == 0, ranks.stderr[-2000:]
     one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
     assert all(torch.allclose(one[k], two[k], atol=1e-4, rtol=1e-3) for k in one)
-    lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
+    lines = (tmp_path / "two" / "history.jsonl").read_text().splitlines()
     assert len(lines) == 2  # written once, by rank 0

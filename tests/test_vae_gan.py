@@ -4,9 +4,10 @@ without NaN, saving and resuming all three optimizers."""
 import pytest
 import torch
 
-from aegen.api import load, train
+from aegen.pipeline import load, train
 from aegen.models import build_model
-from aegen.train import TrainConfig, Trainer
+from aegen.training.settings import TrainSettings
+from aegen.training.trainer import Trainer
 
 SMALL = {"hidden_channels": [8, 16]}  # the same networks, narrower, for quick tests
 
@@ -35,7 +36,7 @@ def test_update_rule_each_group_follows_its_own_loss():
     x = torch.rand(8, 1, 28, 28)
     torch.manual_seed(1)
     out = model.loss(x)
-    trainer = Trainer(model, TrainConfig(), torch.zeros(4, 28, 28, dtype=torch.uint8),
+    trainer = Trainer(model, TrainSettings(), torch.zeros(4, 28, 28, dtype=torch.uint8),
                       torch.zeros(2, 28, 28, dtype=torch.uint8))
     trainer._backward_per_group(out.group_losses)
     # The discriminator's gradient is that of the GAN loss alone: recompute it directly.
@@ -55,7 +56,7 @@ def test_channels_last_gradients_reach_the_fused_adam_in_their_parameters_layout
     torch.manual_seed(0)
     model = build_model("vae-gan", SMALL)
     model.channels_last = True  # as a convolutional model may ask
-    trainer = Trainer(model, TrainConfig(lr=2e-4), torch.zeros(4, 28, 28, dtype=torch.uint8),
+    trainer = Trainer(model, TrainSettings(lr=2e-4), torch.zeros(4, 28, 28, dtype=torch.uint8),
                       torch.zeros(2, 28, 28, dtype=torch.uint8))
     assert any(p.dim() == 4 and not p.is_contiguous() for p in model.parameters())
     out = model.loss(torch.rand(8, 1, 28, 28).contiguous(memory_format=torch.channels_last))
@@ -75,14 +76,14 @@ def test_training_runs_without_nan_and_moves_every_group(tmp_path):
     model = build_model("vae-gan", SMALL)
     before = {name: [p.detach().clone() for p in params]
               for name, params in model.update_groups().items()}
-    Trainer(model, TrainConfig(epochs=2, batch_size=64, lr=2e-4), data, data[:64]).fit(
+    Trainer(model, TrainSettings(epochs=2, batch_size=64, lr=2e-4), data, data[:64]).fit(
         progress=False)
     for name, params in model.update_groups().items():
         assert any(not torch.equal(p, q) for p, q in zip(params, before[name])), name
 
 
 def test_resume_restores_all_three_optimizers_bit_exactly(tmp_path):
-    kwargs = {"model_options": SMALL, "progress": False, "log": lambda line: None}
+    kwargs = {"model_options": SMALL, "progress": False}
     whole = train("vae-gan", epochs=2, out=tmp_path / "whole", **kwargs)
     train("vae-gan", epochs=1, out=tmp_path / "parts", **kwargs)
     resumed = train("vae-gan", epochs=2, out=tmp_path / "parts", resume=True, **kwargs)
@@ -122,5 +123,5 @@ def test_torchrun_trains_a_model_with_several_update_groups(tmp_path):
          "-m", "aegen", *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
         capture_output=True, text=True, timeout=300)
     assert ranks.returncode == 0, ranks.stderr[-2000:]
-    metrics = json.loads((tmp_path / "two" / "metrics.jsonl").read_text())
+    metrics = json.loads((tmp_path / "two" / "history.jsonl").read_text())
     assert metrics["epoch"] == 1 and all(v == v for v in metrics.values())  # no NaN

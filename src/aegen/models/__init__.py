@@ -7,7 +7,8 @@ from typing import Any
 
 from aegen.errors import ConfigError
 from aegen.models.ae import AEConfig, FullyConnectedAE
-from aegen.models.base import Autoencoder, LossOutput, config_from_dict, config_to_dict
+from aegen.models.base import Autoencoder, LossOutput, ModelConfig, config_from_dict, config_to_dict, \
+    option_meanings
 from aegen.models.conv_ae import ConvAE, ConvAEConfig
 from aegen.models.conv_vae import ConvVAE, ConvVAEConfig
 from aegen.models.cvae import CVAE, CVAEConfig
@@ -18,26 +19,25 @@ from aegen.names import closest
 
 @dataclass(frozen=True)
 class Preset:
-    """A named model: how to build it and the optimizer settings of its classic setup."""
+    """A named model: its config class, its module class (which declares its optimizer defaults)
+    and a one-line description."""
 
-    config_class: type
-    model_class: type
+    config_class: type[ModelConfig]
+    model_class: type[Autoencoder]
     description: str
-    weight_decay: float = 0.0
-    lr: float = 1e-3
 
 
 PRESETS: dict[str, Preset] = {
     "ae": Preset(AEConfig, FullyConnectedAE,
-                 "fully-connected autoencoder 784-128-64-12-3, Tanh output, MSE", 1e-5),
+                 "fully-connected autoencoder 784-128-64-12-3, Tanh output, MSE"),
     "conv-ae": Preset(ConvAEConfig, ConvAE,
-                      "convolutional autoencoder 16/8 channels, 8x2x2 code, Tanh output, MSE", 1e-5),
+                      "convolutional autoencoder 16/8 channels, 8x2x2 code, Tanh output, MSE"),
     "vae": Preset(VAEConfig, VAE, "variational autoencoder 784-400-20, sigmoid output, BCE + KL"),
     "conv-vae": Preset(ConvVAEConfig, ConvVAE,
                        "convolutional VAE 32/64 channels, 20-d code, sigmoid output, BCE + KL"),
     "cvae": Preset(CVAEConfig, CVAE, "conditional VAE 784+10-400-2, label into encoder and decoder"),
     "vae-gan": Preset(VAEGANConfig, VAEGAN, "VAE-GAN: conv VAE, reconstruction in a "
-                      "discriminator's features, GAN loss; 3 optimizers", lr=2e-4),
+                      "discriminator's features, GAN loss; 3 optimizers"),
 }
 
 
@@ -56,6 +56,7 @@ def build_model(name: str, options: dict[str, Any] | None = None) -> Autoencoder
     return entry.model_class(config_from_dict(entry.config_class, options or {}))
 
 
-__all__ = ["PRESETS", "Preset", "Autoencoder", "LossOutput", "build_model", "preset",
+__all__ = ["PRESETS", "Preset", "Autoencoder", "LossOutput", "ModelConfig", "build_model", "preset",
+           "option_meanings",
            "config_to_dict", "config_from_dict", "AEConfig", "ConvAEConfig", "VAEConfig",
            "FullyConnectedAE", "ConvAE", "VAE", "ConvVAEConfig", "ConvVAE", "CVAEConfig", "CVAE", "VAEGANConfig", "VAEGAN"]

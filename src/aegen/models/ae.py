@@ -8,20 +8,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aegen.models.base import Autoencoder, LossOutput, require_positive
+from aegen.models.base import Autoencoder, LossOutput, ModelConfig, option
 
 
 @dataclass
-class AEConfig:
+class AEConfig(ModelConfig):
     """Layer widths of the encoder; the decoder mirrors them and ends in Tanh (data in [-1, 1])."""
 
-    image_size: int = 28
-    channels: int = 1
-    hidden_dims: tuple[int, ...] = (128, 64, 12)
-    latent_dim: int = 3
+    hidden_dims: tuple[int, ...] = option((128, 64, 12), "widths of the encoder's hidden layers (mirrored by the decoder)")
+    latent_dim: int = option(3, "numbers in the code")
 
     def check(self) -> None:
-        require_positive(self)
+        super().check()
 
 
 def _mlp(widths: list[int]) -> list[nn.Module]:
@@ -38,10 +36,11 @@ class FullyConnectedAE(Autoencoder):
     """Encoder 784-128-64-12-3 with ReLU; decoder 3-12-64-128-784 with ReLU and a final Tanh."""
 
     value_range = (-1.0, 1.0)
+    default_weight_decay = 1e-5
 
     def __init__(self, config: AEConfig | None = None):
-        super().__init__()
-        self.config = config = config or AEConfig()
+        super().__init__(config or AEConfig())
+        config = self.config
         self.image_shape = (config.channels, config.image_size, config.image_size)
         self.latent_dim = config.latent_dim
         widths = [config.channels * config.image_size ** 2, *config.hidden_dims, config.latent_dim]

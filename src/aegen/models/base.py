@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -26,6 +26,29 @@ class LossOutput:
     group_losses: dict[str, torch.Tensor] | None = None
 
 
+def option(default: Any, meaning: str) -> Any:
+    """A model option: its default and a one-line meaning (shown by `aegen models`)."""
+    return field(default=default, metadata={"meaning": meaning})
+
+
+@dataclass
+class ModelConfig:
+    """Every model's options. Each is an `option(default, meaning)`; integer sizes must be >= 1,
+    and a model adds its own rules by extending check(). Autoencoder's constructor checks."""
+
+    image_size: int = option(28, "side of the square input images in pixels")
+    channels: int = option(1, "colour channels of the images (1 grayscale, 3 RGB)")
+
+    def check(self) -> None:
+        """Raise ConfigError for a value the model cannot be built with."""
+        require_positive(self)
+
+
+def option_meanings(config_class: type) -> list[tuple[str, Any, str]]:
+    """(name, default, meaning) of each option of a model config class."""
+    return [(f.name, f.default, f.metadata.get("meaning", "")) for f in dataclasses.fields(config_class)]
+
+
 class Autoencoder(nn.Module):
     """An encoder to a flat code of `latent_dim` numbers and a decoder back to images [B, C, H, W].
 
@@ -33,6 +56,9 @@ class Autoencoder(nn.Module):
     A conditional model (`num_classes` > 0) also takes the images' labels: class indices [B] or
     class weights [B, num_classes] (soft labels, e.g. to interpolate between classes). The others
     accept and ignore them, so callers pass labels whenever they have them.
+
+    The class attributes below are a model's declared capabilities and optimizer defaults: the
+    trainer, the scores and the CLI read them, never anything a subclass adds on its own.
     """
 
     value_range: tuple[float, float]
@@ -40,7 +66,17 @@ class Autoencoder(nn.Module):
     image_shape: tuple[int, int, int]
     variational: bool = False  # True: trained so that codes follow the prior N(0, I)
     num_classes: int = 0
+    pixel_likelihood: bool = False  # log p(x|z) is defined per pixel: ELBO and NLL can be scored
     channels_last: bool = False  # train in the channels_last layout (where it measured faster)
+    default_lr: float = 1e-3  # Adam's learning rate when the settings leave it open
+    default_weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        config = config if config is not None else ModelConfig()
+        config.check()
+        self.config = config
 
     @property
     def conditional(self) -> bool:
@@ -97,9 +133,7 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
     for key, value in values.items():
         clean[key] = _coerce(key, value, hints[key])
     config = cls(**clean)
-    check = getattr(config, "check", None)
-    if check is not None:
-        check()
+    config.check()
     return config
 
 

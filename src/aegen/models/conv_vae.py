@@ -13,23 +13,21 @@ from torch import nn
 from torch.nn import functional as F
 
 from aegen.errors import ConfigError
-from aegen.models.base import require_positive
+from aegen.models.base import ModelConfig, option
 from aegen.models.vae import BernoulliVAE, check_objective
 
 
 @dataclass
-class ConvVAEConfig:
+class ConvVAEConfig(ModelConfig):
     """Image size (divisible by 4), channels, the two conv widths, code size and KL weight."""
 
-    image_size: int = 28
-    channels: int = 1
-    hidden_channels: tuple[int, ...] = (32, 64)
-    latent_dim: int = 20
-    kl_weight: float = 1.0
-    importance_samples: int = 1
+    hidden_channels: tuple[int, ...] = option((32, 64), "channels of the two stride-2 convolutions")
+    latent_dim: int = option(20, "numbers in the code")
+    kl_weight: float = option(1.0, "weight of the KL term (1: the VAE; other values: a beta-VAE)")
+    importance_samples: int = option(1, "posterior draws per image in the objective (1: ELBO; k > 1: IWAE)")
 
     def check(self) -> None:
-        require_positive(self)
+        super().check()
         if self.image_size % 4 or len(self.hidden_channels) != 2:
             raise ConfigError("conv-vae needs an image size divisible by 4 and two channel counts")
         check_objective(self)
@@ -39,9 +37,8 @@ class ConvVAE(BernoulliVAE):
     """Conv(4, s2) -> Conv(4, s2) -> linear heads; linear -> ConvT(4, s2) -> ConvT(4, s2) logits."""
 
     def __init__(self, config: ConvVAEConfig | None = None):
-        super().__init__()
-        self.config = config = config or ConvVAEConfig()
-        config.check()
+        super().__init__(config or ConvVAEConfig())
+        config = self.config
         c, (narrow, wide), side = config.channels, config.hidden_channels, config.image_size // 4
         self.image_shape = (c, config.image_size, config.image_size)
         self.latent_dim = config.latent_dim

@@ -9,12 +9,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aegen.models.base import class_weights, require_positive
+from aegen.models.base import ModelConfig, class_weights, option
 from aegen.models.vae import BernoulliVAE, check_objective
 
 
 @dataclass
-class CVAEConfig:
+class CVAEConfig(ModelConfig):
     """The VAE's widths plus the number of classes; the same KL weight and IWAE option.
 
     The code is 2-d by default: with the label given, the code only has to hold style, and a
@@ -23,16 +23,14 @@ class CVAEConfig:
     code, 88 % with 4-d, 40 % with 20-d, whose likelihood is better).
     """
 
-    image_size: int = 28
-    channels: int = 1
-    hidden_dim: int = 400
-    latent_dim: int = 2
-    num_classes: int = 10
-    kl_weight: float = 1.0
-    importance_samples: int = 1
+    hidden_dim: int = option(400, "width of the hidden layer of encoder and decoder")
+    latent_dim: int = option(2, "numbers in the code (small, so the label carries the class)")
+    num_classes: int = option(10, "classes the label can name")
+    kl_weight: float = option(1.0, "weight of the KL term (1: the VAE; other values: a beta-VAE)")
+    importance_samples: int = option(1, "posterior draws per image in the objective (1: ELBO; k > 1: IWAE)")
 
     def check(self) -> None:
-        require_positive(self)
+        super().check()
         check_objective(self)
 
 
@@ -40,8 +38,8 @@ class CVAE(BernoulliVAE):
     """fc1 (784 + classes)-400 ReLU, heads 400-2; decoder (2 + classes)-400 ReLU, 400-784."""
 
     def __init__(self, config: CVAEConfig | None = None):
-        super().__init__()
-        self.config = config = config or CVAEConfig()
+        super().__init__(config or CVAEConfig())
+        config = self.config
         self.image_shape = (config.channels, config.image_size, config.image_size)
         self.latent_dim, self.num_classes = config.latent_dim, config.num_classes
         pixels = config.channels * config.image_size ** 2

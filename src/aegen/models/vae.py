@@ -12,23 +12,21 @@ from torch import nn
 from torch.nn import functional as F
 
 from aegen.errors import ConfigError
-from aegen.models.base import Autoencoder, LossOutput, require_positive
+from aegen.models.base import Autoencoder, LossOutput, ModelConfig, option
 
 
 @dataclass
-class VAEConfig:
+class VAEConfig(ModelConfig):
     """Widths, the weight on the KL term (1.0 is the plain VAE; other values give a beta-VAE) and
     the importance samples of the objective (1: the ELBO; k > 1: the IWAE bound)."""
 
-    image_size: int = 28
-    channels: int = 1
-    hidden_dim: int = 400
-    latent_dim: int = 20
-    kl_weight: float = 1.0
-    importance_samples: int = 1
+    hidden_dim: int = option(400, "width of the hidden layer of encoder and decoder")
+    latent_dim: int = option(20, "numbers in the code")
+    kl_weight: float = option(1.0, "weight of the KL term (1: the VAE; other values: a beta-VAE)")
+    importance_samples: int = option(1, "posterior draws per image in the objective (1: ELBO; k > 1: IWAE)")
 
     def check(self) -> None:
-        require_positive(self)
+        super().check()
         check_objective(self)
 
 
@@ -97,8 +95,8 @@ class VAE(BernoulliVAE):
     """fc1 784-400 ReLU, heads 400-20 for mu and logvar; decoder 20-400 ReLU, 400-784 sigmoid."""
 
     def __init__(self, config: VAEConfig | None = None):
-        super().__init__()
-        self.config = config = config or VAEConfig()
+        super().__init__(config or VAEConfig())
+        config = self.config
         self.image_shape = (config.channels, config.image_size, config.image_size)
         self.latent_dim = config.latent_dim
         pixels = config.channels * config.image_size ** 2

@@ -21,22 +21,20 @@ from torch import nn
 from torch.nn import functional as F
 
 from aegen.errors import ConfigError
-from aegen.models.base import Autoencoder, LossOutput, require_positive
+from aegen.models.base import Autoencoder, LossOutput, ModelConfig, option
 
 
 @dataclass
-class VAEGANConfig:
+class VAEGANConfig(ModelConfig):
     """Sizes, gamma (weight of the feature reconstruction in the decoder's loss) and kl_weight."""
 
-    image_size: int = 28
-    channels: int = 1
-    hidden_channels: tuple[int, ...] = (32, 64)
-    latent_dim: int = 20
-    gamma: float = 1.0
-    kl_weight: float = 1.0
+    hidden_channels: tuple[int, ...] = option((32, 64), "channels of the two stride-2 convolutions")
+    latent_dim: int = option(20, "numbers in the code")
+    gamma: float = option(1.0, "weight of the feature reconstruction in the decoder's loss")
+    kl_weight: float = option(1.0, "weight of the KL term (1: the VAE; other values: a beta-VAE)")
 
     def check(self) -> None:
-        require_positive(self)
+        super().check()
         if self.image_size % 4 or len(self.hidden_channels) != 2:
             raise ConfigError("vae-gan needs an image size divisible by 4 and two channel counts")
         if self.gamma < 0 or self.kl_weight < 0:
@@ -65,12 +63,12 @@ class VAEGAN(Autoencoder):
 
     value_range = (0.0, 1.0)
     variational = True
+    default_lr = 2e-4
     adam_betas = (0.5, 0.999)  # the usual GAN setting: less momentum against oscillation
 
     def __init__(self, config: VAEGANConfig | None = None):
-        super().__init__()
-        self.config = config = config or VAEGANConfig()
-        config.check()
+        super().__init__(config or VAEGANConfig())
+        config = self.config
         c, (narrow, wide), side = config.channels, config.hidden_channels, config.image_size // 4
         self.image_shape = (c, config.image_size, config.image_size)
         self.latent_dim = config.latent_dim

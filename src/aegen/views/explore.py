@@ -10,7 +10,9 @@ held-out codes around their mean; a conditional model adds a choice of label. Ev
 
 from __future__ import annotations
 
+import logging
 import math
+import socket
 import threading
 from importlib import resources
 from pathlib import Path
@@ -19,11 +21,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from aegen.errors import ConfigError
+from aegen.store.datasets import unit_images
+from aegen.store.exports import image_grid_png
+from aegen.trained import TrainedModel, load
+from aegen.views.figures import png_data_url
 
 if TYPE_CHECKING:
     from flask import Flask
-
-    from aegen.api import TrainedModel
 
 MAX_PCA_AXES = 6
 SPAN = 3.5  # each axis covers mean +- SPAN standard deviations of the held-out codes
@@ -79,9 +83,7 @@ class LatentAxes:
 class Explorer:
     """What the page shows of one trained run; decoding is serialised (one model, many threads)."""
 
-    def __init__(self, trained: "TrainedModel"):
-        from aegen.data import unit_images
-
+    def __init__(self, trained: TrainedModel):
         held_out = trained.split("val")
         self.trained, self.classes = trained, list(held_out.classes)
         sample = held_out.images[:max(N_GALLERY, N_PAD_POINTS)]
@@ -95,9 +97,6 @@ class Explorer:
 
     def info(self) -> dict[str, Any]:
         """Everything the page needs to draw its controls and the gallery."""
-        from aegen.plots import image_grid_png
-        from aegen.report import png_data_url
-
         config = self.trained.config
         gallery_coords = self.axes.to_coords(self.gallery_codes).tolist()
         return {
@@ -114,8 +113,6 @@ class Explorer:
 
     def decode(self, coords: list[float], label: int | None = None) -> bytes:
         """A PNG of the image decoded at these axis positions (with this label, if conditional)."""
-        from aegen.plots import image_grid_png
-
         labels = torch.tensor([label]) if self.trained.conditional else None
         with self._lock:
             image = self.trained.decode(self.axes.to_code(torch.tensor([coords])), labels)
@@ -123,8 +120,6 @@ class Explorer:
 
     def interpolate(self, first: int, second: int, steps: int) -> bytes:
         """A PNG strip decoded along the straight line between two gallery images' codes."""
-        from aegen.plots import image_grid_png
-
         a, b = self.gallery_codes[first], self.gallery_codes[second]
         weights = torch.linspace(0, 1, steps).unsqueeze(1)
         labels = None
@@ -175,9 +170,9 @@ def create_app(explorer: Explorer) -> "Flask":
     from flask import Flask, Response, jsonify
     from werkzeug.exceptions import HTTPException
 
-    app = Flask("aegen.explore")
+    app = Flask("aegen.views.explore")
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
-    page = resources.files("aegen").joinpath("explore.html").read_text(encoding="utf-8")
+    page = resources.files("aegen.views").joinpath("explore.html").read_text(encoding="utf-8")
 
     @app.errorhandler(HTTPException)
     def json_error(error: HTTPException):
@@ -219,10 +214,6 @@ def make_server(run_dir: Path, host: str = "127.0.0.1", port: int = 8765,
         from werkzeug.serving import make_server as werkzeug_server
     except ImportError:
         raise ConfigError("aegen explore needs Flask: pip install 'aegen[explore]'") from None
-    import logging
-
-    from aegen.api import load
-
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per slider move
     _check_address(host, port)
     app = create_app(Explorer(load(run_dir, data_root)))
@@ -232,8 +223,6 @@ def make_server(run_dir: Path, host: str = "127.0.0.1", port: int = 8765,
 def _check_address(host: str, port: int) -> None:
     """Fail with one line before loading anything when the address cannot be listened on
     (werkzeug itself would print several lines and exit)."""
-    import socket
-
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         with socket.socket(family, socket.SOCK_STREAM) as probe:

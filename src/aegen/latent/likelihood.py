@@ -13,6 +13,7 @@ import math
 
 import torch
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from aegen.models.vae import BernoulliVAE
 
@@ -52,14 +53,17 @@ def log_weights(model: BernoulliVAE, x: torch.Tensor, k: int, generator: torch.G
 
 @torch.no_grad()
 def elbo_and_nll(model: BernoulliVAE, images: torch.Tensor, k: int = 1000, seed: int = 0,
-                 batch: int = 64, labels: torch.Tensor | None = None) -> dict[str, float]:
+                 batch: int = 64, labels: torch.Tensor | None = None,
+                 progress: bool | None = None) -> dict[str, float]:
     """Mean ELBO and importance-sampled NLL (nats per image) of images [N, 1, 28, 28] in [0, 1],
     computed on the device the images are on (the model must be there too)."""
     model.eval()
     generator = torch.Generator(device=images.device).manual_seed(seed)
     elbo, nll = 0.0, 0.0
     label_chunks = labels.split(batch) if labels is not None else [None] * len(images.split(batch))
-    for chunk, chunk_labels in zip(images.split(batch), label_chunks):
+    chunks = tqdm(list(zip(images.split(batch), label_chunks)), desc=f"NLL (k={k})",
+                  unit="batch", leave=False, disable=None if progress is None else not progress)
+    for chunk, chunk_labels in chunks:
         weights = log_weights(model, chunk, k, generator, chunk_labels)
         elbo += weights.mean(1).sum().item()
         nll -= (torch.logsumexp(weights, 1) - math.log(k)).sum().item()

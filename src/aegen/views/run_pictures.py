@@ -3,17 +3,14 @@ a latent manifold (2-d codes only) and loss curves."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
-from aegen.data import unit_images
-from aegen.files import write_atomic
-from aegen.plots import image_grid_png, save_image_grid, save_latent_scatter, save_loss_curves, \
-    save_manifold, save_reconstructions
-
-if TYPE_CHECKING:
-    from aegen.api import TrainedModel
+from aegen.store.atomic import write_atomic
+from aegen.store.datasets import unit_images
+from aegen.store.exports import image_grid_png, save_image_grid
+from aegen.trained import TrainedModel
+from aegen.views.figures import save_latent_scatter, save_loss_curves, save_manifold, \
+    save_reconstructions
 
 N_RECONSTRUCTIONS = 24
 N_SAMPLES = 64
@@ -21,7 +18,7 @@ N_LATENT_POINTS = 2000
 N_INTERPOLATIONS, INTERPOLATION_STEPS = 8, 10
 
 
-def interpolations(trained: "TrainedModel", starts: torch.Tensor, ends: torch.Tensor,
+def interpolations(trained: TrainedModel, starts: torch.Tensor, ends: torch.Tensor,
                    steps: int = INTERPOLATION_STEPS, start_labels: torch.Tensor | None = None,
                    end_labels: torch.Tensor | None = None) -> torch.Tensor:
     """Decoded straight lines between the codes of pairs of images: [pairs * steps, 1, 28, 28].
@@ -40,7 +37,7 @@ def interpolations(trained: "TrainedModel", starts: torch.Tensor, ends: torch.Te
     return trained.decode(path.reshape(-1, a.shape[1]), labels)
 
 
-def samples_picture(trained: "TrainedModel", seed: int = 0) -> tuple[torch.Tensor, int]:
+def run_sample_grid(trained: TrainedModel, seed: int = 0) -> tuple[torch.Tensor, int]:
     """Samples for samples.png and its columns: 64 in 8 columns, or for a conditional model one
     row of 8 per class."""
     if not trained.conditional:
@@ -49,13 +46,13 @@ def samples_picture(trained: "TrainedModel", seed: int = 0) -> tuple[torch.Tenso
     return trained.sample(len(labels), seed=seed, label=labels), 8
 
 
-def write_run_pictures(trained: "TrainedModel", history: list[dict]) -> None:
+def write_run_pictures(trained: TrainedModel, history: list[dict]) -> None:
     """Write every picture of the run folder from held-out (validation) images."""
     run_dir, held_out = trained.run_dir, trained.split("val")
     originals, labels = held_out.images[:N_RECONSTRUCTIONS], held_out.labels[:N_RECONSTRUCTIONS]
     save_reconstructions(run_dir / "reconstructions.png", unit_images(originals),
                          trained.reconstruct(originals, labels))
-    save_image_grid(run_dir / "samples.png", *samples_picture(trained))
+    save_image_grid(run_dir / "samples.png", *run_sample_grid(trained))
     points = slice(0, N_LATENT_POINTS)
     codes = trained.encode(held_out.images[points], held_out.labels[points])
     save_latent_scatter(run_dir / "latent.png", codes, held_out.labels[points], held_out.classes,

@@ -9,17 +9,21 @@ every score so that the judge itself is measured.
 
 from __future__ import annotations
 
+import logging
 import math
-import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
-from aegen.data import load_dataset, unit_images
+from aegen.store.cache import cache_root
+from aegen.store.datasets import load_dataset, unit_images
+from aegen.store.run_folder import load_tensors, save_tensors
+
+log = logging.getLogger("aegen")
 
 CLASSIFIER_VERSION = 1
 FEATURES = 128
@@ -37,12 +41,6 @@ class Recipe:
 # 5,000 digits, 80 epochs); clothes are mirror-symmetric (91.3 % on Fashion-MNIST, 10 epochs).
 RECIPES = {"mnist-5k": Recipe(400_000, "affine"), "mnist": Recipe(400_000, "affine"),
            "fashion-mnist": Recipe(600_000, "flip")}
-
-
-def cache_dir() -> Path:
-    """Where trained classifiers are kept: $AEGEN_CACHE, else ~/.cache/aegen."""
-    env = os.environ.get("AEGEN_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "aegen"
 
 
 class Classifier(nn.Module):
@@ -97,7 +95,7 @@ AUGMENTATIONS = {"affine": random_affine, "flip": random_flip}
 
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, recipe: Recipe, seed: int = 0,
-                     log: Callable[[str], None] = print) -> Classifier:
+                     progress: bool | None = None) -> Classifier:
     """Adam with a one-cycle schedule and the recipe's augmentation on uint8 images [N, 28, 28]."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -109,7 +107,9 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, recipe: Recipe,
     optimizer = torch.optim.Adam(classifier.parameters(), lr=2e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps)
     classifier.train()
-    for epoch in range(1, epochs + 1):
+    bar = tqdm(range(1, epochs + 1), desc="classifier", unit="epoch", leave=False,
+               disable=None if progress is None else not progress)
+    for epoch in bar:
         for index in torch.randperm(len(images), generator=generator).split(batch):
             x = augment(unit_images(images[index]), generator)
             loss = F.cross_entropy(classifier(x), labels[index])
@@ -117,33 +117,31 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, recipe: Recipe,
             loss.backward()
             optimizer.step()
             schedule.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         if epoch % max(1, epochs // 5) == 0:
-            log(f"  classifier epoch {epoch}/{epochs}: loss {loss.item():.3f}")
+            log.info(f"  classifier epoch {epoch}/{epochs}: loss {loss.item():.3f}")
     return classifier.eval()
 
 
-def load_classifier(dataset: str, data_root: str | Path | None = None,
-                    log: Callable[[str], None] = print) -> tuple[Classifier, dict]:
+def load_classifier(dataset: str, data_root: str | Path | None = None) -> tuple[Classifier, dict]:
     """The cached classifier for a data set, trained on its training split when not yet cached.
 
     Returns it with its record: test accuracy, training images, version.
     """
-    from aegen.run import load_tensors, save_tensors
-
-    path = cache_dir() / "classifiers" / f"{dataset}-v{CLASSIFIER_VERSION}.safetensors"
+    path = cache_root() / "classifiers" / f"{dataset}-v{CLASSIFIER_VERSION}.safetensors"
     classifier = Classifier()
     if path.is_file():
         tensors, metadata = load_tensors(path)
         classifier.load_state_dict(tensors)
         return classifier.eval(), {k: _number(v) for k, v in metadata.items()}
     train, test = load_dataset(dataset, "train", data_root), load_dataset(dataset, "test", data_root)
-    log(f"training the {dataset} classifier for sample-quality scores (once; cached in {path})")
+    log.info(f"training the {dataset} classifier for sample-quality scores (once; cached in {path})")
     recipe = RECIPES[dataset]
-    classifier = train_classifier(train.images, train.labels, recipe, log=log)
+    classifier = train_classifier(train.images, train.labels, recipe)
     record = {"dataset": dataset, "version": CLASSIFIER_VERSION, "train_images": len(train),
               "augmentation": recipe.augmentation,
               "test_accuracy": round(accuracy(classifier, test.images, test.labels), 4)}
-    log(f"  classifier test accuracy on {dataset} test: {record['test_accuracy']:.2%}")
+    log.info(f"  classifier test accuracy on {dataset} test: {record['test_accuracy']:.2%}")
     save_tensors(path, classifier.state_dict(), {k: str(v) for k, v in record.items()})
     return classifier, record
 

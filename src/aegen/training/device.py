@@ -14,7 +14,6 @@ import torch
 
 from aegen.errors import ConfigError
 
-PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
@@ -49,9 +48,9 @@ def flushing_denormals() -> Iterator[None]:
     Dead ReLU units under weight decay leave weights and Adam moments in the denormal range, and
     the CPU's slow path for them made `ae` epochs on Fashion-MNIST grow from 1.3 s to 4.5 s over
     ten epochs (bench/README.md); no loss or gradient of these models is that small. The flag
-    belongs to each thread and threads inherit it when they start: aegen.train opens the block
+    belongs to each thread and threads inherit it when they start: aegen.training.trainer opens the block
     before any tensor work, so torch's worker threads flush too (a program that ran torch before
-    calling aegen.train flushes in its own thread only, unless it calls
+    calling aegen.training.trainer flushes in its own thread only, unless it calls
     torch.set_flush_denormal(True) first). The calling thread gets its old state back at the end,
     so the user's own floats keep IEEE behaviour."""
     was_flushing = _flushing()
@@ -64,11 +63,6 @@ def flushing_denormals() -> Iterator[None]:
 
 def _flushing() -> bool:
     return (torch.full((1,), 1e-40) * 1.0).item() == 0.0
-
-
-def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

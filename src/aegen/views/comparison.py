@@ -1,30 +1,21 @@
-"""`aegen compare`: one table (model x sampler x every metric) and one picture of their samples."""
+"""`aegen compare`: one table (model x sampler x every score) and one picture of their samples."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from matplotlib.figure import Figure
+from torchvision.utils import make_grid
 
-from aegen.errors import RunError
-from aegen.evaluate import METRICS_FILE
-from aegen.files import write_atomic, write_json
+from aegen.store.atomic import write_atomic, write_json
+from aegen.store.run_folder import read_scores
+from aegen.trained import load
+from aegen.views.figures import figure_png
 
 SAMPLES_PER_ROW = 12
 COLUMNS = [("fd_aegen", "FD-aegen ↓", "{:.2f}"), ("precision", "precision ↑", "{:.3f}"),
            ("recall", "recall ↑", "{:.3f}"), ("label_entropy", "label entropy ↑", "{:.3f}"),
            ("confident_share", "confident ↑", "{:.3f}")]
-
-
-def read_metrics(run_dir: Path) -> dict:
-    """A run's metrics.json, or an error that says how to make it."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        raise RunError(f"{run_dir} has no {METRICS_FILE}; run `aegen evaluate {run_dir}` first")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RunError(f"{path} is not valid JSON ({exc})") from exc
 
 
 def comparison_rows(all_metrics: list[dict]) -> list[dict]:
@@ -66,14 +57,8 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def samples_picture(all_metrics: list[dict], path: Path, seed: int = 0) -> None:
+def save_sample_strips(all_metrics: list[dict], path: Path, seed: int = 0) -> None:
     """Rows of samples, one row per model x sampler, labelled on the left."""
-    from matplotlib.figure import Figure
-    from torchvision.utils import make_grid
-
-    from aegen.api import load
-    from aegen.plots import figure_png
-
     rows = [(m, sampler) for m in all_metrics for sampler in m["samplers"]]
     fig = Figure(figsize=(SAMPLES_PER_ROW * 0.6 + 2.2, len(rows) * 0.62 + 0.3))
     for i, (metrics, sampler) in enumerate(rows):
@@ -91,12 +76,12 @@ def samples_picture(all_metrics: list[dict], path: Path, seed: int = 0) -> None:
 def compare_runs(run_dirs: list[Path], out_dir: Path, extra: dict | None = None) -> list[dict]:
     """Write comparison.md, comparison.json and comparison.png for evaluated runs into out_dir."""
     # The folder as given here, not as recorded: a run evaluated elsewhere may have moved.
-    all_metrics = [{**read_metrics(run_dir), "run": str(run_dir)} for run_dir in run_dirs]
+    all_metrics = [{**read_scores(run_dir), "run": str(run_dir)} for run_dir in run_dirs]
     rows = comparison_rows(all_metrics)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "comparison.json", {**(extra or {}), "rows": rows})
     write_atomic(out_dir / "comparison.md", markdown_table(rows).encode())
-    samples_picture(all_metrics, out_dir / "comparison.png")
+    save_sample_strips(all_metrics, out_dir / "comparison.png")
     return rows
 
 

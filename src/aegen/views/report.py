@@ -7,14 +7,20 @@ already holds are reused; the rest (samples per sampler) are drawn from the run 
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 from pathlib import Path
 from typing import Any
 
 from aegen.errors import AegenError, RunError
-from aegen.files import write_atomic
+from aegen.store.atomic import write_atomic
+from aegen.store.exports import image_grid_png
+from aegen.store.run_folder import read_config, read_history, read_scores
+from aegen.trained import load
+from aegen.version import __version__
+from aegen.views.comparison import COLUMNS, comparison_rows
+from aegen.views.figures import png_data_url
+from aegen.views.run_pictures import write_run_pictures
 
 SAMPLERS = ("prior", "gaussian", "gmm")
 N_SAMPLES = 64
@@ -37,11 +43,6 @@ figure { margin: .6rem 0; } .grids { display: flex; flex-wrap: wrap; gap: .8rem;
 img { max-width: 100%; image-rendering: pixelated; }
 .note { color: #8a5a00; font-size: .85rem; }
 """
-
-
-def png_data_url(png: bytes) -> str:
-    """PNG bytes as a data: URL that an <img> shows without any other file."""
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _figure(png: bytes, caption: str, alt: str) -> str:
@@ -82,7 +83,7 @@ def _config_section(config: dict) -> str:
 
 def _history_section(history: list[dict]) -> str:
     if not history:
-        return _note("No finished epoch recorded (metrics.jsonl is empty).")
+        return _note("No finished epoch recorded (history.jsonl is empty).")
     last = history[-1]
     keys = [k for k in last if k not in ("epoch", "seconds") and not k.startswith("val_")]
     rows = [[k, last[k], last.get(f"val_{k}", "")] for k in keys]
@@ -120,9 +121,6 @@ def _metrics_section(metrics: dict | None, run_dir: Path) -> str:
 
 
 def _samples_section(run_dir: Path, samplers: list[str], data_root: Any) -> str:
-    from aegen.api import load
-    from aegen.plots import image_grid_png
-
     parts, trained = [], None
     for name in samplers:
         saved = run_dir / f"samples-{name}.png"
@@ -140,15 +138,11 @@ def _samples_section(run_dir: Path, samplers: list[str], data_root: Any) -> str:
 
 
 def _pictures_section(run_dir: Path, data_root: Any) -> str:
-    from aegen.api import load
-    from aegen.pictures import write_run_pictures
-    from aegen.run import read_metrics
-
     missing = [name for name, _ in PICTURES[:4] if not (run_dir / name).is_file()]
     note = ""
     if missing:  # a run copied without its pictures: draw them again
         try:
-            write_run_pictures(load(run_dir, data_root), read_metrics(run_dir))
+            write_run_pictures(load(run_dir, data_root), read_history(run_dir))
         except AegenError as exc:
             note = _note(f"Pictures missing and not redrawn ({exc}).")
     figures = [_figure((run_dir / name).read_bytes(), caption, caption)
@@ -158,9 +152,6 @@ def _pictures_section(run_dir: Path, data_root: Any) -> str:
 
 def run_section(run_dir: Path, data_root: Any = None) -> str:
     """The HTML of one run: config, training, scores, samples per sampler and pictures."""
-    from aegen.compare import read_metrics as read_scores
-    from aegen.run import read_config, read_metrics
-
     config = read_config(run_dir)
     try:
         metrics = read_scores(run_dir)
@@ -170,18 +161,16 @@ def run_section(run_dir: Path, data_root: Any = None) -> str:
     title = f"{config['model']} on {config['data']['dataset']}"
     return (f'<section class="run"><h2>{html.escape(title)}</h2>'
             f"<p><code>{html.escape(str(run_dir))}</code></p>"
-            + _config_section(config) + _history_section(read_metrics(run_dir))
+            + _config_section(config) + _history_section(read_history(run_dir))
             + _metrics_section(metrics, run_dir) + _samples_section(run_dir, samplers, data_root)
             + _pictures_section(run_dir, data_root) + "</section>")
 
 
 def _comparison_section(run_dirs: list[Path]) -> str:
-    from aegen.compare import COLUMNS, comparison_rows, read_metrics
-
     evaluated, notes = [], []
     for run_dir in run_dirs:
         try:
-            evaluated.append(read_metrics(run_dir))
+            evaluated.append(read_scores(run_dir))
         except RunError as exc:
             notes.append(_note(f"Not in the table: {exc}"))
     rows = comparison_rows(evaluated)
@@ -194,8 +183,6 @@ def _comparison_section(run_dirs: list[Path]) -> str:
 
 def report_html(run_dirs: list[Path], data_root: Any = None) -> str:
     """The whole self-contained page for one or more runs."""
-    from aegen import __version__
-
     run_dirs = [Path(r) for r in run_dirs]
     if not run_dirs:
         raise RunError("give at least one run folder")

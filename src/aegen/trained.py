@@ -1,0 +1,179 @@
+"""A trained model with its run folder: encode, decode, reconstruct and sample images.
+
+Images go in and come out as floats in [0, 1] (uint8 in 0..255 is accepted too), shape
+[N, C, H, W] (or [N, H, W] for one channel). `aegen.load(run_dir)` returns one.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aegen.errors import ConfigError, RunError
+from aegen.latent.samplers import Sampler, make_sampler
+from aegen.models import Autoencoder, build_model
+from aegen.store.datasets import ImageSet, load_dataset, to_model_range, to_unit_range, \
+    train_val_split
+from aegen.store.run_folder import CONFIG, WEIGHTS, load_tensors, load_weights, read_config, \
+    save_tensors
+
+EVAL_BATCH = 1024
+
+
+class TrainedModel:
+    """A trained model with its run folder: sample, encode, decode and reconstruct images."""
+
+    def __init__(self, run_dir: Path, model: Autoencoder, config: dict[str, Any],
+                 data_root: str | Path | None = None):
+        self.run_dir, self.model, self.config = Path(run_dir), model.eval(), config
+        self.name: str = config["model"]
+        self.data_root = data_root if data_root is not None else config["data"].get("root")
+        self._samplers: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"TrainedModel({self.name!r}, run_dir={str(self.run_dir)!r})"
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.latent_dim
+
+    @property
+    def default_sampler(self) -> str:
+        return self.config["default_sampler"]
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the model takes labels (a cvae): then encode, decode and sample use them."""
+        return self.model.conditional
+
+    @property
+    def classes(self) -> int:
+        return self.model.num_classes
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images -> codes [N, latent_dim] (the posterior mean for a VAE; a conditional model
+        also needs the images' labels)."""
+        x = self._model_input(images)
+        return self._batched(self.model.encode, x, self._labels(labels, len(x)))
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes [N, latent_dim] -> images [N, 1, 28, 28] in [0, 1]; a conditional model also
+        needs labels: class indices [N] or class weights [N, classes]."""
+        codes = torch.as_tensor(codes, dtype=torch.float32)
+        if codes.dim() != 2 or codes.shape[1] != self.latent_dim:
+            raise ConfigError(f"codes must have shape (N, {self.latent_dim}), "
+                              f"got {tuple(codes.shape)}")
+        images = self._batched(self.model.decode, codes, self._labels(labels, len(codes)))
+        return to_unit_range(images, self.model.value_range)
+
+    def reconstruct(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images -> their reconstructions through the code, in [0, 1]."""
+        return self.decode(self.encode(images, labels), labels)
+
+    def sample(self, n: int = 64, seed: int = 0, sampler: str | None = None,
+               label: int | torch.Tensor | None = None) -> torch.Tensor:
+        """n new images [n, 1, 28, 28] in [0, 1] decoded from codes the sampler draws.
+
+        For a conditional model `label` picks the class (one index, or one per image); without
+        it the classes are drawn uniformly (seeded).
+        """
+        if n < 1:
+            raise ConfigError(f"the number of samples must be at least 1, got {n}")
+        generator = torch.Generator().manual_seed(seed)
+        codes = self.sampler(sampler or self.default_sampler).sample(n, generator)
+        labels = None
+        if self.conditional:
+            labels = (torch.randint(self.classes, (n,), generator=generator) if label is None
+                      else torch.as_tensor(label).expand(n))
+        elif label is not None:
+            raise ConfigError(f"{self.name} is not a conditional model: it takes no label")
+        return self.decode(codes, labels)
+
+    @functools.cached_property
+    def train_codes(self) -> torch.Tensor:
+        """Codes of the training split, encoded once for every sampler fitted to them."""
+        train = self.split("train")
+        return self.encode(train.images, train.labels)
+
+    def sampler(self, name: str) -> Sampler:
+        """The named latent sampler, fitted on the training codes (loaded from the run if saved)."""
+        if name not in self._samplers:
+            sampler = make_sampler(name, self.latent_dim)
+            path = self.run_dir / f"sampler-{name}.safetensors"
+            if name != "prior":
+                if path.is_file():
+                    sampler.load_state(load_tensors(path)[0])
+                else:
+                    sampler.fit(self.train_codes)
+                    save_tensors(path, sampler.state(), {"sampler": name, "model": self.name})
+            self._samplers[name] = sampler
+        return self._samplers[name]
+
+    def split(self, which: str = "val") -> ImageSet:
+        """The run's images: 'train' and 'val' (the seeded split it trained with) or 'test'."""
+        data = self.config["data"]
+        if which == "test":
+            return load_dataset(data["dataset"], "test", self.data_root)
+        if which not in ("train", "val"):
+            raise ConfigError(f"unknown split {which!r}; choose train, val or test")
+        full = load_dataset(data["dataset"], "train", self.data_root)
+        train_index, val_index = train_val_split(len(full), self.config["train"]["val_fraction"],
+                                                 self.config["train"]["seed"])
+        index = train_index if which == "train" else val_index
+        return ImageSet(full.name, which, full.images[index], full.labels[index], full.classes)
+
+    def _model_input(self, images: torch.Tensor) -> torch.Tensor:
+        images = torch.as_tensor(images)
+        shape = self.model.image_shape
+        if images.numel() == 0 or images[0].numel() != shape[0] * shape[1] * shape[2]:
+            raise ConfigError(f"images must have shape (N, {shape[1]}, {shape[2]}) or "
+                              f"(N, {', '.join(map(str, shape))}), got {tuple(images.shape)}")
+        images = images.reshape(-1, *shape)
+        if images.dtype == torch.uint8:
+            return to_model_range(images, self.model.value_range)
+        images = images.float()
+        if images.min() < 0 or images.max() > 1:
+            raise ConfigError("float images must lie in [0, 1] (or pass uint8 in 0..255)")
+        low, high = self.model.value_range
+        return images * (high - low) + low
+
+    def _labels(self, labels: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        """Labels checked against the model: needed by a conditional one, ignored otherwise."""
+        if not self.conditional:
+            return None
+        if labels is None:
+            raise ConfigError(f"{self.name} is conditional: give the images' labels")
+        labels = torch.as_tensor(labels)
+        if labels.dim() == 1 and not labels.is_floating_point():
+            if len(labels) != n or labels.min() < 0 or labels.max() >= self.classes:
+                raise ConfigError(f"labels must be {n} class indices in 0..{self.classes - 1}")
+        elif labels.shape != (n, self.classes):
+            raise ConfigError(f"labels must be {n} class indices or weights of shape "
+                              f"({n}, {self.classes}), got {tuple(labels.shape)}")
+        return labels
+
+    @staticmethod
+    def _batched(function: Callable[..., torch.Tensor], x: torch.Tensor,
+                 labels: torch.Tensor | None = None) -> torch.Tensor:
+        if labels is None:
+            return torch.cat([function(chunk) for chunk in x.split(EVAL_BATCH)])
+        return torch.cat([function(chunk, chunk_labels) for chunk, chunk_labels
+                          in zip(x.split(EVAL_BATCH), labels.split(EVAL_BATCH))])
+
+
+def load(run_dir: str | Path, data_root: str | Path | None = None) -> TrainedModel:
+    """Open a run folder written by `aegen train` (weights from model.safetensors)."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    try:
+        model = build_model(config["model"], config["model_config"])
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise RunError(f"{run_dir / CONFIG} does not describe a model aegen can build ({exc})") from exc
+    load_weights(run_dir / WEIGHTS, model, config["model"])
+    return TrainedModel(run_dir, model, config, data_root)
