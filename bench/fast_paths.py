@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from aegen.store.datasets import load_dataset
 from aegen.models import build_model
+from aegen.store.datasets import load_dataset
 from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
 
@@ -49,20 +49,26 @@ def epoch_seconds(t: Trainer, epoch: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("AEGEN_DATA", "../shared/data")))
+    parser.add_argument(
+        "--data-root", type=Path, default=Path(os.environ.get("AEGEN_DATA", "../shared/data"))
+    )
     parser.add_argument("--json", type=Path, default=HERE / "fast-paths-cpu.json")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    torch.set_flush_denormal(True)  # as aegen.training.trainer does, before torch starts threads
+    torch.set_flush_denormal(True)  # as aegen.train does, before torch starts threads
     images = load_dataset("fashion-mnist", "train", args.data_root).images[:20_000]
-    plans = {"conv-ae": ("contiguous", "channels_last"),
-             "conv-vae": ("contiguous", "channels_last"),
-             "vae-gan": ("contiguous", "channels_last"), "vae": ("eager", "compiled"),
-             "ae": ("eager", "compiled")}
+    plans = {
+        "conv-ae": ("contiguous", "channels_last"),
+        "conv-vae": ("contiguous", "channels_last"),
+        "vae-gan": ("contiguous", "channels_last"),
+        "vae": ("eager", "compiled"),
+        "ae": ("eager", "compiled"),
+    }
     report: dict[str, dict] = {}
     for name, variants in plans.items():
-        trainers = {v: trainer(name, images if name != "vae-gan" else images[:2_000], v)
-                    for v in variants}
+        trainers = {
+            v: trainer(name, images if name != "vae-gan" else images[:2_000], v) for v in variants
+        }
         entry = report.setdefault(name, {})
         for variant, t in trainers.items():  # first epoch: warm-up, and the compile for "compiled"
             entry[f"{variant}_first_epoch"] = epoch_seconds(t, 1)
@@ -72,10 +78,13 @@ def main() -> None:
                 entry[variant] = min(entry.get(variant, float("inf")), seconds)
         plain, other = variants
         entry[f"{other} speed-up"] = entry[plain] / entry[other]
-        print(f"{name}: {plain} {entry[plain]:.3f}s, {other} {entry[other]:.3f}s per epoch "
-              f"({'2k' if name == 'vae-gan' else '20k'} images), {other} speed-up "
-              f"{entry[f'{other} speed-up']:.2f}x; first epoch of {other}: "
-              f"{entry[f'{other}_first_epoch']:.1f}s", flush=True)
+        print(
+            f"{name}: {plain} {entry[plain]:.3f}s, {other} {entry[other]:.3f}s per epoch "
+            f"({'2k' if name == 'vae-gan' else '20k'} images), {other} speed-up "
+            f"{entry[f'{other} speed-up']:.2f}x; first epoch of {other}: "
+            f"{entry[f'{other}_first_epoch']:.1f}s",
+            flush=True,
+        )
     args.json.write_text(json.dumps(report, indent=2))
 
 

@@ -23,17 +23,26 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from aegen.store.datasets import to_model_range
 from aegen.latent.likelihood import log_weights
 from aegen.models import build_model
+from aegen.store.datasets import to_model_range
 from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
 
 HERE = Path(__file__).resolve().parent
-MATMULS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::convolution_backward",
-           "aten::mkldnn_convolution", "aten::_convolution", "aten::convolution",
-           "aten::_slow_conv2d_forward", "aten::_slow_conv2d_backward", "aten::slow_conv_transpose2d",
-           "aten::slow_conv_transpose2d_backward"}
+MATMULS = {
+    "aten::mm",
+    "aten::addmm",
+    "aten::bmm",
+    "aten::convolution_backward",
+    "aten::mkldnn_convolution",
+    "aten::_convolution",
+    "aten::convolution",
+    "aten::_slow_conv2d_forward",
+    "aten::_slow_conv2d_backward",
+    "aten::slow_conv_transpose2d",
+    "aten::slow_conv_transpose2d_backward",
+}
 
 
 def grouped(prof, steps: int, top: int = 12) -> dict:
@@ -46,15 +55,19 @@ def grouped(prof, steps: int, top: int = 12) -> dict:
     total = sum(per_op.values())
     matmul = sum(t for name, t in per_op.items() if name in MATMULS)
     ranked = sorted(per_op.items(), key=lambda item: -item[1])
-    return {"ms_per_step": total, "matmul_ms": matmul, "aten_calls_per_step": calls / steps,
-            "top": [(name, round(ms, 4)) for name, ms in ranked[:top]]}
+    return {
+        "ms_per_step": total,
+        "matmul_ms": matmul,
+        "aten_calls_per_step": calls / steps,
+        "top": [(name, round(ms, 4)) for name, ms in ranked[:top]],
+    }
 
 
 def profile_training(name: str, steps: int) -> dict:
     images = torch.randint(0, 256, (128 * (steps + 20), 28, 28), dtype=torch.uint8)
-    trainer = Trainer(build_model(name), TrainSettings(), images[:128 * 20], images[:128])
+    trainer = Trainer(build_model(name), TrainSettings(), images[: 128 * 20], images[:128])
     trainer.train_epoch(1, False)  # warm-up: allocator, kernels chosen, Adam state created
-    trainer.train_images = images[:128 * steps]
+    trainer.train_images = images[: 128 * steps]
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         trainer.train_epoch(2, False)
     return grouped(prof, steps)
@@ -78,7 +91,7 @@ def decompose_step(name: str, steps: int) -> dict[str, float]:
     loop = Trainer(build_model(name), TrainSettings(), images[:128], images[:128])
     parts_model = Trainer(build_model(name), TrainSettings(), images[:128], images[:128])
     model, optimizer = loop.model, loop.optimizers["model"]
-    batches = [trainer._batch(images[i:i + 128]) for i in range(0, len(images), 128)]
+    batches = [trainer._batch(images[i : i + 128]) for i in range(0, len(images), 128)]
 
     def minimal():
         for index in torch.randperm(len(images)).split(128):
@@ -112,19 +125,28 @@ def decompose_step(name: str, steps: int) -> dict[str, float]:
             for a, b in operands:
                 torch.mm(a, b)
 
-    parts = {"trainer": lambda: trainer.train_epoch(1, False), "minimal loop": minimal,
-             "forward + backward": forward_backward, "forward": forward, "adam": adam}
+    parts = {
+        "trainer": lambda: trainer.train_epoch(1, False),
+        "minimal loop": minimal,
+        "forward + backward": forward_backward,
+        "forward": forward,
+        "adam": adam,
+    }
     if operands:
         parts["bare matmuls"] = matmuls
     results: dict[str, float] = {}
     for _ in range(3):
         for part, function in parts.items():
-            results[part] = min(results.get(part, float("inf")), best_ms_per_step(function, steps, 1))
+            results[part] = min(
+                results.get(part, float("inf")), best_ms_per_step(function, steps, 1)
+            )
     results["step GFLOP"] = counter.get_total_flops() / 1e9
     return results
 
 
-def _step_matmuls(model: torch.nn.Module, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _step_matmuls(
+    model: torch.nn.Module, x: torch.Tensor
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The 2-d matmul operand pairs of one forward + backward (linear layers only)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -133,7 +155,9 @@ def _step_matmuls(model: torch.nn.Module, x: torch.Tensor) -> list[tuple[torch.T
     class MatmulRecorder(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             if func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default):
-                a, b = (args[0], args[1]) if func is torch.ops.aten.mm.default else (args[1], args[2])
+                a, b = (
+                    (args[0], args[1]) if func is torch.ops.aten.mm.default else (args[1], args[2])
+                )
                 pairs.append((a, b))
             return func(*args, **(kwargs or {}))
 
@@ -158,20 +182,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--json", type=Path, default=HERE / "profile-cpu.json")
     args = parser.parse_args()
-    torch.set_flush_denormal(True)  # as aegen.training.trainer does, before torch starts threads
+    torch.set_flush_denormal(True)  # as aegen.train does, before torch starts threads
     parts = {name: decompose_step(name, args.steps) for name in ("ae", "conv-ae", "vae")}
     print("ms per training step (batch 128), taken apart")
     names = list(parts["vae"])
     print("| model | " + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(names))
     for name, values in parts.items():
-        print(f"| {name} | " + " | ".join(f"{values.get(n, float('nan')):.2f}" for n in names) + " |")
+        print(
+            f"| {name} | " + " | ".join(f"{values.get(n, float('nan')):.2f}" for n in names) + " |"
+        )
     report = {name: profile_training(name, args.steps) for name in ("ae", "conv-ae", "vae")}
     report["vae-nll (per 64 images x k=1000)"] = profile_nll(3)
     args.json.write_text(json.dumps({"parts": parts, "profiles": report}, indent=2))
     for name, r in report.items():
-        print(f"\n{name}: {r['ms_per_step']:.2f} ms per step (profiled), matmuls {r['matmul_ms']:.2f} ms "
-              f"({100 * r['matmul_ms'] / r['ms_per_step']:.0f}%), {r['aten_calls_per_step']:.0f} aten calls")
+        print(
+            f"\n{name}: {r['ms_per_step']:.2f} ms per step (profiled), matmuls {r['matmul_ms']:.2f} ms "
+            f"({100 * r['matmul_ms'] / r['ms_per_step']:.0f}%), {r['aten_calls_per_step']:.0f} aten calls"
+        )
         for op, ms in r["top"]:
             print(f"  {ms:8.3f} ms  {op}")
 

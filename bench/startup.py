@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/startup.py --data-root ../shared/data [--repeats 3] [--json FILE]
 
-Each repeat is a fresh process that imports torch and aegen, then runs aegen.training.trainer (the VAE on
+Each repeat is a fresh process that imports torch and aegen, then runs aegen.train (the VAE on
 Fashion-MNIST, 1 epoch, as bench/train_speed.py's "run 1") with timers wrapped around its phases:
 reading the data, building the optimizer (torch.optim imports torch._dynamo there), the epoch
 and its held-out loss, writing checkpoints and weights, drawing the run folder's pictures. The
@@ -41,17 +41,18 @@ started = time.perf_counter()
 import torch
 phases["import torch"] = time.perf_counter() - started
 started = time.perf_counter()
-import aegen.pipeline, aegen.views.run_pictures, aegen.store.run_folder, aegen.training.trainer
+from aegen import pipeline
 phases["import aegen"] = time.perf_counter() - started
-aegen.pipeline.load_dataset = timed("read and verify the data", aegen.pipeline.load_dataset)
+# The pipeline calls each phase by the name it imported, so the timers wrap those names.
+pipeline.load_dataset = timed("read and verify the data", pipeline.load_dataset)
 torch.optim.Adam.__init__ = timed("build Adam (imports torch._dynamo)", torch.optim.Adam.__init__)
-aegen.training.trainer.Trainer.fit = timed("epoch + held-out loss + writes", aegen.training.trainer.Trainer.fit)
+pipeline.Trainer.fit = timed("epoch + held-out loss + writes", pipeline.Trainer.fit)
 for name in ("save_checkpoint", "save_weights", "write_history"):
-    setattr(aegen.store.run_folder, name, timed("checkpoint, weights, metrics", getattr(aegen.store.run_folder, name)))
-aegen.views.run_pictures.write_run_pictures = timed("pictures", aegen.views.run_pictures.write_run_pictures)
+    setattr(pipeline, name, timed("checkpoint, weights, metrics", getattr(pipeline, name)))
+pipeline.write_run_pictures = timed("pictures", pipeline.write_run_pictures)
 with tempfile.TemporaryDirectory() as out:
-    aegen.pipeline.train("vae", "fashion-mnist", epochs=1, val_fraction=0.00001, device="cpu",
-                    data_root=sys.argv[1], out=out + "/run", progress=False)
+    pipeline.train("vae", "fashion-mnist", epochs=1, val_fraction=0.00001, device="cpu",
+                   data_root=sys.argv[1], out=out + "/run", progress=False)
 phases["epoch + held-out loss"] = (phases.pop("epoch + held-out loss + writes")
                                    - phases["checkpoint, weights, metrics"])
 print(json.dumps(phases))
@@ -60,26 +61,29 @@ print(json.dumps(phases))
 
 def one_process(data_root: Path) -> dict[str, float]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", CHILD, str(data_root)], capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(data_root)], capture_output=True, text=True, check=True
+    )
     phases = json.loads(done.stdout.splitlines()[-1])
     phases["whole process"] = time.perf_counter() - started
     phases["interpreter and the rest"] = phases["whole process"] - sum(
-        v for k, v in phases.items() if k != "whole process")
+        v for k, v in phases.items() if k != "whole process"
+    )
     return phases
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path,
-                        default=Path(os.environ.get("AEGEN_DATA", "../shared/data")))
+    parser.add_argument(
+        "--data-root", type=Path, default=Path(os.environ.get("AEGEN_DATA", "../shared/data"))
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=HERE / "startup-cpu.json")
     args = parser.parse_args()
     runs = [one_process(args.data_root.resolve()) for _ in range(args.repeats)]
     best = {name: min(run[name] for run in runs) for name in runs[0]}
     args.json.write_text(json.dumps({"best": best, "runs": runs}, indent=2))
-    print("| phase of a 1-epoch VAE run | seconds (best of %d) |\n|---|---:|" % args.repeats)
+    print(f"| phase of a 1-epoch VAE run | seconds (best of {args.repeats}) |\n|---|---:|")
     for name, seconds in best.items():
         print(f"| {name} | {seconds:.2f} |")
 

@@ -37,10 +37,10 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from aegen.store.datasets import load_dataset, to_model_range
-from aegen.training.device import resolve_device
 from aegen.latent.likelihood import ROWS_PER_CHUNK
 from aegen.models import build_model
+from aegen.store.datasets import load_dataset, to_model_range
+from aegen.training.device import resolve_device
 from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
 
@@ -82,8 +82,9 @@ def matmul_rate(rows: int = BATCH, backward: bool = True) -> float:
         shapes.append((rows, n_in, n_out))
         if backward:
             shapes += [(rows, n_out, n_in), (n_out, rows, n_in)]
-    operands = [(torch.randn(m, k, device=DEVICE), torch.randn(k, n, device=DEVICE))
-                for m, k, n in shapes]
+    operands = [
+        (torch.randn(m, k, device=DEVICE), torch.randn(k, n, device=DEVICE)) for m, k, n in shapes
+    ]
     flops = sum(2 * m * k * n for m, k, n in shapes)
     passes = max(1, 50 * BATCH // rows) * (20 if DEVICE.type == "cuda" else 1)
 
@@ -91,6 +92,7 @@ def matmul_rate(rows: int = BATCH, backward: bool = True) -> float:
         for _ in range(passes):
             for a, b in operands:
                 torch.mm(a, b)
+
     return passes * flops / best_time(run, 7)
 
 
@@ -116,17 +118,46 @@ def timed_process(argv: list[str]) -> tuple[float, float]:
 
 def aegen_run(name: str, epochs: int, data_root: Path, out: Path) -> tuple[float, float]:
     eager = name.endswith(EAGER)
-    argv = [sys.executable, "-m", "aegen", "train", name.removesuffix(EAGER),
-            *(["--no-cuda-graphs"] * eager), "--dataset", "fashion-mnist",
-            "--data-root", str(data_root), "--epochs", str(epochs), "--val-fraction", "0.00001",
-            "--device", str(DEVICE), "--precision", PRECISION, "--quiet", "--out", str(out)]
+    argv = [
+        sys.executable,
+        "-m",
+        "aegen",
+        "train",
+        name.removesuffix(EAGER),
+        *(["--no-cuda-graphs"] * eager),
+        "--dataset",
+        "fashion-mnist",
+        "--data-root",
+        str(data_root),
+        "--epochs",
+        str(epochs),
+        "--val-fraction",
+        "0.00001",
+        "--device",
+        str(DEVICE),
+        "--precision",
+        PRECISION,
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     return timed_process(argv)
 
 
 def pythae_run(epochs: int, data_root: Path) -> tuple[float, float]:
-    return timed_process([str(PYTHAE), str(HERE / "peers" / "pythae_vae.py"), "train",
-                          "--epochs", str(epochs), "--data-root", str(data_root),
-                          "--device", DEVICE.type])
+    return timed_process(
+        [
+            str(PYTHAE),
+            str(HERE / "peers" / "pythae_vae.py"),
+            "train",
+            "--epochs",
+            str(epochs),
+            "--data-root",
+            str(data_root),
+            "--device",
+            DEVICE.type,
+        ]
+    )
 
 
 def epoch_times(data_root: Path, repeats: int, work: Path, peers: bool) -> dict:
@@ -141,7 +172,9 @@ def epoch_times(data_root: Path, repeats: int, work: Path, peers: bool) -> dict:
                 if name == "pythae-vae":
                     runs[epochs] = pythae_run(epochs, data_root)
                 else:
-                    runs[epochs] = aegen_run(name, epochs, data_root, work / f"{name}-{repeat}-{epochs}")
+                    runs[epochs] = aegen_run(
+                        name, epochs, data_root, work / f"{name}-{repeat}-{epochs}"
+                    )
             entry = results.setdefault(name, {"runs_1": [], "runs_3": []})
             entry["runs_1"].append(runs[1][0])
             entry["runs_3"].append(runs[3][0])
@@ -149,8 +182,10 @@ def epoch_times(data_root: Path, repeats: int, work: Path, peers: bool) -> dict:
             entry["run_1"] = min(entry["runs_1"])
             entry["epoch"] = (min(entry["runs_3"]) - entry["run_1"]) / 2
             entry["peak_mib_run_1"] = runs[1][1]
-            print(f"  {name}: repeat {repeat + 1}: 1 epoch {runs[1][0]:.2f}s, 3 epochs {runs[3][0]:.2f}s",
-                  flush=True)
+            print(
+                f"  {name}: repeat {repeat + 1}: 1 epoch {runs[1][0]:.2f}s, 3 epochs {runs[3][0]:.2f}s",
+                flush=True,
+            )
     return results
 
 
@@ -161,15 +196,24 @@ def held_out_work(name: str, run_dir: Path, data_root: Path, nll_images: int) ->
 
     trained = aegen.load(run_dir, data_root)
     test = load_dataset("fashion-mnist", "test", data_root)
-    trainer = Trainer(trained.model, TrainSettings(precision=PRECISION), test.images[:1], test.images, device=DEVICE)
+    trainer = Trainer(
+        trained.model,
+        TrainSettings(precision=PRECISION),
+        test.images[:1],
+        test.images,
+        device=DEVICE,
+    )
     model = trainer.model  # now on DEVICE, like the test images in the trainer
     codes = torch.randn(10_000, model.latent_dim, device=DEVICE)
 
     def sample():
         with torch.no_grad():
             model.decode(codes)
-    out = {"eval": best_time(lambda: trainer.validation_loss(trainer.val_images), 3),
-           "sample": best_time(sample, 3)}
+
+    out = {
+        "eval": best_time(lambda: trainer.validation_loss(trainer.val_images), 3),
+        "sample": best_time(sample, 3),
+    }
     if name == "vae":
         images = test.images[:nll_images].unsqueeze(1).to(DEVICE).float() / 255
         seconds = best_time(lambda: elbo_and_nll(model, images, k=1000), 1)
@@ -192,53 +236,92 @@ def scaling(data_root: Path) -> dict:
     for name in MODELS:
         model_results = out.setdefault(name, {"images": {}, "batch": {}})
         for n in (5_000, 20_000, 60_000):
-            trainer = Trainer(build_model(name), TrainSettings(precision=PRECISION), data[:n], data[:1], device=DEVICE)
-            model_results["images"][n] = best_time(lambda: trainer.train_epoch(1, False), 2)
+            trainer = Trainer(
+                build_model(name),
+                TrainSettings(precision=PRECISION),
+                data[:n],
+                data[:1],
+                device=DEVICE,
+            )
+            model_results["images"][n] = best_time(lambda t=trainer: t.train_epoch(1, False), 2)
         for batch in (64, 128, 512):
-            trainer = Trainer(build_model(name), TrainSettings(batch_size=batch, precision=PRECISION), data, data[:1],
-                              device=DEVICE)
-            model_results["batch"][batch] = best_time(lambda: trainer.train_epoch(1, False), 2)
-    trainer = Trainer(build_model("vae"), TrainSettings(precision=PRECISION), data, data[:1], device=DEVICE)
+            trainer = Trainer(
+                build_model(name),
+                TrainSettings(batch_size=batch, precision=PRECISION),
+                data,
+                data[:1],
+                device=DEVICE,
+            )
+            model_results["batch"][batch] = best_time(lambda t=trainer: t.train_epoch(1, False), 2)
+    trainer = Trainer(
+        build_model("vae"), TrainSettings(precision=PRECISION), data, data[:1], device=DEVICE
+    )
     rss = []
     for epoch in range(1, 11):
         trainer.train_epoch(epoch, False)
-        rss.append(int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20)
+        rss.append(
+            int(Path("/proc/self/statm").read_text().split()[1])
+            * os.sysconf("SC_PAGE_SIZE")
+            / 2**20
+        )
     out["vae_rss_mib_by_epoch"] = [round(r, 1) for r in rss]
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("AEGEN_DATA", "../shared/data")))
+    parser.add_argument(
+        "--data-root", type=Path, default=Path(os.environ.get("AEGEN_DATA", "../shared/data"))
+    )
     parser.add_argument("--json", type=Path, default=HERE / "results.json")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--nll-images", type=int, default=10_000,
-                        help="test images the NLL is timed on (the time is scaled to 10,000)")
+    parser.add_argument(
+        "--nll-images",
+        type=int,
+        default=10_000,
+        help="test images the NLL is timed on (the time is scaled to 10,000)",
+    )
     parser.add_argument("--no-scaling", action="store_true")
-    parser.add_argument("--device", default="cpu",
-                        help="cpu (default) or cuda: aegen's and pythae's runs, bounds and timings")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
-                        help="aegen's training precision (the NLL and sampling stay fp32)")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default) or cuda: aegen's and pythae's runs, bounds and timings",
+    )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "bf16"),
+        help="aegen's training precision (the NLL and sampling stay fp32)",
+    )
     parser.add_argument("--models", default="ae,conv-ae,vae", help="comma-separated (default: all)")
     args = parser.parse_args()
     global DEVICE, PRECISION, MODELS
     DEVICE, PRECISION = resolve_device(args.device), args.precision
     MODELS = tuple(args.models.split(","))
-    torch.set_flush_denormal(True)  # as aegen.training.trainer does, before torch starts threads
+    torch.set_flush_denormal(True)  # as aegen.train does, before torch starts threads
     data_root = args.data_root.resolve()
     peers = PYTHAE.exists()
     rate, nll_rate = matmul_rate(), matmul_rate(rows=ROWS_PER_CHUNK, backward=False)
-    print(f"matmul rate on the VAE's shapes: {rate / 1e9:.1f} GFLOP/s at batch 128, "
-          f"{nll_rate / 1e9:.1f} GFLOP/s on the NLL's {ROWS_PER_CHUNK}-row chunks", flush=True)
+    print(
+        f"matmul rate on the VAE's shapes: {rate / 1e9:.1f} GFLOP/s at batch 128, "
+        f"{nll_rate / 1e9:.1f} GFLOP/s on the NLL's {ROWS_PER_CHUNK}-row chunks",
+        flush=True,
+    )
     steps = -(-60_000 // BATCH)
-    report = {"device": str(DEVICE), "precision": PRECISION,
-              "gpu": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else None,
-              "matmul_gflops": rate / 1e9, "nll_matmul_gflops": nll_rate / 1e9, "results": {},
-              "scaling": None}
+    report = {
+        "device": str(DEVICE),
+        "precision": PRECISION,
+        "gpu": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else None,
+        "matmul_gflops": rate / 1e9,
+        "nll_matmul_gflops": nll_rate / 1e9,
+        "results": {},
+        "scaling": None,
+    }
 
     def save() -> None:
         """Write what is measured so far (a long sitting cut short still leaves its numbers)."""
         args.json.write_text(json.dumps(report, indent=2))
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         results = report["results"] = epoch_times(data_root, args.repeats, work, peers)
@@ -246,7 +329,9 @@ def main() -> None:
         for name in MODELS:
             entry = results[name]
             entry["epoch_bound"] = train_step_flops(name) * steps / rate
-            entry["run_10"], entry["peak_mib_run_10"] = aegen_run(name, 10, data_root, work / f"{name}-10")
+            entry["run_10"], entry["peak_mib_run_10"] = aegen_run(
+                name, 10, data_root, work / f"{name}-10"
+            )
             entry.update(held_out_work(name, work / f"{name}-10", data_root, args.nll_images))
             entry["sample_bound"] = decode_flops(name, 10_000) / rate
             if name == "vae":
@@ -255,11 +340,25 @@ def main() -> None:
             save()
         if peers:
             results["pythae-vae"]["run_10"] = pythae_run(10, data_root)[0]
-            nll = subprocess.run([str(PYTHAE), str(HERE / "peers" / "pythae_vae.py"), "nll",
-                                  "--images", "200", "--data-root", str(data_root),
-                                  "--device", DEVICE.type],
-                                 capture_output=True, text=True, check=True)
-            results["pythae-vae"]["nll"] = json.loads(nll.stdout.splitlines()[-1])["seconds_per_image"] * 10_000
+            nll = subprocess.run(
+                [
+                    str(PYTHAE),
+                    str(HERE / "peers" / "pythae_vae.py"),
+                    "nll",
+                    "--images",
+                    "200",
+                    "--data-root",
+                    str(data_root),
+                    "--device",
+                    DEVICE.type,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            results["pythae-vae"]["nll"] = (
+                json.loads(nll.stdout.splitlines()[-1])["seconds_per_image"] * 10_000
+            )
             save()
     if not args.no_scaling:
         report["scaling"] = scaling(data_root)
@@ -268,24 +367,40 @@ def main() -> None:
 
 
 def print_table(report: dict) -> None:
-    print(f"\n{report.get('device', 'cpu')}, {report.get('precision', 'fp32')}: matmul rate {report['matmul_gflops']:.1f} GFLOP/s (NLL chunks: "
-          f"{report['nll_matmul_gflops']:.1f}); times in seconds; ratio = time / bound")
-    print("| model | epoch | bound | ratio | run 1 | run 10 | eval | sample | nll (k=1000, 10k) | nll ratio | peak MiB |")
+    print(
+        f"\n{report.get('device', 'cpu')}, {report.get('precision', 'fp32')}: matmul rate {report['matmul_gflops']:.1f} GFLOP/s (NLL chunks: "
+        f"{report['nll_matmul_gflops']:.1f}); times in seconds; ratio = time / bound"
+    )
+    print(
+        "| model | epoch | bound | ratio | run 1 | run 10 | eval | sample | nll (k=1000, 10k) | nll ratio | peak MiB |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in report["results"].items():
         bound = r.get("epoch_bound")
-        cells = [name, f"{r['epoch']:.3g}", f"{bound:.3g}" if bound else "", f"{r['epoch'] / bound:.2f}" if bound else "",
-                 f"{r['run_1']:.1f}", f"{r.get('run_10', float('nan')):.1f}", f"{r.get('eval', float('nan')):.3g}",
-                 f"{r.get('sample', float('nan')):.3g}", f"{r['nll']:.3g}" if "nll" in r else "",
-                 f"{r['nll'] / r['nll_bound']:.2f}" if "nll_bound" in r else "",
-                 f"{r.get('peak_mib_run_10', r.get('peak_mib_run_1', 0)):.0f}"]
+        cells = [
+            name,
+            f"{r['epoch']:.3g}",
+            f"{bound:.3g}" if bound else "",
+            f"{r['epoch'] / bound:.2f}" if bound else "",
+            f"{r['run_1']:.1f}",
+            f"{r.get('run_10', float('nan')):.1f}",
+            f"{r.get('eval', float('nan')):.3g}",
+            f"{r.get('sample', float('nan')):.3g}",
+            f"{r['nll']:.3g}" if "nll" in r else "",
+            f"{r['nll'] / r['nll_bound']:.2f}" if "nll_bound" in r else "",
+            f"{r.get('peak_mib_run_10', r.get('peak_mib_run_1', 0)):.0f}",
+        ]
         print("| " + " | ".join(cells) + " |")
     if report["scaling"]:
         print("\nepoch seconds by training images and by batch size; VAE RSS (MiB) by epoch")
         for name in [n for n in report["scaling"] if n != "vae_rss_mib_by_epoch"]:
             s = report["scaling"][name]
-            print(f"  {name}: images " + ", ".join(f"{n}: {t:.2f}" for n, t in s["images"].items())
-                  + "; batch " + ", ".join(f"{b}: {t:.2f}" for b, t in s["batch"].items()))
+            print(
+                f"  {name}: images "
+                + ", ".join(f"{n}: {t:.2f}" for n, t in s["images"].items())
+                + "; batch "
+                + ", ".join(f"{b}: {t:.2f}" for b, t in s["batch"].items())
+            )
         print(f"  vae RSS by epoch: {report['scaling']['vae_rss_mib_by_epoch']}")
 
 

@@ -1,6 +1,6 @@
 """Draw the README's screenshots of `aegen report` and `aegen explore` in headless Chromium.
 
-    .venv/bin/python docs/screenshots.py runs/ae-mnist-5k runs/vae-mnist-5k
+.venv/bin/python docs/screenshots.py runs/ae-mnist-5k runs/vae-mnist-5k
 """
 
 from __future__ import annotations

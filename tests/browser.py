@@ -9,12 +9,23 @@ from pathlib import Path
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-MISSING = ("headless Chromium not found: install Debian's chromium and chromium-driver "
-           "(apt-get install chromium chromium-driver), as .ci/run does")
+MISSING = (
+    "headless Chromium not found: install Debian's chromium and chromium-driver "
+    "(apt-get install chromium chromium-driver), as .ci/run does"
+)
 # Chromium's own background connections fail on a closed network and log errors; keep them off.
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1300,900"]
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1300,900",
+]
 
 
 def start_chromium(profile: Path):
@@ -26,8 +37,9 @@ def start_chromium(profile: Path):
     for flag in FLAGS + [f"--user-data-dir={profile}"]:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER),
-                            options=options)
+    return webdriver.Chrome(
+        service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options
+    )
 
 
 def wait_for(condition, seconds: float = 20.0):

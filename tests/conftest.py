@@ -15,8 +15,10 @@ SHARED_DATA = Path(os.environ.get("AEGEN_TEST_DATA", PROJECT.parent / "shared" /
 def shared_data() -> Path:
     """The real MNIST test set and Fashion-MNIST in torchvision's raw layout, or a skip."""
     if not (SHARED_DATA / "FashionMNIST" / "raw").is_dir():
-        pytest.skip(f"real data not found at {SHARED_DATA} (the development machines' ../shared/data; "
-                    "set AEGEN_TEST_DATA to a folder in torchvision's raw layout)")
+        pytest.skip(
+            f"real data not found at {SHARED_DATA} (the development machines' ../shared/data; "
+            "set AEGEN_TEST_DATA to a folder in torchvision's raw layout)"
+        )
     return SHARED_DATA
 
 
@@ -50,8 +52,10 @@ def trained_runs(tmp_path_factory) -> dict:
     from aegen.pipeline import train
 
     root = tmp_path_factory.mktemp("runs")
-    return {name: train(name, "mnist-5k", epochs=2, out=root / name, progress=False)
-            for name in ("ae", "conv-ae", "vae")}
+    return {
+        name: train(name, "mnist-5k", epochs=2, out=root / name, progress=False)
+        for name in ("ae", "conv-ae", "vae")
+    }
 
 
 @pytest.fixture(scope="session")

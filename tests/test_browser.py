@@ -14,12 +14,12 @@ import pytest
 pytest.importorskip("selenium", reason="selenium not installed: pip install -e '.[test]'")
 pytest.importorskip("flask", reason="the explorer needs Flask: pip install 'aegen[explore]'")
 
+from browser import CHROMEDRIVER, CHROMIUM, MISSING, start_chromium, wait_for  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 from aegen.views.explore import make_server  # noqa: E402
-from browser import CHROMEDRIVER, CHROMIUM, MISSING, start_chromium, wait_for  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,10 @@ def changed_image(driver, before_updates: int, before_pixels: str) -> str:
 def test_explorer_sliders_of_the_3d_ae_change_the_image(browser, trained_runs, explorer_url):
     pixels = load_explorer(browser, explorer_url(trained_runs["ae"].run_dir))
     sliders = browser.find_elements(By.CSS_SELECTOR, "input[type=range]")
-    assert len(sliders) == 3 and "ae on mnist-5k, 3-d code" in browser.find_element(By.ID, "summary").text
+    assert (
+        len(sliders) == 3
+        and "ae on mnist-5k, 3-d code" in browser.find_element(By.ID, "summary").text
+    )
     updates = decoded_updates(browser)
     sliders[0].click()
     sliders[0].send_keys(Keys.END)  # move z1 to the end of its range, as a keyboard user would
@@ -110,8 +113,15 @@ def test_explorer_interpolates_between_two_clicked_images(browser, trained_runs,
     changed_image(browser, updates, pixels)
     gallery[1].click()
     strip = browser.find_element(By.ID, "interpolation")
-    wait_for(lambda: strip.is_displayed() and browser.execute_script(
-        "return arguments[0].complete && arguments[0].naturalWidth", strip) == 2 + 10 * 30)
+    wait_for(
+        lambda: (
+            strip.is_displayed()
+            and browser.execute_script(
+                "return arguments[0].complete && arguments[0].naturalWidth", strip
+            )
+            == 2 + 10 * 30
+        )
+    )
     assert "interpolation from image 0 to image 1" in browser.find_element(By.ID, "status").text
     screenshot(browser, "explore-vae.png")
     assert console_errors(browser) == []
@@ -120,8 +130,9 @@ def test_explorer_interpolates_between_two_clicked_images(browser, trained_runs,
 def test_explorer_pad_of_a_2d_code(browser, tmp_path, explorer_url):
     from aegen.pipeline import train
 
-    run = train("vae", epochs=1, model_options={"latent_dim": 2}, out=tmp_path / "vae2",
-                progress=False)
+    run = train(
+        "vae", epochs=1, model_options={"latent_dim": 2}, out=tmp_path / "vae2", progress=False
+    )
     pixels = load_explorer(browser, explorer_url(run.run_dir))
     pad = browser.find_element(By.ID, "pad")
     assert browser.find_elements(By.CSS_SELECTOR, "input[type=range]") == []
@@ -134,13 +145,15 @@ def test_explorer_pad_of_a_2d_code(browser, tmp_path, explorer_url):
 def test_report_opens_with_every_picture(browser, trained_runs, tmp_path):
     from aegen.views.report import write_report
 
-    path = write_report([trained_runs["ae"].run_dir, trained_runs["vae"].run_dir],
-                        tmp_path / "report.html")
+    path = write_report(
+        [trained_runs["ae"].run_dir, trained_runs["vae"].run_dir], tmp_path / "report.html"
+    )
     browser.get_log("browser")
     browser.get(path.resolve().as_uri())
     wait_for(lambda: browser.execute_script("return document.readyState") == "complete")
     sizes = browser.execute_script(
-        "return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+        "return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)"
+    )
     assert len(sizes) >= 14 and all(width > 0 for width in sizes)
     assert len(browser.find_elements(By.CSS_SELECTOR, "section.run")) == 2
     assert "aegen report" in browser.title

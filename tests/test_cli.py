@@ -24,7 +24,9 @@ def test_train_sample_reconstruct_encode_end_to_end(capsys, tmp_path):
 
     status, out, _ = run_cli(capsys, "sample", run_dir, "-n", "10", "--out", tmp_path / "s.npy")
     samples = np.load(tmp_path / "s.npy")
-    assert status == 0 and samples.shape == (10, 28, 28) and 0 <= samples.min() <= samples.max() <= 1
+    assert (
+        status == 0 and samples.shape == (10, 28, 28) and 0 <= samples.min() <= samples.max() <= 1
+    )
 
     status, out, _ = run_cli(capsys, "sample", run_dir, "--sampler", "prior")
     assert status == 0 and (run_dir / "samples-prior-seed0.png").is_file()
@@ -51,14 +53,17 @@ def test_models_lists_the_three_presets(capsys):
     assert "219,891" in out and "5,729" in out and "652,824" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "vea"], "unknown model 'vea' (did you mean 'vae'?)"),
-    (["train", "ae", "--dataset", "fashion_mnist"], "did you mean 'fashion-mnist'?"),
-    (["train", "ae", "--option", "latent_dim=0"], "option 'latent_dim' must be at least 1"),
-    (["train", "ae", "--option", "depth=3"], "unknown AEConfig option 'depth'"),
-    (["sample", "no-such-run"], "no-such-run is not a folder"),
-    (["train", "ae", "--resume"], "--resume needs --out"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "vea"], "unknown model 'vea' (did you mean 'vae'?)"),
+        (["train", "ae", "--dataset", "fashion_mnist"], "did you mean 'fashion-mnist'?"),
+        (["train", "ae", "--option", "latent_dim=0"], "option 'latent_dim' must be at least 1"),
+        (["train", "ae", "--option", "depth=3"], "unknown AEConfig option 'depth'"),
+        (["sample", "no-such-run"], "no-such-run is not a folder"),
+        (["train", "ae", "--resume"], "--resume needs --out"),
+    ],
+)
 def test_user_mistakes_get_one_line_and_status_2(capsys, argv, message):
     status, out, err = run_cli(capsys, *argv)
     assert status == 2
@@ -66,8 +71,15 @@ def test_user_mistakes_get_one_line_and_status_2(capsys, argv, message):
     assert len(lines) == 1 and lines[0].startswith("aegen: error: ") and message in lines[0]
 
 
-@pytest.mark.parametrize("argv", [["train", "ae", "--epochs", "0"], ["train", "ae", "--lr", "x"],
-                                  ["train", "ae", "--lr", "nan"], ["frobnicate"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "ae", "--epochs", "0"],
+        ["train", "ae", "--lr", "x"],
+        ["train", "ae", "--lr", "nan"],
+        ["frobnicate"],
+    ],
+)
 def test_bad_option_values_exit_2(capsys, argv):
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -81,9 +93,19 @@ def test_missing_data_offline_names_the_file(capsys, tmp_path, monkeypatch):
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no internet")
+
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    status, _, err = run_cli(capsys, "train", "ae", "--dataset", "fashion-mnist",
-                             "--data-root", tmp_path, "--out", tmp_path / "run")
+    status, _, err = run_cli(
+        capsys,
+        "train",
+        "ae",
+        "--dataset",
+        "fashion-mnist",
+        "--data-root",
+        tmp_path,
+        "--out",
+        tmp_path / "run",
+    )
     assert status == 2 and "train-images-idx3-ubyte.gz is missing" in err
     assert not (tmp_path / "run").exists()  # nothing written before the data is there
 
@@ -96,8 +118,9 @@ def test_unwritable_output_is_reported_before_training(capsys, tmp_path):
 
 
 def test_unknown_output_format_is_refused_before_work(capsys, trained_runs, tmp_path):
-    status, _, err = run_cli(capsys, "sample", trained_runs["vae"].run_dir, "--out",
-                             tmp_path / "x.gif")
+    status, _, err = run_cli(
+        capsys, "sample", trained_runs["vae"].run_dir, "--out", tmp_path / "x.gif"
+    )
     assert status == 2 and "choose a name ending in .png, .npy, .pt" in err
 
 
@@ -113,13 +136,18 @@ def test_encode_test_split_uses_the_data_sets_test_images(capsys, trained_runs, 
     status, _, _ = run_cli(capsys, "encode", run_dir, "--split", "test", "--data-root", shared_data)
     codes = np.load(run_dir / "codes-test.npz")
     assert status == 0 and codes["codes"].shape == (10000, 20)
-    assert np.array_equal(codes["labels"], load_dataset("mnist", "test", shared_data).labels.numpy())
+    assert np.array_equal(
+        codes["labels"], load_dataset("mnist", "test", shared_data).labels.numpy()
+    )
 
 
 def test_console_entry_point_prints_no_traceback():
-    result = subprocess.run([sys.executable, "-m", "aegen", "train", "vea"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "aegen", "train", "vea"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == \
-        "aegen: error: unknown model 'vea' (did you mean 'vae'?); choose one of ae, conv-ae, vae, " \
-        "conv-vae, cvae, vae-gan"
+    assert (
+        result.stderr.strip()
+        == "aegen: error: unknown model 'vea' (did you mean 'vae'?); choose one of ae, conv-ae, "
+        "vae, conv-vae, cvae, vae-gan"
+    )

@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from aegen.pipeline import load, train
 from aegen.cli import main
-from aegen.store.datasets import load_dataset, train_val_split
 from aegen.errors import ConfigError
 from aegen.models import build_model
 from aegen.models.base import Autoencoder, LossOutput
+from aegen.pipeline import load, train
+from aegen.store.datasets import load_dataset, train_val_split
 from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
 
@@ -75,7 +75,9 @@ def test_cvae_run_folder_draws_one_row_per_class_and_reloads(cvae_run):
 
 def test_sample_label_from_the_cli(capsys, cvae_run, trained_runs, tmp_path):
     out = tmp_path / "sevens.npy"
-    assert main(["sample", str(cvae_run.run_dir), "--label", "7", "-n", "5", "--out", str(out)]) == 0
+    assert (
+        main(["sample", str(cvae_run.run_dir), "--label", "7", "-n", "5", "--out", str(out)]) == 0
+    )
     assert out.is_file()
     assert main(["sample", str(trained_runs["ae"].run_dir), "--label", "7"]) == 2
     assert "not a conditional model" in capsys.readouterr().err
@@ -106,9 +108,9 @@ def test_explorer_offers_a_label_for_conditional_models(cvae_run):
 
 
 @pytest.mark.slow
-def test_the_classifier_recognises_the_requested_class_in_most_samples(tmp_path, shared_data,
-                                                                       classifier_cache,
-                                                                       monkeypatch):
+def test_the_classifier_recognises_the_requested_class_in_most_samples(
+    tmp_path, shared_data, classifier_cache, monkeypatch
+):
     from aegen.scoring.classifier import load_classifier
     from aegen.scoring.scores import classify
 
@@ -123,11 +125,13 @@ def test_the_classifier_recognises_the_requested_class_in_most_samples(tmp_path,
 
 # IWAE ---------------------------------------------------------------------------------------
 
+
 def test_iwae_bound_is_exact_when_the_posterior_is_the_prior():
     # Zero weights: every importance weight is p(x) = 2^-784, so the bound is 784 ln 2 for any k.
     model = zeroed(build_model("vae", {"importance_samples": 7}))
-    assert model.loss(torch.rand(3, 1, 28, 28)).loss.item() == pytest.approx(784 * math.log(2),
-                                                                            rel=1e-5)
+    assert model.loss(torch.rand(3, 1, 28, 28)).loss.item() == pytest.approx(
+        784 * math.log(2), rel=1e-5
+    )
 
 
 def test_iwae_bound_is_tighter_than_the_elbo_on_a_trained_model(trained_runs):
@@ -150,14 +154,19 @@ def test_iwae_needs_kl_weight_one():
 def test_iwae_training_lowers_the_held_out_loss():
     data = load_dataset("mnist-5k")
     train_index, val_index = train_val_split(len(data), 0.1, seed=0)
-    trainer = Trainer(build_model("vae", {"importance_samples": 5}), TrainSettings(epochs=3),
-                      data.images[train_index], data.images[val_index])
+    trainer = Trainer(
+        build_model("vae", {"importance_samples": 5}),
+        TrainSettings(epochs=3),
+        data.images[train_index],
+        data.images[val_index],
+    )
     before = trainer.validation_loss(data.images[val_index])["loss"]
     trainer.fit(progress=False)
     assert trainer.validation_loss(data.images[val_index])["loss"] < 0.5 * before
 
 
 # Several update groups ----------------------------------------------------------------------
+
 
 class TwoGroups(Autoencoder):
     """a minimises a^2, b minimises (b - a)^2: each group must see only its own loss."""
@@ -172,18 +181,22 @@ class TwoGroups(Autoencoder):
         return {"a": [self.a], "b": [self.b]}
 
     def loss(self, x, labels=None):
-        loss_a, loss_b = self.a ** 2, (self.b - self.a) ** 2
+        loss_a, loss_b = self.a**2, (self.b - self.a) ** 2
         return LossOutput(loss_a + loss_b, {}, {"a": loss_a, "b": loss_b})
 
 
 def test_each_update_group_gets_the_gradient_of_its_own_loss_only():
     model = TwoGroups()
-    trainer = Trainer(model, TrainSettings(epochs=1), torch.zeros(4, 28, 28, dtype=torch.uint8),
-                      torch.zeros(2, 28, 28, dtype=torch.uint8))
+    trainer = Trainer(
+        model,
+        TrainSettings(epochs=1),
+        torch.zeros(4, 28, 28, dtype=torch.uint8),
+        torch.zeros(2, 28, 28, dtype=torch.uint8),
+    )
     assert set(trainer.optimizers) == {"a", "b"}
     out = model.loss(None)
     trainer._backward_per_group(out.group_losses)
-    assert model.a.grad.item() == pytest.approx(4.0)   # d(a^2)/da, not + d((b-a)^2)/da = 6
+    assert model.a.grad.item() == pytest.approx(4.0)  # d(a^2)/da, not + d((b-a)^2)/da = 6
     assert model.b.grad.item() == pytest.approx(-6.0)  # d((b-a)^2)/db
 
 
@@ -193,20 +206,30 @@ def test_a_nan_in_one_groups_loss_stops_training_naming_the_group():
     model = TwoGroups()
     with torch.no_grad():
         model.b.fill_(float("nan"))
-    trainer = Trainer(model, TrainSettings(epochs=1), torch.zeros(4, 28, 28, dtype=torch.uint8),
-                      torch.zeros(2, 28, 28, dtype=torch.uint8))
+    trainer = Trainer(
+        model,
+        TrainSettings(epochs=1),
+        torch.zeros(4, 28, 28, dtype=torch.uint8),
+        torch.zeros(2, 28, 28, dtype=torch.uint8),
+    )
     with pytest.raises(TrainingError, match="the loss became nan at epoch 1, step 1"):
         trainer.fit(progress=False)
 
     class OnlyB(TwoGroups):
         def loss(self, x, labels=None):
             out = super().loss(x, labels)
-            return LossOutput(self.a.detach() ** 2, {}, {"a": out.group_losses["a"],
-                                                        "b": out.group_losses["b"]})
+            return LossOutput(
+                self.a.detach() ** 2, {}, {"a": out.group_losses["a"], "b": out.group_losses["b"]}
+            )
+
     model = OnlyB()
     with torch.no_grad():
         model.b.fill_(float("nan"))
-    trainer = Trainer(model, TrainSettings(epochs=1), torch.zeros(4, 28, 28, dtype=torch.uint8),
-                      torch.zeros(2, 28, 28, dtype=torch.uint8))
+    trainer = Trainer(
+        model,
+        TrainSettings(epochs=1),
+        torch.zeros(4, 28, 28, dtype=torch.uint8),
+        torch.zeros(2, 28, 28, dtype=torch.uint8),
+    )
     with pytest.raises(TrainingError, match="the b loss became nan"):
         trainer.fit(progress=False)

@@ -10,14 +10,20 @@ import urllib.request
 import pytest
 import torch
 
-from aegen.store.datasets import IdxFile, _download, load_dataset, parse_idx, to_model_range, \
-    to_unit_range, train_val_split
 from aegen.errors import DataError
+from aegen.store.datasets import (
+    IdxFile,
+    _download,
+    load_dataset,
+    parse_idx,
+    to_model_range,
+    to_unit_range,
+    train_val_split,
+)
 
 
 def idx_bytes(array: torch.Tensor) -> bytes:
-    header = bytes([0, 0, 0x08, array.dim()]) + b"".join(
-        n.to_bytes(4, "big") for n in array.shape)
+    header = bytes([0, 0, 0x08, array.dim()]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
     return header + array.to(torch.uint8).numpy().tobytes()
 
 
@@ -57,11 +63,14 @@ def test_parse_idx_reads_shape_and_values(tmp_path):
     assert torch.equal(parse_idx(idx_bytes(array), tmp_path / "x", ndim=3), array)
 
 
-@pytest.mark.parametrize("mangle, message", [
-    (lambda b: b"\x08\x03" + b[2:], "wrong magic number"),
-    (lambda b: b[:-7], "truncated or corrupt"),
-    (lambda b: b[:9], "header is incomplete"),
-])
+@pytest.mark.parametrize(
+    "mangle, message",
+    [
+        (lambda b: b"\x08\x03" + b[2:], "wrong magic number"),
+        (lambda b: b[:-7], "truncated or corrupt"),
+        (lambda b: b[:9], "header is incomplete"),
+    ],
+)
 def test_parse_idx_rejects_bad_files_naming_them(tmp_path, mangle, message):
     content = mangle(idx_bytes(torch.zeros(2, 28, 28)))
     with pytest.raises(DataError, match=message) as info:
@@ -77,6 +86,7 @@ def test_parse_idx_rejects_wrong_dimensions(tmp_path):
 def refuse_network(monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no internet")
+
     monkeypatch.setattr(urllib.request, "urlopen", offline)
 
 
@@ -165,4 +175,6 @@ def test_a_data_root_that_does_not_exist_is_named(tmp_path):
     with pytest.raises(DataError, match=r"the data root .*nowhere does not exist"):
         load_dataset("mnist", "test", root=tmp_path / "nowhere")
     assert not (tmp_path / "nowhere").exists()
-    assert len(load_dataset("mnist-5k", "train", root=tmp_path / "nowhere")) == 5000  # no files needed
+    assert (
+        len(load_dataset("mnist-5k", "train", root=tmp_path / "nowhere")) == 5000
+    )  # no files needed

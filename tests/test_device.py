@@ -4,12 +4,12 @@ keeps on the device are reported and checked exactly as per-step host reads woul
 import pytest
 import torch
 
-from aegen.pipeline import train
-from aegen.store.datasets import load_dataset
-from aegen.training.device import resolve_device
 from aegen.errors import ConfigError, TrainingError
 from aegen.models import build_model
 from aegen.models.base import Autoencoder, LossOutput
+from aegen.pipeline import train
+from aegen.store.datasets import load_dataset
+from aegen.training.device import resolve_device
 from aegen.training.settings import TrainSettings
 from aegen.training.trainer import CHECK_EVERY, Trainer
 
@@ -45,8 +45,13 @@ def test_bf16_training_lowers_the_loss_like_fp32_and_keeps_fp32_weights():
     after = {}
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
-        trainer = Trainer(build_model("vae"), TrainSettings(epochs=3, precision=precision),
-                          images[:896], images[896:], device="cpu")
+        trainer = Trainer(
+            build_model("vae"),
+            TrainSettings(epochs=3, precision=precision),
+            images[:896],
+            images[896:],
+            device="cpu",
+        )
         before = trainer.validation_loss(images[896:])["loss"]
         trainer.fit(progress=False)
         after[precision] = trainer.validation_loss(images[896:])["loss"]
@@ -119,14 +124,14 @@ def test_the_trainer_computes_denormals_as_zero():
 PROBE = """
 import torch
 from aegen.training.device import flushing_denormals
-with flushing_denormals():  # first, as aegen.training.trainer does: torch's threads start inside
+with flushing_denormals():  # first, as aegen.train does: torch's threads start inside
     product = torch.full((256, 512), 1e-42) @ torch.ones(512, 256)  # denormal unless flushed
 print(int((product == 0).sum()), int((torch.full((1,), 1e-40) * 1.0).item() == 0))
 """
 
 
 def test_flushing_reaches_every_thread_of_a_matmul_and_ends_with_the_block():
-    """Each thread has its own flag and threads inherit it when they start, so aegen.training.trainer opens
+    """Each thread has its own flag and threads inherit it when they start, so aegen.train opens
     the block before any tensor work; after it, the user's thread computes IEEE floats again."""
     import subprocess
     import sys
@@ -141,8 +146,13 @@ def test_flushing_reaches_every_thread_of_a_matmul_and_ends_with_the_block():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_the_gpu_the_model_and_data_live_on_the_device():
     images = torch.randint(0, 256, (256, 28, 28), dtype=torch.uint8)
-    trainer = Trainer(build_model("vae"), TrainSettings(epochs=1, precision="bf16"), images,
-                      images[:64], device="cuda")
+    trainer = Trainer(
+        build_model("vae"),
+        TrainSettings(epochs=1, precision="bf16"),
+        images,
+        images[:64],
+        device="cuda",
+    )
     assert trainer.train_images.is_cuda and next(trainer.model.parameters()).is_cuda
     assert trainer.fit(progress=False)[0]["loss"] > 0
 
@@ -159,8 +169,23 @@ def test_the_cli_refuses_an_unknown_device_in_one_line(tmp_path, capsys):
 def test_cuda_graphs_can_be_switched_off_and_are_never_used_on_the_cpu(tmp_path):
     from aegen.cli import main
 
-    assert main(["train", "ae", "--epochs", "1", "--device", "cpu", "--no-cuda-graphs", "--quiet",
-                 "--out", str(tmp_path / "run")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "ae",
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+                "--no-cuda-graphs",
+                "--quiet",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 0
+    )
     images = torch.randint(0, 256, (64, 28, 28), dtype=torch.uint8)
     trainer = Trainer(build_model("vae"), TrainSettings(), images, images, device="cpu")
     assert trainer.graphed_step is None

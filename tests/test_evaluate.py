@@ -6,14 +6,14 @@ import math
 import pytest
 import torch
 
-from aegen.scoring.classifier import Classifier, random_affine, random_flip
 from aegen.cli import main
-from aegen.views.comparison import compare_runs
-from aegen.scoring.scores import score_run
-from aegen.latent.likelihood import binarise, elbo_and_nll
-from aegen.models import build_model
-from aegen.latent.samplers import GMMSampler, make_sampler
 from aegen.errors import ConfigError
+from aegen.latent.likelihood import binarise, elbo_and_nll
+from aegen.latent.samplers import GMMSampler, make_sampler
+from aegen.models import build_model
+from aegen.scoring.classifier import Classifier, random_affine, random_flip
+from aegen.scoring.scores import score_run
+from aegen.views.comparison import compare_runs
 
 
 def test_gmm_sampler_recovers_well_separated_clusters():
@@ -66,7 +66,9 @@ def test_more_importance_samples_tighten_the_bound(trained_runs):
     one = elbo_and_nll(vae.model, images, k=1)
     many = elbo_and_nll(vae.model, images, k=200)
     assert many["nll"] < one["nll"] and many["nll"] < -many["elbo"]
-    assert elbo_and_nll(vae.model, images, k=50, seed=3) == elbo_and_nll(vae.model, images, k=50, seed=3)
+    assert elbo_and_nll(vae.model, images, k=50, seed=3) == elbo_and_nll(
+        vae.model, images, k=50, seed=3
+    )
 
 
 def test_random_affine_keeps_shape_and_moves_pixels():
@@ -81,7 +83,9 @@ def untrained_judge():
     return Classifier().eval(), {"test_accuracy": None, "note": "untrained, for tests"}
 
 
-def test_evaluate_writes_every_metric_and_repeats_exactly(trained_runs, shared_data, untrained_judge):
+def test_evaluate_writes_every_metric_and_repeats_exactly(
+    trained_runs, shared_data, untrained_judge
+):
     from aegen.pipeline import load
 
     vae = load(trained_runs["vae"].run_dir, shared_data)
@@ -90,8 +94,17 @@ def test_evaluate_writes_every_metric_and_repeats_exactly(trained_runs, shared_d
     saved = json.loads((vae.run_dir / "scores.json").read_text())
     assert saved["samplers"].keys() == {"prior", "gaussian", "gmm"}
     for scores in saved["samplers"].values():
-        assert set(scores) >= {"fd_aegen", "precision", "recall", "label_entropy", "confident_share"}
-    assert saved["reconstruction"]["images"] == 10000 and 0 < saved["reconstruction"]["pixel_mse"] < 0.2
+        assert set(scores) >= {
+            "fd_aegen",
+            "precision",
+            "recall",
+            "label_entropy",
+            "confident_share",
+        }
+    assert (
+        saved["reconstruction"]["images"] == 10000
+        and 0 < saved["reconstruction"]["pixel_mse"] < 0.2
+    )
     likelihood = saved["likelihood"]
     assert likelihood["grayscale_bce"]["k"] == 4
     assert likelihood["grayscale_bce"]["nll"] <= -likelihood["grayscale_bce"]["elbo"] + 1e-6
@@ -99,19 +112,24 @@ def test_evaluate_writes_every_metric_and_repeats_exactly(trained_runs, shared_d
     assert score_run(vae, **kwargs) == metrics  # same run, same seed, same numbers
 
 
-def test_compare_writes_table_json_and_picture(trained_runs, shared_data, untrained_judge, tmp_path):
+def test_compare_writes_table_json_and_picture(
+    trained_runs, shared_data, untrained_judge, tmp_path
+):
     from aegen.pipeline import load
 
     runs = []
     for name in ("ae", "vae"):
         run = load(trained_runs[name].run_dir, shared_data)
-        score_run(run, ["prior", "gaussian"], n_samples=200, nll_k=2,
-                     classifier=untrained_judge)
+        score_run(run, ["prior", "gaussian"], n_samples=200, nll_k=2, classifier=untrained_judge)
         runs.append(run.run_dir)
     rows = compare_runs(runs, tmp_path / "cmp")
     assert [(r["model"], r["sampler"]) for r in rows] == [
-        ("real data", "training images"), ("ae", "prior"), ("ae", "gaussian"),
-        ("vae", "prior"), ("vae", "gaussian")]
+        ("real data", "training images"),
+        ("ae", "prior"),
+        ("ae", "gaussian"),
+        ("vae", "prior"),
+        ("vae", "gaussian"),
+    ]
     table = (tmp_path / "cmp" / "comparison.md").read_text()
     assert "| mnist-5k | vae | prior |" in table and "FD-aegen" in table
     assert json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"] == rows
@@ -129,7 +147,19 @@ def test_compare_asks_for_evaluate_first(trained_runs, capsys, tmp_path):
 
 def test_pictures_command_draws_interpolations_and_a_2d_manifold(capsys, tmp_path):
     run_dir = tmp_path / "vae2d"
-    main(["train", "vae", "--epochs", "1", "--option", "latent_dim=2", "--out", str(run_dir), "--quiet"])
+    main(
+        [
+            "train",
+            "vae",
+            "--epochs",
+            "1",
+            "--option",
+            "latent_dim=2",
+            "--out",
+            str(run_dir),
+            "--quiet",
+        ]
+    )
     (run_dir / "manifold.png").unlink()
     assert main(["pictures", str(run_dir)]) == 0
     for name in ("interpolations", "manifold", "latent", "reconstructions", "samples", "loss"):
@@ -137,8 +167,9 @@ def test_pictures_command_draws_interpolations_and_a_2d_manifold(capsys, tmp_pat
 
 
 @pytest.mark.slow
-def test_mnist_classifier_reaches_about_99_percent_on_the_test_set(shared_data, classifier_cache,
-                                                                   monkeypatch):
+def test_mnist_classifier_reaches_about_99_percent_on_the_test_set(
+    shared_data, classifier_cache, monkeypatch
+):
     from aegen.scoring.classifier import load_classifier
 
     monkeypatch.setenv("AEGEN_CACHE", str(classifier_cache))

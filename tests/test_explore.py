@@ -8,8 +8,8 @@ import torch
 
 pytest.importorskip("flask", reason="the explorer needs Flask: pip install 'aegen[explore]'")
 
-from aegen.views.explore import MAX_REQUEST_BYTES, Explorer, LatentAxes, create_app  # noqa: E402
 from aegen.cli import main  # noqa: E402
+from aegen.views.explore import MAX_REQUEST_BYTES, Explorer, LatentAxes, create_app  # noqa: E402
 
 
 def png_size(payload: bytes) -> tuple[int, int]:
@@ -56,8 +56,8 @@ def test_decoding_a_gallery_images_coords_gives_its_reconstruction(client, explo
     item = client.get("/api/info").get_json()["gallery"][3]
     answer = client.post("/api/decode", json={"coords": item["coords"]})
     assert answer.status_code == 200 and answer.mimetype == "image/png"
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     shown = np.asarray(Image.open(io.BytesIO(answer.data)).convert("L"), dtype=np.float32) / 255
     assert shown.shape == (28, 28)
@@ -78,18 +78,21 @@ def test_interpolation_strip_has_one_image_per_step(client):
     assert answer.status_code == 200 and png_size(answer.data) == (2 + 7 * 30, 32)
 
 
-@pytest.mark.parametrize("path, body, code", [
-    ("/api/decode", {"coords": [0, 0]}, 400),                   # wrong size
-    ("/api/decode", {"coords": [0, 0, "1"]}, 400),              # not a number
-    ("/api/decode", {"coords": [0, 0, True]}, 400),
-    ("/api/decode", {"coords": [0, 0, 1e300]}, 400),
-    ("/api/decode", {"coords": "0,0,0"}, 400),
-    ("/api/decode", [0, 0, 0], 400),                            # not an object
-    ("/api/interpolate", {"a": 0, "b": 40, "steps": 5}, 400),   # no such image
-    ("/api/interpolate", {"a": 0, "b": 1, "steps": 1000}, 400),
-    ("/api/interpolate", {"a": 0.5, "b": 1, "steps": 5}, 400),
-    ("/api/interpolate", {"a": -1, "b": 1, "steps": 5}, 400),
-])
+@pytest.mark.parametrize(
+    "path, body, code",
+    [
+        ("/api/decode", {"coords": [0, 0]}, 400),  # wrong size
+        ("/api/decode", {"coords": [0, 0, "1"]}, 400),  # not a number
+        ("/api/decode", {"coords": [0, 0, True]}, 400),
+        ("/api/decode", {"coords": [0, 0, 1e300]}, 400),
+        ("/api/decode", {"coords": "0,0,0"}, 400),
+        ("/api/decode", [0, 0, 0], 400),  # not an object
+        ("/api/interpolate", {"a": 0, "b": 40, "steps": 5}, 400),  # no such image
+        ("/api/interpolate", {"a": 0, "b": 1, "steps": 1000}, 400),
+        ("/api/interpolate", {"a": 0.5, "b": 1, "steps": 5}, 400),
+        ("/api/interpolate", {"a": -1, "b": 1, "steps": 5}, 400),
+    ],
+)
 def test_bad_requests_get_a_4xx_json_answer(client, path, body, code):
     answer = client.post(path, json=body)
     assert answer.status_code == code and answer.get_json()["error"]
@@ -97,13 +100,19 @@ def test_bad_requests_get_a_4xx_json_answer(client, path, body, code):
 
 def test_not_json_nan_huge_and_wrong_method_are_refused(client):
     assert client.post("/api/decode", data="coords=1", content_type="text/plain").status_code == 400
-    assert client.post("/api/decode", data='{"coords": [NaN, 0, 0]}',
-                       content_type="application/json").status_code == 400
+    assert (
+        client.post(
+            "/api/decode", data='{"coords": [NaN, 0, 0]}', content_type="application/json"
+        ).status_code
+        == 400
+    )
     huge = b'{"coords": [' + b"0," * MAX_REQUEST_BYTES + b"0]}"
     assert client.post("/api/decode", data=huge, content_type="application/json").status_code == 413
     assert client.get("/api/decode").status_code == 405
     assert client.get("/no-such-page").status_code == 404
-    assert client.post("/api/decode", json={"coords": [0, 0, 0]}).status_code == 200  # still serving
+    assert (
+        client.post("/api/decode", json={"coords": [0, 0, 0]}).status_code == 200
+    )  # still serving
 
 
 def test_the_page_is_served(client):

@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-from aegen.pipeline import load, train
-from aegen.store.datasets import load_dataset
 from aegen.latent.likelihood import elbo_and_nll
 from aegen.models import PRESETS, build_model
+from aegen.pipeline import load, train
+from aegen.store.datasets import load_dataset
 from aegen.store.run_folder import read_history
 from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
@@ -33,14 +33,21 @@ def test_every_model_trains_on_the_gpu_and_its_run_opens_on_the_cpu(tmp_path, na
     assert torch.equal(samples, reopened.sample(16, seed=1))
 
 
-def _val_loss_after_training(name: str, device: str, precision: str = "fp32",
-                             cuda_graphs: bool = True) -> float:
+def _val_loss_after_training(
+    name: str, device: str, precision: str = "fp32", cuda_graphs: bool = True
+) -> float:
     data = load_dataset("mnist-5k")
     images, labels = data.images[:2048], data.labels[:2048]
     torch.manual_seed(0)
-    trainer = Trainer(build_model(name), TrainSettings(epochs=3, precision=precision,
-                                                           cuda_graphs=cuda_graphs),
-                      images[:1792], images[1792:], labels[:1792], labels[1792:], device=device)
+    trainer = Trainer(
+        build_model(name),
+        TrainSettings(epochs=3, precision=precision, cuda_graphs=cuda_graphs),
+        images[:1792],
+        images[1792:],
+        labels[:1792],
+        labels[1792:],
+        device=device,
+    )
     trainer.fit(progress=False)
     graphed = trainer.graphed_step is not None and trainer.graphed_step.graph is not None
     assert graphed == (device == "cuda" and cuda_graphs)
@@ -64,8 +71,9 @@ def test_replaying_the_recorded_step_trains_like_launching_it(name):
 
 def test_a_model_with_several_optimizers_stays_eager():
     images = load_dataset("mnist-5k").images[:256]
-    trainer = Trainer(build_model("vae-gan"), TrainSettings(epochs=1), images, images[:64],
-                      device="cuda")
+    trainer = Trainer(
+        build_model("vae-gan"), TrainSettings(epochs=1), images, images[:64], device="cuda"
+    )
     assert trainer.graphed_step is None
 
 
@@ -95,8 +103,24 @@ def test_the_cli_trains_in_bf16_on_the_gpu_and_samples(tmp_path):
     from aegen.cli import main
 
     run = tmp_path / "run"
-    assert main(["train", "vae", "--epochs", "1", "--device", "cuda", "--precision", "bf16",
-                 "--quiet", "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--epochs",
+                "1",
+                "--device",
+                "cuda",
+                "--precision",
+                "bf16",
+                "--quiet",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     assert main(["sample", str(run), "-n", "16", "--out", str(tmp_path / "s.pt")]) == 0
     assert torch.load(tmp_path / "s.pt").shape == (16, 1, 28, 28)
 
@@ -123,8 +147,9 @@ Trainer(HostReadingVAE(), TrainSettings(epochs=1, cuda_graphs={graphs}), images,
 def test_a_loss_that_reads_back_to_the_host_gets_a_clear_error_naming_the_way_out(graphs):
     """In a process of its own: a failed recording leaves that process's CUDA generator unusable."""
     script = HOST_READING_MODEL.format(device="cuda", graphs=graphs)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     if graphs:
         assert done.returncode != 0
         assert "could not be recorded as a CUDA graph" in done.stderr

@@ -29,8 +29,20 @@ def test_conv_ae_feature_map_shapes():
     for layer in [*model.encoder, *model.decoder]:
         x = layer(x)
         shapes.append(tuple(x.shape[1:]))
-    assert shapes == [(16, 10, 10), (16, 10, 10), (16, 5, 5), (8, 3, 3), (8, 3, 3), (8, 2, 2),
-                      (16, 5, 5), (16, 5, 5), (8, 15, 15), (8, 15, 15), (1, 28, 28), (1, 28, 28)]
+    assert shapes == [
+        (16, 10, 10),
+        (16, 10, 10),
+        (16, 5, 5),
+        (8, 3, 3),
+        (8, 3, 3),
+        (8, 2, 2),
+        (16, 5, 5),
+        (16, 5, 5),
+        (8, 15, 15),
+        (8, 15, 15),
+        (1, 28, 28),
+        (1, 28, 28),
+    ]
     assert isinstance(model.decoder[-1], nn.Tanh)
     assert model.encode(torch.zeros(5, 1, 28, 28)).shape == (5, 32)
 
@@ -96,15 +108,18 @@ def test_model_options_override_the_preset():
     assert linear_shapes(model) == [(784, 64), (64, 2), (64, 2), (2, 64), (64, 784)]
 
 
-@pytest.mark.parametrize("name, options, message", [
-    ("vea", {}, "did you mean 'vae'"),
-    ("vae", {"latent_dims": 2}, "unknown VAEConfig option 'latent_dims'"),
-    ("vae", {"latent_dim": "two"}, "must be an integer"),
-    ("vae", {"latent_dim": 0}, "must be at least 1"),
-    ("ae", {"hidden_dims": [128, -4]}, "must be at least 1"),
-    ("vae", {"kl_weight": -1}, "kl_weight must be >= 0"),
-    ("conv-ae", {"image_size": 32}, "built for 28x28"),
-])
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("vea", {}, "did you mean 'vae'"),
+        ("vae", {"latent_dims": 2}, "unknown VAEConfig option 'latent_dims'"),
+        ("vae", {"latent_dim": "two"}, "must be an integer"),
+        ("vae", {"latent_dim": 0}, "must be at least 1"),
+        ("ae", {"hidden_dims": [128, -4]}, "must be at least 1"),
+        ("vae", {"kl_weight": -1}, "kl_weight must be >= 0"),
+        ("conv-ae", {"image_size": 32}, "built for 28x28"),
+    ],
+)
 def test_bad_model_options_get_a_clear_error(name, options, message):
     with pytest.raises(ConfigError, match=message):
         build_model(name, options)

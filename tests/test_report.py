@@ -1,6 +1,7 @@
 """`aegen report`: one self-contained HTML page per run, several runs side by side."""
 
 import base64
+import json
 import re
 import shutil
 
@@ -14,17 +15,21 @@ from aegen.views.report import report_html, table
 @pytest.fixture
 def unevaluated(trained_runs, tmp_path):
     """A copy of a trained run as `aegen train` left it (other tests evaluate the shared runs)."""
+
     def copy(name: str):
         target = tmp_path / f"unevaluated-{name}"
         shutil.copytree(trained_runs[name].run_dir, target)
         for path in [target / "scores.json", *target.glob("samples-*.png")]:
             path.unlink(missing_ok=True)
         return target
+
     return copy
 
 
 def embedded_pngs(page: str) -> list[bytes]:
-    return [base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+    return [
+        base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    ]
 
 
 def test_report_of_one_run_embeds_every_picture_and_nothing_external(unevaluated):
@@ -52,8 +57,9 @@ def test_report_redraws_pictures_a_copied_run_lost(unevaluated):
     assert (copy / "latent.png").is_file() and len(embedded_pngs(page)) == 7
 
 
-def test_report_of_evaluated_runs_shows_scores_and_a_comparison(trained_runs, shared_data,
-                                                                 tmp_path):
+def test_report_of_evaluated_runs_shows_scores_and_a_comparison(
+    trained_runs, shared_data, tmp_path
+):
     from aegen.pipeline import load
     from aegen.scoring.classifier import Classifier
     from aegen.scoring.scores import score_run
@@ -63,8 +69,7 @@ def test_report_of_evaluated_runs_shows_scores_and_a_comparison(trained_runs, sh
     runs = []
     for name in ("ae", "vae"):
         shutil.copytree(trained_runs[name].run_dir, tmp_path / name)
-        score_run(load(tmp_path / name, shared_data), n_samples=200, nll_k=2,
-                     classifier=judge)
+        score_run(load(tmp_path / name, shared_data), n_samples=200, nll_k=2, classifier=judge)
         runs.append(tmp_path / name)
     page = report_html(runs, shared_data)
     assert page.count('class="run"') == 2 and "<h2>Comparison</h2>" in page
@@ -79,6 +84,28 @@ def test_table_escapes_text_and_formats_numbers():
     assert "0.0001235" in html and "1,234,567" in html
 
 
+def test_report_escapes_a_hostile_run_folder_name(trained_runs, tmp_path):
+    # "/" cannot be part of one folder name, so the hostile string spans two path components
+    run_dir = tmp_path / "<script>alert(1)<" / "script>"
+    shutil.copytree(trained_runs["ae"].run_dir, run_dir)
+    assert str(run_dir).endswith("<script>alert(1)</script>")
+    page = report_html([run_dir])
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script" not in page.lower() and "alert(1)</script>" not in page
+
+
+def test_report_escapes_a_hostile_config_value(trained_runs, tmp_path):
+    payload = '"><img src=x onerror=alert(1)>'
+    run_dir = tmp_path / "hostile-config"
+    shutil.copytree(trained_runs["ae"].run_dir, run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    config["aegen_version"] = payload
+    (run_dir / "config.json").write_text(json.dumps(config))
+    page = report_html([run_dir])
+    assert payload not in page and "<img src=x" not in page
+    assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in page
+
+
 def test_report_cli_writes_the_file(capsys, unevaluated, tmp_path):
     out = tmp_path / "both.html"
     status = main(["report", str(unevaluated("ae")), str(unevaluated("vae")), "--out", str(out)])
@@ -87,10 +114,13 @@ def test_report_cli_writes_the_file(capsys, unevaluated, tmp_path):
     assert "Not in the table" in page  # the runs are not evaluated: said, not crashed
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["report", "no-such-run"], "no-such-run is not a folder"),
-    (["report", "{ae}", "--out", "page.txt"], "choose a name ending in .html"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["report", "no-such-run"], "no-such-run is not a folder"),
+        (["report", "{ae}", "--out", "page.txt"], "choose a name ending in .html"),
+    ],
+)
 def test_report_mistakes_get_one_line(capsys, trained_runs, argv, message):
     argv = [a.format(ae=trained_runs["ae"].run_dir) for a in argv]
     status = main(argv)

@@ -6,8 +6,8 @@ import shutil
 import pytest
 import torch
 
-from aegen.pipeline import load, train
 from aegen.errors import ConfigError, RunError
+from aegen.pipeline import load, train
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -55,10 +55,13 @@ def test_encode_decode_reconstruct_shapes(trained_runs):
     assert torch.allclose(vae.reconstruct(images.float() / 255), vae.decode(codes), atol=1e-5)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (torch.zeros(4, 27, 27), r"images must have shape \(N, 28, 28\)"),
-    (torch.full((2, 28, 28), 3.0), r"must lie in \[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.zeros(4, 27, 27), r"images must have shape \(N, 28, 28\)"),
+        (torch.full((2, 28, 28), 3.0), r"must lie in \[0, 1\]"),
+    ],
+)
 def test_bad_images_get_a_clear_error(trained_runs, bad, message):
     with pytest.raises(ConfigError, match=message):
         trained_runs["ae"].encode(bad)
@@ -89,8 +92,9 @@ def test_weights_with_wrong_shapes_are_refused(trained_runs, tmp_path):
         load(run_dir)
 
 
-def test_a_pickle_posing_as_weights_is_refused_and_never_executed(trained_runs, tmp_path,
-                                                                   malicious_pickle):
+def test_a_pickle_posing_as_weights_is_refused_and_never_executed(
+    trained_runs, tmp_path, malicious_pickle
+):
     run_dir = copy_run(trained_runs, "ae", tmp_path)
     target = tmp_path / "pwned"
     (run_dir / "model.safetensors").write_bytes(malicious_pickle(target))
@@ -99,12 +103,15 @@ def test_a_pickle_posing_as_weights_is_refused_and_never_executed(trained_runs, 
     assert not target.exists()
 
 
-@pytest.mark.parametrize("mangle, message", [
-    (lambda d: (d / "config.json").unlink(), "not an aegen run folder"),
-    (lambda d: (d / "config.json").write_text("{broken"), "not valid JSON"),
-    (lambda d: (d / "config.json").write_text('{"format": 99}'), "incompatible aegen version"),
-    (lambda d: (d / "model.safetensors").unlink(), "missing; the run is incomplete"),
-])
+@pytest.mark.parametrize(
+    "mangle, message",
+    [
+        (lambda d: (d / "config.json").unlink(), "not an aegen run folder"),
+        (lambda d: (d / "config.json").write_text("{broken"), "not valid JSON"),
+        (lambda d: (d / "config.json").write_text('{"format": 99}'), "incompatible aegen version"),
+        (lambda d: (d / "model.safetensors").unlink(), "missing; the run is incomplete"),
+    ],
+)
 def test_broken_run_folders_get_a_clear_error(trained_runs, tmp_path, mangle, message):
     run_dir = copy_run(trained_runs, "conv-ae", tmp_path)
     mangle(run_dir)
@@ -137,4 +144,6 @@ def test_the_malicious_pickle_used_above_really_writes_when_unpickled(tmp_path, 
 @pytest.mark.parametrize("name", ["conv-ae", "vae"])
 def test_a_run_with_a_single_held_out_image_still_draws_its_pictures(name, tmp_path):
     train(name, epochs=1, val_fraction=0.0001, out=tmp_path / name, progress=False)
-    assert (tmp_path / name / "latent.png").is_file() and (tmp_path / name / "samples.png").is_file()
+    assert (tmp_path / name / "latent.png").is_file() and (
+        tmp_path / name / "samples.png"
+    ).is_file()

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
+from aegen.errors import TrainingError
+from aegen.models import build_model
 from aegen.pipeline import train
 from aegen.store.datasets import load_dataset, train_val_split
-from aegen.errors import TrainingError
-from aegen.models import build_model, preset
 from aegen.store.run_folder import load_tensors
 from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
@@ -78,15 +78,45 @@ def test_torchrun_two_processes_match_single_process_training(tmp_path):
     import subprocess
     import sys
 
-    args = ["train", "ae", "--epochs", "2", "--batch-size", "64", "--val-fraction", "0.5", "--quiet"]
+    args = [
+        "train",
+        "ae",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--val-fraction",
+        "0.5",
+        "--quiet",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, "-m", "aegen", *args, "--out", str(tmp_path / "one")],
-                            env=env, capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        [sys.executable, "-m", "aegen", *args, "--out", str(tmp_path / "one")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr
     ranks = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "aegen", *args, "--out", str(tmp_path / "two")],
-        env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "aegen",
+            *args,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ranks.returncode == 0, ranks.stderr[-2000:]
     one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
     assert all(torch.allclose(one[k], two[k], atol=1e-4, rtol=1e-3) for k in one)

@@ -4,8 +4,8 @@ without NaN, saving and resuming all three optimizers."""
 import pytest
 import torch
 
-from aegen.pipeline import load, train
 from aegen.models import build_model
+from aegen.pipeline import load, train
 from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
 
@@ -36,8 +36,12 @@ def test_update_rule_each_group_follows_its_own_loss():
     x = torch.rand(8, 1, 28, 28)
     torch.manual_seed(1)
     out = model.loss(x)
-    trainer = Trainer(model, TrainSettings(), torch.zeros(4, 28, 28, dtype=torch.uint8),
-                      torch.zeros(2, 28, 28, dtype=torch.uint8))
+    trainer = Trainer(
+        model,
+        TrainSettings(),
+        torch.zeros(4, 28, 28, dtype=torch.uint8),
+        torch.zeros(2, 28, 28, dtype=torch.uint8),
+    )
     trainer._backward_per_group(out.group_losses)
     # The discriminator's gradient is that of the GAN loss alone: recompute it directly.
     torch.manual_seed(1)
@@ -56,8 +60,12 @@ def test_channels_last_gradients_reach_the_fused_adam_in_their_parameters_layout
     torch.manual_seed(0)
     model = build_model("vae-gan", SMALL)
     model.channels_last = True  # as a convolutional model may ask
-    trainer = Trainer(model, TrainSettings(lr=2e-4), torch.zeros(4, 28, 28, dtype=torch.uint8),
-                      torch.zeros(2, 28, 28, dtype=torch.uint8))
+    trainer = Trainer(
+        model,
+        TrainSettings(lr=2e-4),
+        torch.zeros(4, 28, 28, dtype=torch.uint8),
+        torch.zeros(2, 28, 28, dtype=torch.uint8),
+    )
     assert any(p.dim() == 4 and not p.is_contiguous() for p in model.parameters())
     out = model.loss(torch.rand(8, 1, 28, 28).contiguous(memory_format=torch.channels_last))
     trainer._backward_per_group(out.group_losses)
@@ -74,10 +82,12 @@ def test_channels_last_gradients_reach_the_fused_adam_in_their_parameters_layout
 def test_training_runs_without_nan_and_moves_every_group(tmp_path):
     data = torch.randint(0, 256, (256, 28, 28), dtype=torch.uint8)
     model = build_model("vae-gan", SMALL)
-    before = {name: [p.detach().clone() for p in params]
-              for name, params in model.update_groups().items()}
+    before = {
+        name: [p.detach().clone() for p in params] for name, params in model.update_groups().items()
+    }
     Trainer(model, TrainSettings(epochs=2, batch_size=64, lr=2e-4), data, data[:64]).fit(
-        progress=False)
+        progress=False
+    )
     for name, params in model.update_groups().items():
         assert any(not torch.equal(p, q) for p, q in zip(params, before[name])), name
 
@@ -98,8 +108,10 @@ def test_vae_gan_has_no_pixel_likelihood_to_report():
     assert model.variational and not getattr(model, "pixel_likelihood", False)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"image_size": 30}, "divisible by 4"), ({"gamma": -1.0}, "gamma and kl_weight")])
+@pytest.mark.parametrize(
+    "options, message",
+    [({"image_size": 30}, "divisible by 4"), ({"gamma": -1.0}, "gamma and kl_weight")],
+)
 def test_bad_vae_gan_options(options, message):
     from aegen.errors import ConfigError
 
@@ -116,12 +128,36 @@ def test_torchrun_trains_a_model_with_several_update_groups(tmp_path):
 
     # Each group's gradient comes from autograd.grad, outside DDP's hooks: the trainer
     # all-reduces them itself. (BatchNorm statistics stay per rank, so no bitwise comparison.)
-    args = ["train", "vae-gan", "--epochs", "1", "--val-fraction", "0.8", "--quiet",
-            "--option", "hidden_channels=[8,16]", "--out", str(tmp_path / "two")]
+    args = [
+        "train",
+        "vae-gan",
+        "--epochs",
+        "1",
+        "--val-fraction",
+        "0.8",
+        "--quiet",
+        "--option",
+        "hidden_channels=[8,16]",
+        "--out",
+        str(tmp_path / "two"),
+    ]
     ranks = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "aegen", *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "aegen",
+            *args,
+        ],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ranks.returncode == 0, ranks.stderr[-2000:]
     metrics = json.loads((tmp_path / "two" / "history.jsonl").read_text())
     assert metrics["epoch"] == 1 and all(v == v for v in metrics.values())  # no NaN

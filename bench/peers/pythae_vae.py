@@ -35,7 +35,11 @@ def build_vae():
     class Encoder(BaseEncoder):
         def __init__(self):
             super().__init__()
-            self.fc1, self.mu, self.logvar = nn.Linear(784, 400), nn.Linear(400, 20), nn.Linear(400, 20)
+            self.fc1, self.mu, self.logvar = (
+                nn.Linear(784, 400),
+                nn.Linear(400, 20),
+                nn.Linear(400, 20),
+            )
 
         def forward(self, x):
             h = F.relu(self.fc1(x.reshape(len(x), -1)))
@@ -61,10 +65,16 @@ def train(args) -> dict:
     images = read_images(args.data_root / "FashionMNIST/raw/train-images-idx3-ubyte.gz")
     data = torch.from_numpy(images).float() / 255
     with tempfile.TemporaryDirectory() as out:
-        config = BaseTrainerConfig(output_dir=out, num_epochs=args.epochs, learning_rate=1e-3,
-                                   per_device_train_batch_size=128, per_device_eval_batch_size=1000,
-                                   optimizer_cls="Adam", no_cuda=args.device != "cuda",
-                                   steps_saving=None)
+        config = BaseTrainerConfig(
+            output_dir=out,
+            num_epochs=args.epochs,
+            learning_rate=1e-3,
+            per_device_train_batch_size=128,
+            per_device_eval_batch_size=1000,
+            optimizer_cls="Adam",
+            no_cuda=args.device != "cuda",
+            steps_saving=None,
+        )
         started = time.perf_counter()
         TrainingPipeline(training_config=config, model=build_vae())(train_data=data)
         return {"train_seconds": time.perf_counter() - started}
@@ -72,13 +82,18 @@ def train(args) -> dict:
 
 def nll(args) -> dict:
     images = read_images(args.data_root / "FashionMNIST/raw/t10k-images-idx3-ubyte.gz")
-    data = (torch.from_numpy(images[:args.images]).float() / 255).to(args.device)
+    data = (torch.from_numpy(images[: args.images]).float() / 255).to(args.device)
     model = build_vae().eval().to(args.device)
     started = time.perf_counter()
     value = model.get_nll(data, n_samples=args.k, batch_size=100)  # ends in .item(): synchronised
     seconds = time.perf_counter() - started
-    return {"nll": float(value), "images": args.images, "k": args.k, "seconds": seconds,
-            "seconds_per_image": seconds / args.images}
+    return {
+        "nll": float(value),
+        "images": args.images,
+        "k": args.k,
+        "seconds": seconds,
+        "seconds_per_image": seconds / args.images,
+    }
 
 
 if __name__ == "__main__":

@@ -2,23 +2,25 @@
 print one line and exit with status 2.
 
 torch loads only inside the commands (and for `aegen train --help`, whose help names each
-model's optimizer defaults), so `aegen --help` answers at once.
+model's optimizer defaults), and the settings, logging and dataclasses only for the commands
+that use them, so `aegen --help` answers at once (as fast as before they existed).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import logging
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aegen.errors import AegenError, ConfigError
-from aegen.training.settings import RESUMABLE, SETTINGS, check_value, value_kind
 from aegen.version import __version__
+
+if TYPE_CHECKING:
+    import dataclasses
+    from collections.abc import Callable
 
 TRAIN_EXAMPLES = """examples:
   aegen train vae                                  # the article's VAE, 10 epochs on mnist-5k
@@ -64,6 +66,8 @@ def _option(text: str) -> tuple[str, Any]:
 
 def _setting_parser(spec: dataclasses.Field) -> Any:
     """The argparse type of a setting: its kind, then the bounds TrainSettings declares."""
+    from aegen.training.settings import check_value, value_kind
+
     kind = value_kind(spec)
 
     def parse(text: str) -> Any:
@@ -71,22 +75,28 @@ def _setting_parser(spec: dataclasses.Field) -> Any:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
+                f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}"
+            ) from None
         try:
             check_value(spec, value)
         except ConfigError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
         return value
+
     return parse
 
 
 def setting_flag(name: str) -> str:
     """The `aegen train` flag of a setting."""
+    from aegen.training.settings import SETTINGS
+
     return SETTINGS[name].metadata["flag"] or "--" + name.replace("_", "-")
 
 
 def _setting_help(name: str, model_defaults: dict[str, dict[str, float]] | None) -> str:
     """A setting's meaning and its real default (per model for the optimizer's defaults)."""
+    from aegen.training.settings import SETTINGS, value_kind
+
     spec = SETTINGS[name]
     meaning = spec.metadata["meaning"]
     if name in ("lr", "weight_decay"):
@@ -95,7 +105,9 @@ def _setting_help(name: str, model_defaults: dict[str, dict[str, float]] | None)
         by_value: dict[float, list[str]] = {}
         for model, defaults in model_defaults.items():
             by_value.setdefault(defaults[name], []).append(model)
-        listed = "; ".join(f"{value:g} for {', '.join(models)}" for value, models in by_value.items())
+        listed = "; ".join(
+            f"{value:g} for {', '.join(models)}" for value, models in by_value.items()
+        )
         return f"{meaning} (default: {listed})"
     if value_kind(spec) is bool:
         return f"switch off: {meaning}"
@@ -104,181 +116,338 @@ def _setting_help(name: str, model_defaults: dict[str, dict[str, float]] | None)
     return f"{meaning} (default: {spec.default})"
 
 
-def _add_setting_flags(command: argparse.ArgumentParser,
-                       model_defaults: dict[str, dict[str, float]] | None) -> None:
+def _add_setting_flags(
+    command: argparse.ArgumentParser, model_defaults: dict[str, dict[str, float]] | None
+) -> None:
     """One flag per TrainSettings field; a flag not given stays None so that a --config file or
     a resumed run's recorded value is kept."""
+    from aegen.training.settings import SETTINGS, value_kind
+
     for name, spec in SETTINGS.items():
-        kind, flag, help_text = value_kind(spec), setting_flag(name), _setting_help(name, model_defaults)
+        kind, flag, help_text = (
+            value_kind(spec),
+            setting_flag(name),
+            _setting_help(name, model_defaults),
+        )
         meta = spec.metadata
         if kind is bool:  # the default is on; the flag turns it off
-            command.add_argument(flag, dest=name, action="store_const", const=not spec.default,
-                                 help=help_text)
+            command.add_argument(
+                flag, dest=name, action="store_const", const=not spec.default, help=help_text
+            )
         elif kind is dict:
-            command.add_argument(flag, dest=name, type=_option, action="append",
-                                 metavar=meta["metavar"], help=help_text)
+            command.add_argument(
+                flag,
+                dest=name,
+                type=_option,
+                action="append",
+                metavar=meta["metavar"],
+                help=help_text,
+            )
         else:
-            metavar = meta["metavar"] or ("{" + ",".join(meta["choices"]) + "}" if meta["choices"]
-                                          else {int: "N", float: "X"}.get(kind, name.upper()))
-            command.add_argument(flag, dest=name, type=_setting_parser(spec), metavar=metavar,
-                                 help=help_text)
+            metavar = meta["metavar"] or (
+                "{" + ",".join(meta["choices"]) + "}"
+                if meta["choices"]
+                else {int: "N", float: "X"}.get(kind, name.upper())
+            )
+            command.add_argument(
+                flag, dest=name, type=_setting_parser(spec), metavar=metavar, help=help_text
+            )
 
 
 def model_optimizer_defaults() -> dict[str, dict[str, float]]:
     """Each preset's declared learning rate and weight decay (imports the models, so torch)."""
     from aegen.models import PRESETS
 
-    return {name: {"lr": entry.model_class.default_lr,
-                   "weight_decay": entry.model_class.default_weight_decay}
-            for name, entry in PRESETS.items()}
+    return {
+        name: {
+            "lr": entry.model_class.default_lr,
+            "weight_decay": entry.model_class.default_weight_decay,
+        }
+        for name, entry in PRESETS.items()
+    }
+
+
+def _train_examples() -> str:
+    from aegen.training.settings import RESUMABLE
+
+    return TRAIN_EXAMPLES.format(resumable=", ".join(RESUMABLE))
 
 
 def _run_argument(command: argparse.ArgumentParser) -> None:
-    command.add_argument("run", type=Path, metavar="RUN_DIR", help="a run folder `aegen train` wrote")
+    command.add_argument(
+        "run", type=Path, metavar="RUN_DIR", help="a run folder `aegen train` wrote"
+    )
 
 
 def _data_root_argument(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--data-root", type=Path, metavar="DIR",
-                         help="where the run's data set lies, if not where it was trained from")
+    command.add_argument(
+        "--data-root",
+        type=Path,
+        metavar="DIR",
+        help="where the run's data set lies, if not where it was trained from",
+    )
 
 
-def build_parser(model_defaults: dict[str, dict[str, float]] | None = None
-                 ) -> argparse.ArgumentParser:
+def build_parser(
+    model_defaults: dict[str, dict[str, float]] | None = None, train_flags: bool = True
+) -> argparse.ArgumentParser:
     """The whole command line. model_defaults (see model_optimizer_defaults) puts each model's
-    learning rate and weight decay into `aegen train --help`."""
+    learning rate and weight decay into `aegen train --help`; train_flags=False leaves out
+    the settings' flags, which only `aegen train` parses (it spares the other commands and
+    `aegen --help` the settings' import)."""
     parser = argparse.ArgumentParser(
-        prog="aegen", description="Train autoencoders, rebuild images and generate new ones; "
-        "measure how good the generated images are.")
+        prog="aegen",
+        description="Train autoencoders, rebuild images and generate new ones; "
+        "measure how good the generated images are.",
+    )
     parser.add_argument("--version", action="version", version=f"aegen {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, summary: str, description: str = "", **kwargs: Any) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=summary, description=description or summary[0].upper()
-                                   + summary[1:] + ".", **kwargs)
+    def command(
+        name: str, summary: str, description: str = "", **kwargs: Any
+    ) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=summary,
+            description=description or summary[0].upper() + summary[1:] + ".",
+            **kwargs,
+        )
 
-    train = command("train", "train a model and write its run folder", textwrap.fill(
-                    "Train a model preset and write its run folder (config.json, weights, "
-                    "checkpoint, history.jsonl, pictures). Settings come from their defaults, "
-                    "then --config FILE, then the flags given.", 79),
-                    epilog=TRAIN_EXAMPLES.format(resumable=", ".join(RESUMABLE)), formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("model", metavar="MODEL",
-                       help="ae, conv-ae, vae, conv-vae, cvae or vae-gan (see `aegen models`)")
-    train.add_argument("--config", type=Path, metavar="FILE",
-                       help="JSON object of settings keyed by their names (dataset, epochs, "
-                       "batch_size, lr, model_options, ...); flags given beside it win")
-    _add_setting_flags(train, model_defaults)
-    train.add_argument("--out", type=Path, metavar="RUN_DIR",
-                       help="run folder (default runs/MODEL-DATASET, numbered if taken)")
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run in --out from its last checkpoint")
+    train = command(
+        "train",
+        "train a model and write its run folder",
+        textwrap.fill(
+            "Train a model preset and write its run folder (config.json, weights, "
+            "checkpoint, history.jsonl, pictures). Settings come from their defaults, "
+            "then --config FILE, then the flags given.",
+            79,
+        ),
+        epilog=_train_examples() if train_flags else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument(
+        "model",
+        metavar="MODEL",
+        help="ae, conv-ae, vae, conv-vae, cvae or vae-gan (see `aegen models`)",
+    )
+    train.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="JSON object of settings keyed by their names (dataset, epochs, "
+        "batch_size, lr, model_options, ...); flags given beside it win",
+    )
+    if train_flags:
+        _add_setting_flags(train, model_defaults)
+    train.add_argument(
+        "--out",
+        type=Path,
+        metavar="RUN_DIR",
+        help="run folder (default runs/MODEL-DATASET, numbered if taken)",
+    )
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
 
-    sample = command("sample", "generate new images from a trained run",
-                     "Decode codes drawn by a latent sampler into new images.")
+    sample = command(
+        "sample",
+        "generate new images from a trained run",
+        "Decode codes drawn by a latent sampler into new images.",
+    )
     _run_argument(sample)
     sample.add_argument("-n", type=_positive_int, default=64, help="how many images (default 64)")
     sample.add_argument("--seed", type=_int, default=0, help="seeds the draws (default 0)")
-    sample.add_argument("--sampler", help="prior, gaussian, gmm or gmm-K (default: prior for a "
-                        "VAE, gaussian fitted to the training codes for a plain autoencoder)")
-    sample.add_argument("--label", type=_int, help="the class to generate (conditional models, "
-                        "e.g. cvae); default: classes drawn uniformly")
-    sample.add_argument("--out", type=Path, metavar="FILE", help="a .png grid, .npy or .pt file "
-                        "(default RUN_DIR/samples-SAMPLER-seedN.png)")
+    sample.add_argument(
+        "--sampler",
+        help="prior, gaussian, gmm or gmm-K (default: prior for a "
+        "VAE, gaussian fitted to the training codes for a plain autoencoder)",
+    )
+    sample.add_argument(
+        "--label",
+        type=_int,
+        help="the class to generate (conditional models, "
+        "e.g. cvae); default: classes drawn uniformly",
+    )
+    sample.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="a .png grid, .npy or .pt file (default RUN_DIR/samples-SAMPLER-seedN.png)",
+    )
     _data_root_argument(sample)
 
-    for name, summary in (("reconstruct", "rebuild held-out images through the code"),
-                          ("encode", "write the codes and labels of held-out images")):
+    for name, summary in (
+        ("reconstruct", "rebuild held-out images through the code"),
+        ("encode", "write the codes and labels of held-out images"),
+    ):
         sub = command(name, summary)
         _run_argument(sub)
-        sub.add_argument("--split", choices=("val", "test", "train"), default="val",
-                         help="which images: the run's validation split (default), the "
-                         "data set's test set, or the training split")
-        sub.add_argument("--out", type=Path, metavar="FILE",
-                         help="a .png, .npy or .pt file (default RUN_DIR/reconstructions-SPLIT.png)"
-                         if name == "reconstruct" else
-                         "an .npz or .pt file (default RUN_DIR/codes-SPLIT.npz)")
+        sub.add_argument(
+            "--split",
+            choices=("val", "test", "train"),
+            default="val",
+            help="which images: the run's validation split (default), the "
+            "data set's test set, or the training split",
+        )
+        sub.add_argument(
+            "--out",
+            type=Path,
+            metavar="FILE",
+            help="a .png, .npy or .pt file (default RUN_DIR/reconstructions-SPLIT.png)"
+            if name == "reconstruct"
+            else "an .npz or .pt file (default RUN_DIR/codes-SPLIT.npz)",
+        )
         _data_root_argument(sub)
-    commands.choices["reconstruct"].add_argument("-n", type=_positive_int, default=24,
-                                                 help="how many images (default 24)")
+    commands.choices["reconstruct"].add_argument(
+        "-n", type=_positive_int, default=24, help="how many images (default 24)"
+    )
 
-    pictures = command("pictures", "(re)draw a run's pictures: reconstructions, samples, latent "
-                       "scatter, interpolations, manifold (2-d codes), loss curves")
+    pictures = command(
+        "pictures",
+        "(re)draw a run's pictures: reconstructions, samples, latent "
+        "scatter, interpolations, manifold (2-d codes), loss curves",
+    )
     _run_argument(pictures)
     _data_root_argument(pictures)
 
-    evaluate = command("evaluate", "score reconstructions, likelihoods and samples (writes "
-                       "RUN_DIR/scores.json)",
-                       "Score a run on its data set's test split: reconstruction error, "
-                       "importance-sampled NLL (VAEs), and FD-aegen, precision, recall and label "
-                       "coverage of each sampler's samples, judged by aegen's own classifier.")
+    evaluate = command(
+        "evaluate",
+        "score reconstructions, likelihoods and samples (writes RUN_DIR/scores.json)",
+        "Score a run on its data set's test split: reconstruction error, "
+        "importance-sampled NLL (VAEs), and FD-aegen, precision, recall and label "
+        "coverage of each sampler's samples, judged by aegen's own classifier.",
+    )
     _run_argument(evaluate)
-    evaluate.add_argument("--sampler", action="append", dest="samplers", metavar="NAME",
-                          help="prior, gaussian, gmm or gmm-K (repeatable; default all three)")
-    evaluate.add_argument("--n-samples", type=_positive_int, default=10_000,
-                          help="samples drawn per sampler (default 10000)")
-    evaluate.add_argument("--nll-k", type=_positive_int, default=1000,
-                          help="importance samples per image for the VAE's NLL (default 1000)")
+    evaluate.add_argument(
+        "--sampler",
+        action="append",
+        dest="samplers",
+        metavar="NAME",
+        help="prior, gaussian, gmm or gmm-K (repeatable; default all three)",
+    )
+    evaluate.add_argument(
+        "--n-samples",
+        type=_positive_int,
+        default=10_000,
+        help="samples drawn per sampler (default 10000)",
+    )
+    evaluate.add_argument(
+        "--nll-k",
+        type=_positive_int,
+        default=1000,
+        help="importance samples per image for the VAE's NLL (default 1000)",
+    )
     evaluate.add_argument("--seed", type=_int, default=0, help="seeds every draw (default 0)")
     _data_root_argument(evaluate)
 
-    compare = command("compare", "tabulate and picture evaluated runs",
-                      "Write comparison.md, comparison.json and comparison.png of evaluated runs.")
-    compare.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR",
-                         help="run folders `aegen evaluate` has scored")
-    compare.add_argument("--out", type=Path, default=Path("comparison"), metavar="DIR",
-                         help="folder for the table and picture (default comparison)")
+    compare = command(
+        "compare",
+        "tabulate and picture evaluated runs",
+        "Write comparison.md, comparison.json and comparison.png of evaluated runs.",
+    )
+    compare.add_argument(
+        "runs",
+        type=Path,
+        nargs="+",
+        metavar="RUN_DIR",
+        help="run folders `aegen evaluate` has scored",
+    )
+    compare.add_argument(
+        "--out",
+        type=Path,
+        default=Path("comparison"),
+        metavar="DIR",
+        help="folder for the table and picture (default comparison)",
+    )
 
-    experiment = command("experiment", "run a documented experiment end to end",
-                         "Train, evaluate and compare the reference models on one data set.")
-    experiment.add_argument("name", choices=("can-ae-generate",),
-                            help="can-ae-generate: can an autoencoder generate? ae, conv-ae and "
-                            "vae with every sampler")
-    experiment.add_argument("--dataset", default="mnist-5k",
-                            help="mnist-5k (default), mnist or fashion-mnist")
-    experiment.add_argument("--data-root", type=Path, metavar="DIR",
-                            help="folder in torchvision's raw layout")
-    experiment.add_argument("--epochs", type=_positive_int,
-                            help="epochs per model (default: 100 on mnist-5k, 20 otherwise)")
-    experiment.add_argument("--n-samples", type=_positive_int, default=10_000,
-                            help="samples per sampler (default 10000)")
-    experiment.add_argument("--nll-k", type=_positive_int, default=1000,
-                            help="importance samples per image for the NLL (default 1000)")
-    experiment.add_argument("--out", type=Path, metavar="DIR",
-                            help="default experiments/NAME-DATASET")
+    experiment = command(
+        "experiment",
+        "run a documented experiment end to end",
+        "Train, evaluate and compare the reference models on one data set.",
+    )
+    experiment.add_argument(
+        "name",
+        choices=("can-ae-generate",),
+        help="can-ae-generate: can an autoencoder generate? ae, conv-ae and vae with every sampler",
+    )
+    experiment.add_argument(
+        "--dataset", default="mnist-5k", help="mnist-5k (default), mnist or fashion-mnist"
+    )
+    experiment.add_argument(
+        "--data-root", type=Path, metavar="DIR", help="folder in torchvision's raw layout"
+    )
+    experiment.add_argument(
+        "--epochs",
+        type=_positive_int,
+        help="epochs per model (default: 100 on mnist-5k, 20 otherwise)",
+    )
+    experiment.add_argument(
+        "--n-samples",
+        type=_positive_int,
+        default=10_000,
+        help="samples per sampler (default 10000)",
+    )
+    experiment.add_argument(
+        "--nll-k",
+        type=_positive_int,
+        default=1000,
+        help="importance samples per image for the NLL (default 1000)",
+    )
+    experiment.add_argument(
+        "--out", type=Path, metavar="DIR", help="default experiments/NAME-DATASET"
+    )
 
     report = command("report", "write one self-contained HTML page of runs (several: side by side)")
     report.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders to show")
-    report.add_argument("--out", type=Path, metavar="FILE",
-                        help="HTML file (default RUN_DIR/report.html, or report.html for several)")
+    report.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="HTML file (default RUN_DIR/report.html, or report.html for several)",
+    )
     _data_root_argument(report)
 
     explore = command("explore", "serve a local page to move through a run's latent space live")
     _run_argument(explore)
-    explore.add_argument("--port", type=_port, default=8765, help="default 8765; 0 picks a free one")
-    explore.add_argument("--host", default="127.0.0.1",
-                         help="address to listen on (default 127.0.0.1: this machine only)")
+    explore.add_argument(
+        "--port", type=_port, default=8765, help="default 8765; 0 picks a free one"
+    )
+    explore.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only)",
+    )
     _data_root_argument(explore)
 
     command("models", "list the model presets with their options and defaults")
     return parser
 
 
-class _PrintHandler(logging.Handler):
-    """Prints the library's progress lines to the current stdout, as the CLI always has."""
+def _print_progress_lines(quiet: bool) -> Callable[[], None]:
+    """Print the library's progress lines (the "aegen" logger) to the current stdout, as the
+    CLI always has; --quiet keeps only warnings. Returns the function that stops it."""
+    import logging
 
-    def emit(self, record: logging.LogRecord) -> None:
-        print(self.format(record), flush=True)
+    class PrintHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            print(self.format(record), flush=True)
+
+    logger = logging.getLogger("aegen")
+    handler = PrintHandler()
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    return lambda: logger.removeHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    wants_model_defaults = bool(argv) and argv[0] == "train" and ("-h" in argv or "--help" in argv)
-    args = build_parser(model_optimizer_defaults() if wants_model_defaults else None).parse_args(argv)
-    logger = logging.getLogger("aegen")
-    handler = _PrintHandler()
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
+    training = bool(argv) and argv[0] == "train"
+    wants_model_defaults = training and ("-h" in argv or "--help" in argv)
+    parser = build_parser(model_optimizer_defaults() if wants_model_defaults else None, training)
+    args = parser.parse_args(argv)
+    stop_printing = _print_progress_lines(quiet=getattr(args, "quiet", False))
     try:
         COMMANDS[args.command](args)
     except AegenError as exc:
@@ -294,20 +463,25 @@ def main(argv: list[str] | None = None) -> int:
         print("aegen: interrupted; the last finished epoch's checkpoint is kept", file=sys.stderr)
         return 130
     finally:
-        logger.removeHandler(handler)
+        stop_printing()
     return 0
 
 
 def _train(args: argparse.Namespace) -> None:
     from aegen.pipeline import train
-    from aegen.training.settings import merge_settings, read_settings_file
+    from aegen.training.settings import SETTINGS, merge_settings, read_settings_file
 
     flags = {name: getattr(args, name) for name in SETTINGS}
     flags["model_options"] = dict(flags["model_options"] or [])
     # A setting neither the file nor a flag gives keeps its default, or a resumed run's value.
     settings = merge_settings(read_settings_file(args.config) if args.config else {}, flags)
-    trained = train(args.model, out=args.out, resume=args.resume,
-                    progress=False if args.quiet else None, **settings)
+    trained = train(
+        args.model,
+        out=args.out,
+        resume=args.resume,
+        progress=False if args.quiet else None,
+        **settings,
+    )
     print(f"run folder: {trained.run_dir}")
 
 
@@ -334,8 +508,8 @@ def _reconstruct(args: argparse.Namespace) -> None:
     out = args.out or args.run / f"reconstructions-{args.split}.png"
     check_suffix(out, IMAGE_FORMATS)
     images = trained.split(args.split)
-    originals = images.images[:args.n]
-    rebuilt = trained.reconstruct(originals, images.labels[:args.n])
+    originals = images.images[: args.n]
+    rebuilt = trained.reconstruct(originals, images.labels[: args.n])
     if out.suffix.lower() == ".png":
         save_reconstructions(out, unit_images(originals), rebuilt)
     else:
@@ -408,14 +582,25 @@ def _models(args: argparse.Namespace) -> None:
         model = build_model(name)
         parameters = sum(p.numel() for p in model.parameters())
         print(f"{name:8s} {parameters:>9,d} parameters  {entry.description}")
-        print(f"{'':8s} Adam lr {model.default_lr:g}, weight decay {model.default_weight_decay:g}, "
-              f"betas {model.adam_betas}; options (--option KEY=VALUE):")
+        print(
+            f"{'':8s} Adam lr {model.default_lr:g}, weight decay {model.default_weight_decay:g}, "
+            f"betas {model.adam_betas}; options (--option KEY=VALUE):"
+        )
         for option, default, meaning in option_meanings(entry.config_class):
             shown = json.dumps(list(default) if isinstance(default, tuple) else default)
             print(f"{'':10s}{option + ' = ' + shown:<30} {meaning}")
 
 
-COMMANDS = {"train": _train, "sample": _sample, "reconstruct": _reconstruct,
-            "encode": _encode, "pictures": _pictures, "evaluate": _evaluate, "compare": _compare,
-            "experiment": _experiment, "report": _report, "explore": _explore,
-            "models": _models}
+COMMANDS = {
+    "train": _train,
+    "sample": _sample,
+    "reconstruct": _reconstruct,
+    "encode": _encode,
+    "pictures": _pictures,
+    "evaluate": _evaluate,
+    "compare": _compare,
+    "experiment": _experiment,
+    "report": _report,
+    "explore": _explore,
+    "models": _models,
+}

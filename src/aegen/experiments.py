@@ -26,9 +26,15 @@ MODELS = ("ae", "conv-ae", "vae")
 EPOCHS = {"mnist-5k": 100, "mnist": 20, "fashion-mnist": 20}  # about 0.5-1.2 M images seen
 
 
-def can_ae_generate(dataset: str, out_dir: Path, data_root: str | Path | None = None,
-                    epochs: int | None = None, n_samples: int = 10_000, nll_k: int = 1000,
-                    progress: bool | None = None) -> list[dict]:
+def can_ae_generate(
+    dataset: str,
+    out_dir: Path,
+    data_root: str | Path | None = None,
+    epochs: int | None = None,
+    n_samples: int = 10_000,
+    nll_k: int = 1000,
+    progress: bool | None = None,
+) -> list[dict]:
     """Train ae, conv-ae and vae on dataset, evaluate prior/gaussian/gmm samplers, compare."""
 
     if dataset not in EPOCHS:
@@ -36,20 +42,38 @@ def can_ae_generate(dataset: str, out_dir: Path, data_root: str | Path | None = 
     started = time.perf_counter()
     epochs = epochs or EPOCHS[dataset]
     run_dirs = []
-    for model in tqdm(MODELS, desc=f"can-ae-generate on {dataset}", unit="model",
-                      disable=None if progress is None else not progress):
+    for model in tqdm(
+        MODELS,
+        desc=f"can-ae-generate on {dataset}",
+        unit="model",
+        disable=None if progress is None else not progress,
+    ):
         run_dir = out_dir / "runs" / model
         resume = (run_dir / "config.json").is_file()
-        trained = train(model, dataset, epochs=epochs, out=run_dir, resume=resume,
-                        progress=False, **({"data_root": data_root} if data_root else {}))
+        trained = train(
+            model,
+            dataset,
+            epochs=epochs,
+            out=run_dir,
+            resume=resume,
+            progress=False,
+            **({"data_root": data_root} if data_root else {}),
+        )
         evaluate(trained, n_samples=n_samples, nll_k=nll_k)
         run_dirs.append(run_dir)
     seconds = time.perf_counter() - started
-    extra = {"experiment": "can-ae-generate", "dataset": dataset, "epochs": epochs,
-             "seconds": round(seconds, 1), "hardware": hardware()}
+    extra = {
+        "experiment": "can-ae-generate",
+        "dataset": dataset,
+        "epochs": epochs,
+        "seconds": round(seconds, 1),
+        "hardware": hardware(),
+    }
     rows = compare_runs(run_dirs, out_dir, extra)
     log.info(markdown_table(rows))
-    log.info(f"{dataset}: {seconds / 60:.1f} min on {extra['hardware']}; tables and picture in {out_dir}")
+    log.info(
+        f"{dataset}: {seconds / 60:.1f} min on {extra['hardware']}; tables and picture in {out_dir}"
+    )
     return rows
 
 
@@ -63,4 +87,5 @@ def hardware() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({threads} threads)"

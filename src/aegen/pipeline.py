@@ -20,8 +20,17 @@ from aegen.errors import ConfigError, RunError
 from aegen.models import Autoencoder, build_model, config_to_dict
 from aegen.scoring.scores import score_run
 from aegen.store.datasets import check_dataset_name, load_dataset, train_val_split
-from aegen.store.run_folder import CHECKPOINT, CONFIG, WEIGHTS, load_checkpoint, read_config, \
-    save_checkpoint, save_weights, write_config, write_history
+from aegen.store.run_folder import (
+    CHECKPOINT,
+    CONFIG,
+    WEIGHTS,
+    load_checkpoint,
+    read_config,
+    save_checkpoint,
+    save_weights,
+    write_config,
+    write_history,
+)
 from aegen.trained import TrainedModel, load
 from aegen.training import distributed
 from aegen.training.device import flushing_denormals, resolve_device
@@ -33,10 +42,15 @@ from aegen.views.run_pictures import write_run_pictures
 log = logging.getLogger("aegen")
 
 
-def evaluate(run: TrainedModel | str | Path, samplers: list[str] | None = None,
-             n_samples: int = 10_000, nll_k: int = 1000, seed: int = 0,
-             data_root: str | Path | None = None) -> dict:
-    """Score a run on its data set's test split and write RUN/scores.json (see scoring/scores.py)."""
+def evaluate(
+    run: TrainedModel | str | Path,
+    samplers: list[str] | None = None,
+    n_samples: int = 10_000,
+    nll_k: int = 1000,
+    seed: int = 0,
+    data_root: str | Path | None = None,
+) -> dict:
+    """Score a run on its data set's test split, write RUN/scores.json (scoring/scores.py)."""
     trained = run if isinstance(run, TrainedModel) else load(run, data_root)
     return score_run(trained, samplers, n_samples, nll_k, seed=seed)
 
@@ -50,8 +64,15 @@ def default_run_dir(model: str, dataset: str, parent: Path = Path("runs")) -> Pa
     return candidate
 
 
-def train(model: str = "vae", dataset: str | None = None, *, out: str | Path | None = None,
-          resume: bool = False, progress: bool | None = None, **settings: Any) -> TrainedModel:
+def train(
+    model: str = "vae",
+    dataset: str | None = None,
+    *,
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    **settings: Any,
+) -> TrainedModel:
     """Train a preset model and write its run folder; with resume, continue the run in `out`.
 
     The keyword settings are those of TrainSettings (listed below, derived from it); a resumed
@@ -67,13 +88,13 @@ def train(model: str = "vae", dataset: str | None = None, *, out: str | Path | N
         else:
             chosen = settings_from(settings, "aegen.train's arguments")
             check_dataset_name(chosen.dataset)
-            with torch.random.fork_rng(devices=[]):  # the seed fixes the initial weights too
-                torch.manual_seed(chosen.seed)
-                net = build_model(model, chosen.model_options)
+            net = seeded_model(model, chosen.model_options, chosen.seed)
             run_dir = Path(out) if out is not None else default_run_dir(model, chosen.dataset)
             if main and run_dir.exists() and any(run_dir.iterdir()):
-                raise RunError(f"{run_dir} is not empty; add --resume to continue the run there "
-                               "or choose another --out")
+                raise RunError(
+                    f"{run_dir} is not empty; add --resume to continue the run there "
+                    "or choose another --out"
+                )
         device = resolve_device(chosen.device)  # a missing device stops the run before any file
         chosen = chosen.with_model_defaults(net.default_lr, net.default_weight_decay)
         full = load_dataset(chosen.dataset, "train", chosen.data_root)
@@ -83,12 +104,21 @@ def train(model: str = "vae", dataset: str | None = None, *, out: str | Path | N
             if main:
                 write_config(run_dir, config)
         except OSError as exc:
-            raise RunError(f"cannot write the run folder {run_dir} "
-                           f"({exc.strerror or exc})") from exc
+            raise RunError(
+                f"cannot write the run folder {run_dir} ({exc.strerror or exc})"
+            ) from exc
 
-        trainer = Trainer(net, chosen, full.images[train_index], full.images[val_index],
-                          full.labels[train_index], full.labels[val_index], device=device)
-        start, history = 0, []
+        trainer = Trainer(
+            net,
+            chosen,
+            full.images[train_index],
+            full.images[val_index],
+            full.labels[train_index],
+            full.labels[val_index],
+            device=device,
+        )
+        start = 0
+        history: list[dict] = []
         if resume and (run_dir / CHECKPOINT).is_file():  # no checkpoint yet: start from scratch
             start, history = load_checkpoint(run_dir, net, model, trainer.optimizers)
             for optimizer in trainer.optimizers.values():  # a resumed run may take a new rate
@@ -109,8 +139,10 @@ def train(model: str = "vae", dataset: str | None = None, *, out: str | Path | N
         notes = ", bf16" if chosen.precision == "bf16" else ""
         notes += ", CUDA graph" if trainer.graphed_step is not None else ""
         if main:
-            log.info(f"training {model} on {chosen.dataset} ({len(train_index)} train / "
-                     f"{len(val_index)} val images, {trainer.device}{notes}) -> {run_dir}")
+            log.info(
+                f"training {model} on {chosen.dataset} ({len(train_index)} train / "
+                f"{len(val_index)} val images, {trainer.device}{notes}) -> {run_dir}"
+            )
         trainer.fit(start, finish_epoch, progress)
         trained = TrainedModel(run_dir, net.cpu(), config, chosen.data_root)
         if main:
@@ -120,15 +152,33 @@ def train(model: str = "vae", dataset: str | None = None, *, out: str | Path | N
         return trained
 
 
-def _run_config(model: str, net: Autoencoder, chosen: TrainSettings, device: torch.device,
-                n_train: int, n_val: int) -> dict[str, Any]:
+def seeded_model(model: str, options: dict[str, Any], seed: int) -> Autoencoder:
+    """A fresh model whose initial weights depend on the run's seed only."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(model, options)
+
+
+def _run_config(
+    model: str,
+    net: Autoencoder,
+    chosen: TrainSettings,
+    device: torch.device,
+    n_train: int,
+    n_val: int,
+) -> dict[str, Any]:
     """config.json: the model, its resolved options and every setting, in their sections."""
     return {
-        "aegen_version": __version__, "model": model,
+        "aegen_version": __version__,
+        "model": model,
         "model_config": config_to_dict(net.config),
         "train": chosen.section("train"),
-        "data": {"dataset": chosen.dataset, "root": chosen.data_root,
-                 "n_train": n_train, "n_val": n_val},
+        "data": {
+            "dataset": chosen.dataset,
+            "root": chosen.data_root,
+            "n_train": n_train,
+            "n_val": n_val,
+        },
         "default_sampler": "prior" if net.variational else "gaussian",
         "device": str(device),
     }
@@ -142,8 +192,9 @@ def recorded_settings(config: dict[str, Any]) -> TrainSettings:
     return settings_from({k: v for k, v in values.items() if v is not None}, f"{CONFIG}")
 
 
-def _resumed_run(model: str, out: str | Path | None,
-                 given: dict[str, Any]) -> tuple[Path, Autoencoder, TrainSettings]:
+def _resumed_run(
+    model: str, out: str | Path | None, given: dict[str, Any]
+) -> tuple[Path, Autoencoder, TrainSettings]:
     """The run folder, model and settings of a run to continue: its recorded settings, with the
     given ones applied where they are resumable and refused where they differ otherwise."""
     if out is None:
@@ -154,44 +205,67 @@ def _resumed_run(model: str, out: str | Path | None,
         raise RunError(f"{run_dir} holds a {config.get('model')!r} run, not {model!r}")
     try:
         recorded = recorded_settings(config)
-        net = build_model(model, config["model_config"])
+        # Seeded as when the run began: a run killed before its first checkpoint restarts
+        # from the same initial weights.
+        net = seeded_model(model, config["model_config"], recorded.seed)
     except (KeyError, TypeError, ConfigError) as exc:
-        raise RunError(f"{run_dir / CONFIG} does not describe a run aegen can resume ({exc})") from exc
+        raise RunError(
+            f"{run_dir / CONFIG} does not describe a run aegen can resume ({exc})"
+        ) from exc
     options = given.pop("model_options", None) or {}
     changed = {k: v for k, v in options.items() if config["model_config"].get(k) != v}
     if changed:
-        raise ConfigError(f"--resume cannot change the model option {next(iter(changed))!r}; "
-                          "train a new run with --out elsewhere")
+        raise ConfigError(
+            f"--resume cannot change the model option {next(iter(changed))!r}; "
+            "train a new run with --out elsewhere"
+        )
     for key, value in given.items():
         if key not in SETTINGS:
             settings_from({key: value})  # the unknown-setting error, with a suggestion
         if key not in RESUMABLE and value != getattr(recorded, key):
-            raise ConfigError(f"--resume cannot change {key!r} (the run has "
-                              f"{getattr(recorded, key)!r}); resumable: {', '.join(RESUMABLE)}")
+            raise ConfigError(
+                f"--resume cannot change {key!r} (the run has "
+                f"{getattr(recorded, key)!r}); resumable: {', '.join(RESUMABLE)}"
+            )
     resumed = {**dataclasses.asdict(recorded), **{k: v for k, v in given.items() if k in RESUMABLE}}
     return run_dir, net, settings_from(resumed, "the resumed run's settings")
 
 
 def format_epoch(metrics: dict, epochs: int) -> str:
     """One log line per epoch: losses, the loss terms where there are any, and the time."""
-    terms = "".join(f"  {k} {metrics[k]:.4g}/{metrics['val_' + k]:.4g}" for k in metrics
-                    if k not in ("epoch", "loss", "seconds") and not k.startswith("val_"))
-    return (f"epoch {metrics['epoch']}/{epochs}  train {metrics['loss']:.4g}  "
-            f"val {metrics['val_loss']:.4g}{terms}  ({metrics['seconds']:.1f}s)")
+    terms = "".join(
+        f"  {k} {metrics[k]:.4g}/{metrics['val_' + k]:.4g}"
+        for k in metrics
+        if k not in ("epoch", "loss", "seconds") and not k.startswith("val_")
+    )
+    return (
+        f"epoch {metrics['epoch']}/{epochs}  train {metrics['loss']:.4g}  "
+        f"val {metrics['val_loss']:.4g}{terms}  ({metrics['seconds']:.1f}s)"
+    )
 
 
 def _derive_train_signature() -> None:
     """Give `train` the settings as keyword parameters and list them in its docstring, so that
     help(aegen.train) and editors show them although they are defined once, in TrainSettings."""
     own = list(inspect.signature(train).parameters.values())[:-1]  # all but **settings
-    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=spec.default
-                               if spec.default is not dataclasses.MISSING else {},
-                               annotation=spec.type)
-             for name, spec in SETTINGS.items() if name != "dataset"]
+    extra = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=spec.default if spec.default is not dataclasses.MISSING else {},
+            annotation=spec.type,
+        )
+        for name, spec in SETTINGS.items()
+        if name != "dataset"
+    ]
     train.__signature__ = inspect.signature(train).replace(parameters=own + extra)  # type: ignore[attr-defined]
     lines = [f"    {name}: {spec.metadata['meaning']}" for name, spec in SETTINGS.items()]
-    train.__doc__ = (train.__doc__ or "").format(resumable=", ".join(RESUMABLE)) + \
-        "\n    Settings:\n" + "\n".join(lines) + "\n"
+    train.__doc__ = (
+        (train.__doc__ or "").format(resumable=", ".join(RESUMABLE))
+        + "\n    Settings:\n"
+        + "\n".join(lines)
+        + "\n"
+    )
 
 
 _derive_train_signature()

@@ -16,10 +16,21 @@ import torch
 from aegen.errors import ConfigError, RunError
 from aegen.latent.samplers import Sampler, make_sampler
 from aegen.models import Autoencoder, build_model
-from aegen.store.datasets import ImageSet, load_dataset, to_model_range, to_unit_range, \
-    train_val_split
-from aegen.store.run_folder import CONFIG, WEIGHTS, load_tensors, load_weights, read_config, \
-    save_tensors
+from aegen.store.datasets import (
+    ImageSet,
+    load_dataset,
+    to_model_range,
+    to_unit_range,
+    train_val_split,
+)
+from aegen.store.run_folder import (
+    CONFIG,
+    WEIGHTS,
+    load_tensors,
+    load_weights,
+    read_config,
+    save_tensors,
+)
 
 EVAL_BATCH = 1024
 
@@ -27,8 +38,13 @@ EVAL_BATCH = 1024
 class TrainedModel:
     """A trained model with its run folder: sample, encode, decode and reconstruct images."""
 
-    def __init__(self, run_dir: Path, model: Autoencoder, config: dict[str, Any],
-                 data_root: str | Path | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        model: Autoencoder,
+        config: dict[str, Any],
+        data_root: str | Path | None = None,
+    ):
         self.run_dir, self.model, self.config = Path(run_dir), model.eval(), config
         self.name: str = config["model"]
         self.data_root = data_root if data_root is not None else config["data"].get("root")
@@ -67,8 +83,9 @@ class TrainedModel:
         needs labels: class indices [N] or class weights [N, classes]."""
         codes = torch.as_tensor(codes, dtype=torch.float32)
         if codes.dim() != 2 or codes.shape[1] != self.latent_dim:
-            raise ConfigError(f"codes must have shape (N, {self.latent_dim}), "
-                              f"got {tuple(codes.shape)}")
+            raise ConfigError(
+                f"codes must have shape (N, {self.latent_dim}), got {tuple(codes.shape)}"
+            )
         images = self._batched(self.model.decode, codes, self._labels(labels, len(codes)))
         return to_unit_range(images, self.model.value_range)
 
@@ -76,8 +93,13 @@ class TrainedModel:
         """Images -> their reconstructions through the code, in [0, 1]."""
         return self.decode(self.encode(images, labels), labels)
 
-    def sample(self, n: int = 64, seed: int = 0, sampler: str | None = None,
-               label: int | torch.Tensor | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        n: int = 64,
+        seed: int = 0,
+        sampler: str | None = None,
+        label: int | torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """n new images [n, 1, 28, 28] in [0, 1] decoded from codes the sampler draws.
 
         For a conditional model `label` picks the class (one index, or one per image); without
@@ -89,8 +111,11 @@ class TrainedModel:
         codes = self.sampler(sampler or self.default_sampler).sample(n, generator)
         labels = None
         if self.conditional:
-            labels = (torch.randint(self.classes, (n,), generator=generator) if label is None
-                      else torch.as_tensor(label).expand(n))
+            labels = (
+                torch.randint(self.classes, (n,), generator=generator)
+                if label is None
+                else torch.as_tensor(label).expand(n)
+            )
         elif label is not None:
             raise ConfigError(f"{self.name} is not a conditional model: it takes no label")
         return self.decode(codes, labels)
@@ -123,8 +148,9 @@ class TrainedModel:
         if which not in ("train", "val"):
             raise ConfigError(f"unknown split {which!r}; choose train, val or test")
         full = load_dataset(data["dataset"], "train", self.data_root)
-        train_index, val_index = train_val_split(len(full), self.config["train"]["val_fraction"],
-                                                 self.config["train"]["seed"])
+        train_index, val_index = train_val_split(
+            len(full), self.config["train"]["val_fraction"], self.config["train"]["seed"]
+        )
         index = train_index if which == "train" else val_index
         return ImageSet(full.name, which, full.images[index], full.labels[index], full.classes)
 
@@ -132,8 +158,10 @@ class TrainedModel:
         images = torch.as_tensor(images)
         shape = self.model.image_shape
         if images.numel() == 0 or images[0].numel() != shape[0] * shape[1] * shape[2]:
-            raise ConfigError(f"images must have shape (N, {shape[1]}, {shape[2]}) or "
-                              f"(N, {', '.join(map(str, shape))}), got {tuple(images.shape)}")
+            raise ConfigError(
+                f"images must have shape (N, {shape[1]}, {shape[2]}) or "
+                f"(N, {', '.join(map(str, shape))}), got {tuple(images.shape)}"
+            )
         images = images.reshape(-1, *shape)
         if images.dtype == torch.uint8:
             return to_model_range(images, self.model.value_range)
@@ -154,17 +182,24 @@ class TrainedModel:
             if len(labels) != n or labels.min() < 0 or labels.max() >= self.classes:
                 raise ConfigError(f"labels must be {n} class indices in 0..{self.classes - 1}")
         elif labels.shape != (n, self.classes):
-            raise ConfigError(f"labels must be {n} class indices or weights of shape "
-                              f"({n}, {self.classes}), got {tuple(labels.shape)}")
+            raise ConfigError(
+                f"labels must be {n} class indices or weights of shape "
+                f"({n}, {self.classes}), got {tuple(labels.shape)}"
+            )
         return labels
 
     @staticmethod
-    def _batched(function: Callable[..., torch.Tensor], x: torch.Tensor,
-                 labels: torch.Tensor | None = None) -> torch.Tensor:
+    def _batched(
+        function: Callable[..., torch.Tensor], x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if labels is None:
             return torch.cat([function(chunk) for chunk in x.split(EVAL_BATCH)])
-        return torch.cat([function(chunk, chunk_labels) for chunk, chunk_labels
-                          in zip(x.split(EVAL_BATCH), labels.split(EVAL_BATCH))])
+        return torch.cat(
+            [
+                function(chunk, chunk_labels)
+                for chunk, chunk_labels in zip(x.split(EVAL_BATCH), labels.split(EVAL_BATCH))
+            ]
+        )
 
 
 def load(run_dir: str | Path, data_root: str | Path | None = None) -> TrainedModel:
@@ -174,6 +209,8 @@ def load(run_dir: str | Path, data_root: str | Path | None = None) -> TrainedMod
     try:
         model = build_model(config["model"], config["model_config"])
     except (KeyError, TypeError, ConfigError) as exc:
-        raise RunError(f"{run_dir / CONFIG} does not describe a model aegen can build ({exc})") from exc
+        raise RunError(
+            f"{run_dir / CONFIG} does not describe a model aegen can build ({exc})"
+        ) from exc
     load_weights(run_dir / WEIGHTS, model, config["model"])
     return TrainedModel(run_dir, model, config, data_root)

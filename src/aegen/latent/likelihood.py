@@ -22,9 +22,14 @@ ROWS_PER_CHUNK = 4096  # decoded draws at a time: their logits (12.8 MB) stay in
 
 
 @torch.no_grad()
-def log_weights(model: BernoulliVAE, x: torch.Tensor, k: int, generator: torch.Generator,
-                labels: torch.Tensor | None = None,
-                rows_per_chunk: int = ROWS_PER_CHUNK) -> torch.Tensor:
+def log_weights(
+    model: BernoulliVAE,
+    x: torch.Tensor,
+    k: int,
+    generator: torch.Generator,
+    labels: torch.Tensor | None = None,
+    rows_per_chunk: int = ROWS_PER_CHUNK,
+) -> torch.Tensor:
     """log p(x, z_i) - log q(z_i|x) for k posterior draws per image: [B, k] for x [B, 1, 28, 28]
     (for a conditional model log p(x, z_i | y) - log q(z_i | x, y) with the images' labels y).
 
@@ -52,17 +57,28 @@ def log_weights(model: BernoulliVAE, x: torch.Tensor, k: int, generator: torch.G
 
 
 @torch.no_grad()
-def elbo_and_nll(model: BernoulliVAE, images: torch.Tensor, k: int = 1000, seed: int = 0,
-                 batch: int = 64, labels: torch.Tensor | None = None,
-                 progress: bool | None = None) -> dict[str, float]:
+def elbo_and_nll(
+    model: BernoulliVAE,
+    images: torch.Tensor,
+    k: int = 1000,
+    seed: int = 0,
+    batch: int = 64,
+    labels: torch.Tensor | None = None,
+    progress: bool | None = None,
+) -> dict[str, float]:
     """Mean ELBO and importance-sampled NLL (nats per image) of images [N, 1, 28, 28] in [0, 1],
     computed on the device the images are on (the model must be there too)."""
     model.eval()
     generator = torch.Generator(device=images.device).manual_seed(seed)
     elbo, nll = 0.0, 0.0
     label_chunks = labels.split(batch) if labels is not None else [None] * len(images.split(batch))
-    chunks = tqdm(list(zip(images.split(batch), label_chunks)), desc=f"NLL (k={k})",
-                  unit="batch", leave=False, disable=None if progress is None else not progress)
+    chunks = tqdm(
+        list(zip(images.split(batch), label_chunks)),
+        desc=f"NLL (k={k})",
+        unit="batch",
+        leave=False,
+        disable=None if progress is None else not progress,
+    )
     for chunk, chunk_labels in chunks:
         weights = log_weights(model, chunk, k, generator, chunk_labels)
         elbo += weights.mean(1).sum().item()

@@ -22,7 +22,7 @@ class PriorSampler:
     def __init__(self, latent_dim: int):
         self.latent_dim = latent_dim
 
-    def fit(self, codes: torch.Tensor) -> "PriorSampler":
+    def fit(self, codes: torch.Tensor) -> PriorSampler:
         return self
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -45,7 +45,7 @@ class GaussianSampler:
         self.mean = torch.zeros(latent_dim)
         self.scale_tril = torch.eye(latent_dim)
 
-    def fit(self, codes: torch.Tensor) -> "GaussianSampler":
+    def fit(self, codes: torch.Tensor) -> GaussianSampler:
         codes = codes.double()
         if len(codes) < 2:
             raise ConfigError("fitting a Gaussian to codes needs at least two of them")
@@ -54,7 +54,8 @@ class GaussianSampler:
         jitter = 1e-6 * covariance.diagonal().mean().clamp_min(1e-12)
         self.mean = codes.mean(0).float()
         self.scale_tril = torch.linalg.cholesky(
-            covariance + jitter * torch.eye(self.latent_dim, dtype=covariance.dtype)).float()
+            covariance + jitter * torch.eye(self.latent_dim, dtype=covariance.dtype)
+        ).float()
         return self
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -65,8 +66,10 @@ class GaussianSampler:
         return {"mean": self.mean.contiguous(), "scale_tril": self.scale_tril.contiguous()}
 
     def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        if tensors["mean"].shape != (self.latent_dim,) or \
-                tensors["scale_tril"].shape != (self.latent_dim, self.latent_dim):
+        if tensors["mean"].shape != (self.latent_dim,) or tensors["scale_tril"].shape != (
+            self.latent_dim,
+            self.latent_dim,
+        ):
             raise ConfigError("the saved Gaussian sampler does not match the model's latent size")
         self.mean, self.scale_tril = tensors["mean"], tensors["scale_tril"]
 
@@ -81,14 +84,17 @@ class GMMSampler:
         self.means = torch.zeros(components, latent_dim)
         self.scale_trils = torch.eye(latent_dim).repeat(components, 1, 1)
 
-    def fit(self, codes: torch.Tensor) -> "GMMSampler":
-        from sklearn.mixture import GaussianMixture
+    def fit(self, codes: torch.Tensor) -> GMMSampler:
+        from sklearn.mixture import GaussianMixture  # 1 s to import: only when a mixture is fitted
 
         if len(codes) < self.components:
-            raise ConfigError(f"a {self.components}-component mixture needs at least "
-                              f"{self.components} codes, got {len(codes)}")
-        mixture = GaussianMixture(self.components, covariance_type="full", reg_covar=1e-5,
-                                  random_state=self.seed).fit(codes.double().numpy())
+            raise ConfigError(
+                f"a {self.components}-component mixture needs at least "
+                f"{self.components} codes, got {len(codes)}"
+            )
+        mixture = GaussianMixture(
+            self.components, covariance_type="full", reg_covar=1e-5, random_state=self.seed
+        ).fit(codes.double().numpy())
         self.weights = torch.from_numpy(mixture.weights_).float()
         self.means = torch.from_numpy(mixture.means_).float()
         self.scale_trils = torch.linalg.cholesky(torch.from_numpy(mixture.covariances_)).float()
@@ -100,22 +106,33 @@ class GMMSampler:
         return self.means[component] + (self.scale_trils[component] @ noise).squeeze(-1)
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {"weights": self.weights.contiguous(), "means": self.means.contiguous(),
-                "scale_trils": self.scale_trils.contiguous()}
+        return {
+            "weights": self.weights.contiguous(),
+            "means": self.means.contiguous(),
+            "scale_trils": self.scale_trils.contiguous(),
+        }
 
     def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
         k, d = self.components, self.latent_dim
-        if tensors["weights"].shape != (k,) or tensors["means"].shape != (k, d) or \
-                tensors["scale_trils"].shape != (k, d, d):
-            raise ConfigError(f"the saved {self.name} sampler does not match its name or the "
-                              "model's latent size")
+        if (
+            tensors["weights"].shape != (k,)
+            or tensors["means"].shape != (k, d)
+            or tensors["scale_trils"].shape != (k, d, d)
+        ):
+            raise ConfigError(
+                f"the saved {self.name} sampler does not match its name or the model's latent size"
+            )
         self.weights, self.means = tensors["weights"], tensors["means"]
         self.scale_trils = tensors["scale_trils"]
 
 
 DEFAULT_GMM_COMPONENTS = 10
-SAMPLERS = {"prior": PriorSampler, "gaussian": GaussianSampler, "gmm": GMMSampler}
 Sampler = PriorSampler | GaussianSampler | GMMSampler
+SAMPLERS: dict[str, type[Sampler]] = {
+    "prior": PriorSampler,
+    "gaussian": GaussianSampler,
+    "gmm": GMMSampler,
+}
 
 
 def make_sampler(name: str, latent_dim: int) -> Sampler:
@@ -123,6 +140,8 @@ def make_sampler(name: str, latent_dim: int) -> Sampler:
     if name.startswith("gmm-") and name[4:].isdigit() and int(name[4:]) >= 1:
         return GMMSampler(latent_dim, int(name[4:]))
     if name not in SAMPLERS:
-        raise ConfigError(f"unknown sampler {name!r}{closest(name, SAMPLERS)}; "
-                          f"choose one of {', '.join(SAMPLERS)} or gmm-K for K components")
+        raise ConfigError(
+            f"unknown sampler {name!r}{closest(name, SAMPLERS)}; "
+            f"choose one of {', '.join(SAMPLERS)} or gmm-K for K components"
+        )
     return SAMPLERS[name](latent_dim)

@@ -7,8 +7,14 @@ from typing import Any
 
 from aegen.errors import ConfigError
 from aegen.models.ae import AEConfig, FullyConnectedAE
-from aegen.models.base import Autoencoder, LossOutput, ModelConfig, config_from_dict, config_to_dict, \
-    option_meanings
+from aegen.models.base import (
+    Autoencoder,
+    LossOutput,
+    ModelConfig,
+    config_from_dict,
+    config_to_dict,
+    option_meanings,
+)
 from aegen.models.conv_ae import ConvAE, ConvAEConfig
 from aegen.models.conv_vae import ConvVAE, ConvVAEConfig
 from aegen.models.cvae import CVAE, CVAEConfig
@@ -28,16 +34,28 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "ae": Preset(AEConfig, FullyConnectedAE,
-                 "fully-connected autoencoder 784-128-64-12-3, Tanh output, MSE"),
-    "conv-ae": Preset(ConvAEConfig, ConvAE,
-                      "convolutional autoencoder 16/8 channels, 8x2x2 code, Tanh output, MSE"),
+    "ae": Preset(
+        AEConfig, FullyConnectedAE, "fully-connected autoencoder 784-128-64-12-3, Tanh output, MSE"
+    ),
+    "conv-ae": Preset(
+        ConvAEConfig,
+        ConvAE,
+        "convolutional autoencoder 16/8 channels, 8x2x2 code, Tanh output, MSE",
+    ),
     "vae": Preset(VAEConfig, VAE, "variational autoencoder 784-400-20, sigmoid output, BCE + KL"),
-    "conv-vae": Preset(ConvVAEConfig, ConvVAE,
-                       "convolutional VAE 32/64 channels, 20-d code, sigmoid output, BCE + KL"),
-    "cvae": Preset(CVAEConfig, CVAE, "conditional VAE 784+10-400-2, label into encoder and decoder"),
-    "vae-gan": Preset(VAEGANConfig, VAEGAN, "VAE-GAN: conv VAE, reconstruction in a "
-                      "discriminator's features, GAN loss; 3 optimizers"),
+    "conv-vae": Preset(
+        ConvVAEConfig,
+        ConvVAE,
+        "convolutional VAE 32/64 channels, 20-d code, sigmoid output, BCE + KL",
+    ),
+    "cvae": Preset(
+        CVAEConfig, CVAE, "conditional VAE 784+10-400-2, label into encoder and decoder"
+    ),
+    "vae-gan": Preset(
+        VAEGANConfig,
+        VAEGAN,
+        "VAE-GAN: conv VAE, reconstruction in a discriminator's features, GAN loss; 3 optimizers",
+    ),
 }
 
 
@@ -46,8 +64,9 @@ def preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ConfigError(f"unknown model {name!r}{closest(name, PRESETS)}; "
-                          f"choose one of {', '.join(PRESETS)}") from None
+        raise ConfigError(
+            f"unknown model {name!r}{closest(name, PRESETS)}; choose one of {', '.join(PRESETS)}"
+        ) from None
 
 
 def build_model(name: str, options: dict[str, Any] | None = None) -> Autoencoder:
@@ -56,7 +75,27 @@ def build_model(name: str, options: dict[str, Any] | None = None) -> Autoencoder
     return entry.model_class(config_from_dict(entry.config_class, options or {}))
 
 
-__all__ = ["PRESETS", "Preset", "Autoencoder", "LossOutput", "ModelConfig", "build_model", "preset",
-           "option_meanings",
-           "config_to_dict", "config_from_dict", "AEConfig", "ConvAEConfig", "VAEConfig",
-           "FullyConnectedAE", "ConvAE", "VAE", "ConvVAEConfig", "ConvVAE", "CVAEConfig", "CVAE", "VAEGANConfig", "VAEGAN"]
+__all__ = [
+    "PRESETS",
+    "Preset",
+    "Autoencoder",
+    "LossOutput",
+    "ModelConfig",
+    "build_model",
+    "preset",
+    "option_meanings",
+    "config_to_dict",
+    "config_from_dict",
+    "AEConfig",
+    "ConvAEConfig",
+    "VAEConfig",
+    "FullyConnectedAE",
+    "ConvAE",
+    "VAE",
+    "ConvVAEConfig",
+    "ConvVAE",
+    "CVAEConfig",
+    "CVAE",
+    "VAEGANConfig",
+    "VAEGAN",
+]

@@ -15,7 +15,9 @@ from aegen.models.base import Autoencoder, LossOutput, ModelConfig, option
 class AEConfig(ModelConfig):
     """Layer widths of the encoder; the decoder mirrors them and ends in Tanh (data in [-1, 1])."""
 
-    hidden_dims: tuple[int, ...] = option((128, 64, 12), "widths of the encoder's hidden layers (mirrored by the decoder)")
+    hidden_dims: tuple[int, ...] = option(
+        (128, 64, 12), "widths of the encoder's hidden layers (mirrored by the decoder)"
+    )
     latent_dim: int = option(3, "numbers in the code")
 
     def check(self) -> None:
@@ -38,12 +40,14 @@ class FullyConnectedAE(Autoencoder):
     value_range = (-1.0, 1.0)
     default_weight_decay = 1e-5
 
+    config: AEConfig
+
     def __init__(self, config: AEConfig | None = None):
-        super().__init__(config or AEConfig())
-        config = self.config
+        config = config or AEConfig()
+        super().__init__(config)
         self.image_shape = (config.channels, config.image_size, config.image_size)
         self.latent_dim = config.latent_dim
-        widths = [config.channels * config.image_size ** 2, *config.hidden_dims, config.latent_dim]
+        widths = [config.channels * config.image_size**2, *config.hidden_dims, config.latent_dim]
         self.encoder = nn.Sequential(*_mlp(widths))
         self.decoder = nn.Sequential(*_mlp(widths[::-1]), nn.Tanh())
 

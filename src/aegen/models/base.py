@@ -46,7 +46,9 @@ class ModelConfig:
 
 def option_meanings(config_class: type) -> list[tuple[str, Any, str]]:
     """(name, default, meaning) of each option of a model config class."""
-    return [(f.name, f.default, f.metadata.get("meaning", "")) for f in dataclasses.fields(config_class)]
+    return [
+        (f.name, f.default, f.metadata.get("meaning", "")) for f in dataclasses.fields(config_class)
+    ]
 
 
 class Autoencoder(nn.Module):
@@ -111,14 +113,18 @@ def class_weights(labels: torch.Tensor | None, num_classes: int, batch: int) -> 
     if labels.dim() == 1:
         labels = torch.nn.functional.one_hot(labels.long(), num_classes)
     if labels.shape != (batch, num_classes):
-        raise ConfigError(f"labels must have shape ({batch},) or ({batch}, {num_classes}), "
-                          f"got {tuple(labels.shape)}")
+        raise ConfigError(
+            f"labels must have shape ({batch},) or ({batch}, {num_classes}), "
+            f"got {tuple(labels.shape)}"
+        )
     return labels.float()
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A config dataclass as plain JSON-ready values."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
+    }
 
 
 def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
@@ -126,8 +132,9 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown {cls.__name__} option {unknown[0]!r}; "
-                          f"known options: {', '.join(fields)}")
+        raise ConfigError(
+            f"unknown {cls.__name__} option {unknown[0]!r}; known options: {', '.join(fields)}"
+        )
     hints = typing.get_type_hints(cls)
     clean = {}
     for key, value in values.items():

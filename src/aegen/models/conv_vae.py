@@ -24,7 +24,9 @@ class ConvVAEConfig(ModelConfig):
     hidden_channels: tuple[int, ...] = option((32, 64), "channels of the two stride-2 convolutions")
     latent_dim: int = option(20, "numbers in the code")
     kl_weight: float = option(1.0, "weight of the KL term (1: the VAE; other values: a beta-VAE)")
-    importance_samples: int = option(1, "posterior draws per image in the objective (1: ELBO; k > 1: IWAE)")
+    importance_samples: int = option(
+        1, "posterior draws per image in the objective (1: ELBO; k > 1: IWAE)"
+    )
 
     def check(self) -> None:
         super().check()
@@ -36,27 +38,35 @@ class ConvVAEConfig(ModelConfig):
 class ConvVAE(BernoulliVAE):
     """Conv(4, s2) -> Conv(4, s2) -> linear heads; linear -> ConvT(4, s2) -> ConvT(4, s2) logits."""
 
+    config: ConvVAEConfig
+
     def __init__(self, config: ConvVAEConfig | None = None):
-        super().__init__(config or ConvVAEConfig())
-        config = self.config
+        config = config or ConvVAEConfig()
+        super().__init__(config)
         c, (narrow, wide), side = config.channels, config.hidden_channels, config.image_size // 4
         self.image_shape = (c, config.image_size, config.image_size)
         self.latent_dim = config.latent_dim
         self.feature_shape = (wide, side, side)
         features = wide * side * side
         self.encoder = nn.Sequential(
-            nn.Conv2d(c, narrow, 4, stride=2, padding=1), nn.ReLU(),  # -> narrow x S/2 x S/2
-            nn.Conv2d(narrow, wide, 4, stride=2, padding=1), nn.ReLU(),  # -> wide x S/4 x S/4
-            nn.Flatten())
+            nn.Conv2d(c, narrow, 4, stride=2, padding=1),
+            nn.ReLU(),  # -> narrow x S/2 x S/2
+            nn.Conv2d(narrow, wide, 4, stride=2, padding=1),
+            nn.ReLU(),  # -> wide x S/4 x S/4
+            nn.Flatten(),
+        )
         self.fc_mu = nn.Linear(features, config.latent_dim)
         self.fc_logvar = nn.Linear(features, config.latent_dim)
         self.fc_decode = nn.Linear(config.latent_dim, features)
         self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(narrow, c, 4, stride=2, padding=1))
+            nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(narrow, c, 4, stride=2, padding=1),
+        )
 
-    def posterior(self, x: torch.Tensor, labels: torch.Tensor | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)
         return self.fc_mu(h), self.fc_logvar(h)
 

@@ -27,7 +27,9 @@ class CVAEConfig(ModelConfig):
     latent_dim: int = option(2, "numbers in the code (small, so the label carries the class)")
     num_classes: int = option(10, "classes the label can name")
     kl_weight: float = option(1.0, "weight of the KL term (1: the VAE; other values: a beta-VAE)")
-    importance_samples: int = option(1, "posterior draws per image in the objective (1: ELBO; k > 1: IWAE)")
+    importance_samples: int = option(
+        1, "posterior draws per image in the objective (1: ELBO; k > 1: IWAE)"
+    )
 
     def check(self) -> None:
         super().check()
@@ -37,20 +39,23 @@ class CVAEConfig(ModelConfig):
 class CVAE(BernoulliVAE):
     """fc1 (784 + classes)-400 ReLU, heads 400-2; decoder (2 + classes)-400 ReLU, 400-784."""
 
+    config: CVAEConfig
+
     def __init__(self, config: CVAEConfig | None = None):
-        super().__init__(config or CVAEConfig())
-        config = self.config
+        config = config or CVAEConfig()
+        super().__init__(config)
         self.image_shape = (config.channels, config.image_size, config.image_size)
         self.latent_dim, self.num_classes = config.latent_dim, config.num_classes
-        pixels = config.channels * config.image_size ** 2
+        pixels = config.channels * config.image_size**2
         self.fc1 = nn.Linear(pixels + config.num_classes, config.hidden_dim)
         self.fc_mu = nn.Linear(config.hidden_dim, config.latent_dim)
         self.fc_logvar = nn.Linear(config.hidden_dim, config.latent_dim)
         self.fc3 = nn.Linear(config.latent_dim + config.num_classes, config.hidden_dim)
         self.fc4 = nn.Linear(config.hidden_dim, pixels)
 
-    def posterior(self, x: torch.Tensor, labels: torch.Tensor | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         y = class_weights(labels, self.num_classes, len(x))
         h = F.relu(self.fc1(torch.cat([x.flatten(1), y], 1)))
         return self.fc_mu(h), self.fc_logvar(h)

@@ -3,9 +3,9 @@ and the loss every Bernoulli VAE shares: the ELBO, or the IWAE bound (Burda et a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
+from typing import Protocol, cast
 
 import torch
 from torch import nn
@@ -23,20 +23,31 @@ class VAEConfig(ModelConfig):
     hidden_dim: int = option(400, "width of the hidden layer of encoder and decoder")
     latent_dim: int = option(20, "numbers in the code")
     kl_weight: float = option(1.0, "weight of the KL term (1: the VAE; other values: a beta-VAE)")
-    importance_samples: int = option(1, "posterior draws per image in the objective (1: ELBO; k > 1: IWAE)")
+    importance_samples: int = option(
+        1, "posterior draws per image in the objective (1: ELBO; k > 1: IWAE)"
+    )
 
     def check(self) -> None:
         super().check()
         check_objective(self)
 
 
-def check_objective(config) -> None:
+def check_objective(config: ObjectiveOptions) -> None:
     """kl_weight >= 0; the IWAE bound has no KL term to weigh, so it needs kl_weight 1."""
     if config.kl_weight < 0:
         raise ConfigError(f"kl_weight must be >= 0, got {config.kl_weight}")
     if config.importance_samples > 1 and config.kl_weight != 1.0:
-        raise ConfigError("the IWAE objective (importance_samples > 1) has no KL term to weigh: "
-                          "leave kl_weight at 1")
+        raise ConfigError(
+            "the IWAE objective (importance_samples > 1) has no KL term to weigh: "
+            "leave kl_weight at 1"
+        )
+
+
+class ObjectiveOptions(Protocol):
+    """The options BernoulliVAE.loss reads; the config of every subclass has them."""
+
+    kl_weight: float
+    importance_samples: int
 
 
 class BernoulliVAE(Autoencoder):
@@ -50,8 +61,9 @@ class BernoulliVAE(Autoencoder):
     variational = True
     pixel_likelihood = True  # log p(x|z) is Bernoulli over pixels: ELBO and NLL are defined
 
-    def posterior(self, x: torch.Tensor, labels: torch.Tensor | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean and log-variance of q(z|x), each [B, latent_dim]."""
         raise NotImplementedError
 
@@ -71,19 +83,21 @@ class BernoulliVAE(Autoencoder):
         with importance_samples k > 1 the IWAE bound -log mean_i p(x, z_i) / q(z_i|x) instead."""
         mu, logvar = self.posterior(x, labels)
         kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / len(x)
-        k = self.config.importance_samples
+        options = cast(ObjectiveOptions, self.config)  # the subclass's config (see docstring)
+        k = options.importance_samples
         if k == 1:
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparametrisation trick
             # BCE on logits equals BCE on the sigmoid output, without its log(0) at saturation.
             recon = F.binary_cross_entropy_with_logits(
-                self.decode_logits(z, labels), x.flatten(1), reduction="sum") / len(x)
-            loss = recon + self.config.kl_weight * kl
+                self.decode_logits(z, labels), x.flatten(1), reduction="sum"
+            ) / len(x)
+            loss = recon + options.kl_weight * kl
         else:
             eps = torch.randn(k, *mu.shape, dtype=mu.dtype, device=mu.device)
             z = mu + eps * torch.exp(0.5 * logvar)  # [k, B, latent_dim]
             bce = F.binary_cross_entropy_with_logits(
-                self.decode_logits(z, labels), x.flatten(1).expand(k, -1, -1),
-                reduction="none").sum(-1)
+                self.decode_logits(z, labels), x.flatten(1).expand(k, -1, -1), reduction="none"
+            ).sum(-1)
             # log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x); the log(2 pi) terms cancel
             log_w = -bce - 0.5 * (z.pow(2) - eps.pow(2) - logvar).sum(-1)
             loss = -(torch.logsumexp(log_w, 0) - math.log(k)).mean()
@@ -94,20 +108,23 @@ class BernoulliVAE(Autoencoder):
 class VAE(BernoulliVAE):
     """fc1 784-400 ReLU, heads 400-20 for mu and logvar; decoder 20-400 ReLU, 400-784 sigmoid."""
 
+    config: VAEConfig
+
     def __init__(self, config: VAEConfig | None = None):
-        super().__init__(config or VAEConfig())
-        config = self.config
+        config = config or VAEConfig()
+        super().__init__(config)
         self.image_shape = (config.channels, config.image_size, config.image_size)
         self.latent_dim = config.latent_dim
-        pixels = config.channels * config.image_size ** 2
+        pixels = config.channels * config.image_size**2
         self.fc1 = nn.Linear(pixels, config.hidden_dim)
         self.fc_mu = nn.Linear(config.hidden_dim, config.latent_dim)
         self.fc_logvar = nn.Linear(config.hidden_dim, config.latent_dim)
         self.fc3 = nn.Linear(config.latent_dim, config.hidden_dim)
         self.fc4 = nn.Linear(config.hidden_dim, pixels)
 
-    def posterior(self, x: torch.Tensor, labels: torch.Tensor | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         h = F.relu(self.fc1(x.flatten(1)))
         return self.fc_mu(h), self.fc_logvar(h)
 

@@ -48,8 +48,12 @@ class Discriminator(nn.Module):
         super().__init__()
         narrow, wide = widths
         self.features = nn.Sequential(
-            nn.Conv2d(channels, narrow, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(narrow, wide, 4, stride=2, padding=1), nn.LeakyReLU(0.2), nn.Flatten())
+            nn.Conv2d(channels, narrow, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(narrow, wide, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+        )
         self.head = nn.Linear(wide * side * side, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,33 +70,51 @@ class VAEGAN(Autoencoder):
     default_lr = 2e-4
     adam_betas = (0.5, 0.999)  # the usual GAN setting: less momentum against oscillation
 
+    config: VAEGANConfig
+
     def __init__(self, config: VAEGANConfig | None = None):
-        super().__init__(config or VAEGANConfig())
-        config = self.config
+        config = config or VAEGANConfig()
+        super().__init__(config)
         c, (narrow, wide), side = config.channels, config.hidden_channels, config.image_size // 4
         self.image_shape = (c, config.image_size, config.image_size)
         self.latent_dim = config.latent_dim
         self.feature_shape = (wide, side, side)
         features = wide * side * side
         self.encoder = nn.Sequential(
-            nn.Conv2d(c, narrow, 4, stride=2, padding=1), nn.BatchNorm2d(narrow), nn.ReLU(),
-            nn.Conv2d(narrow, wide, 4, stride=2, padding=1), nn.BatchNorm2d(wide), nn.ReLU(),
-            nn.Flatten())
+            nn.Conv2d(c, narrow, 4, stride=2, padding=1),
+            nn.BatchNorm2d(narrow),
+            nn.ReLU(),
+            nn.Conv2d(narrow, wide, 4, stride=2, padding=1),
+            nn.BatchNorm2d(wide),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
         self.fc_mu = nn.Linear(features, config.latent_dim)
         self.fc_logvar = nn.Linear(features, config.latent_dim)
-        self.fc_decode = nn.Sequential(nn.Linear(config.latent_dim, features),
-                                       nn.BatchNorm1d(features), nn.ReLU())
+        self.fc_decode = nn.Sequential(
+            nn.Linear(config.latent_dim, features), nn.BatchNorm1d(features), nn.ReLU()
+        )
         self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1), nn.BatchNorm2d(narrow),
-            nn.ReLU(), nn.ConvTranspose2d(narrow, c, 4, stride=2, padding=1), nn.Sigmoid())
+            nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1),
+            nn.BatchNorm2d(narrow),
+            nn.ReLU(),
+            nn.ConvTranspose2d(narrow, c, 4, stride=2, padding=1),
+            nn.Sigmoid(),
+        )
         self.discriminator = Discriminator(c, (narrow, wide), side)
 
     def update_groups(self) -> dict[str, list[nn.Parameter]]:
-        encoder = [*self.encoder.parameters(), *self.fc_mu.parameters(),
-                   *self.fc_logvar.parameters()]
+        encoder = [
+            *self.encoder.parameters(),
+            *self.fc_mu.parameters(),
+            *self.fc_logvar.parameters(),
+        ]
         decoder = [*self.fc_decode.parameters(), *self.decoder.parameters()]
-        return {"encoder": encoder, "decoder": decoder,
-                "discriminator": list(self.discriminator.parameters())}
+        return {
+            "encoder": encoder,
+            "decoder": decoder,
+            "discriminator": list(self.discriminator.parameters()),
+        }
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)
@@ -112,26 +134,39 @@ class VAEGAN(Autoencoder):
         z_prior = torch.randn_like(mu)
         decoded = self.decode(torch.cat([z, z_prior]))  # reconstructions, then prior samples
         features, logits = self.discriminator(torch.cat([x, decoded]))
-        real_features, rebuilt_features = features[:batch], features[batch:2 * batch]
+        real_features, rebuilt_features = features[:batch], features[batch : 2 * batch]
         real_logits, fake_logits = logits[:batch], logits[batch:]
 
         kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / batch
         # Gaussian with unit variance in feature space: -log p = 0.5 * squared distance + const.
         llike = 0.5 * (rebuilt_features - real_features.detach()).pow(2).sum() / batch
         ones, zeros = torch.ones_like(fake_logits), torch.zeros_like(fake_logits)
-        d_loss = (F.binary_cross_entropy_with_logits(real_logits, ones[:batch])
-                  + F.binary_cross_entropy_with_logits(fake_logits, zeros))
+        d_loss = F.binary_cross_entropy_with_logits(
+            real_logits, ones[:batch]
+        ) + F.binary_cross_entropy_with_logits(fake_logits, zeros)
         g_loss = F.binary_cross_entropy_with_logits(fake_logits, ones)  # non-saturating form
         encoder_loss = self.config.kl_weight * kl + llike
         with torch.no_grad():
-            pixel_bce = F.binary_cross_entropy(decoded[:batch].clamp(1e-6, 1 - 1e-6), x,
-                                               reduction="sum") / batch
+            pixel_bce = (
+                F.binary_cross_entropy(decoded[:batch].clamp(1e-6, 1 - 1e-6), x, reduction="sum")
+                / batch
+            )
             d_real = torch.sigmoid(real_logits).mean()
             d_fake = torch.sigmoid(fake_logits).mean()
         return LossOutput(
             encoder_loss.detach(),
-            {"kl": kl.detach(), "feature_recon": llike.detach(), "pixel_bce": pixel_bce,
-             "d_loss": d_loss.detach(), "g_loss": g_loss.detach(), "d_real": d_real,
-             "d_fake": d_fake},
-            {"encoder": encoder_loss, "decoder": self.config.gamma * llike + g_loss,
-             "discriminator": d_loss})
+            {
+                "kl": kl.detach(),
+                "feature_recon": llike.detach(),
+                "pixel_bce": pixel_bce,
+                "d_loss": d_loss.detach(),
+                "g_loss": g_loss.detach(),
+                "d_real": d_real,
+                "d_fake": d_fake,
+            },
+            {
+                "encoder": encoder_loss,
+                "decoder": self.config.gamma * llike + g_loss,
+                "discriminator": d_loss,
+            },
+        )

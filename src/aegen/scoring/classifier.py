@@ -39,8 +39,11 @@ class Recipe:
 
 # Digits are not mirror-symmetric but tolerate small affine moves (99.1 % on MNIST test from the
 # 5,000 digits, 80 epochs); clothes are mirror-symmetric (91.3 % on Fashion-MNIST, 10 epochs).
-RECIPES = {"mnist-5k": Recipe(400_000, "affine"), "mnist": Recipe(400_000, "affine"),
-           "fashion-mnist": Recipe(600_000, "flip")}
+RECIPES = {
+    "mnist-5k": Recipe(400_000, "affine"),
+    "mnist": Recipe(400_000, "affine"),
+    "fashion-mnist": Recipe(600_000, "flip"),
+}
 
 
 class Classifier(nn.Module):
@@ -64,14 +67,15 @@ class Classifier(nn.Module):
 
 
 def random_affine(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Each image moved by its own small rotation (+-10 deg), scaling (+-10 %) and shift (+-2 px)."""
+    """Each image moved by its own small rotation (+-10 deg), scaling (+-10 %), shift (+-2 px)."""
     n = len(x)
     angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(10)
     scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * 0.1
     shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (2 / 14)  # 2 px in [-1, 1] units
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
-                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 
@@ -80,8 +84,9 @@ def random_affine(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 def accuracy(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of uint8 images [N, 28, 28] classified as their label."""
     classifier.eval()
-    predictions = torch.cat([classifier(unit_images(chunk)).argmax(1)
-                             for chunk in images.split(2048)])
+    predictions = torch.cat(
+        [classifier(unit_images(chunk)).argmax(1) for chunk in images.split(2048)]
+    )
     return (predictions == labels).float().mean().item()
 
 
@@ -94,8 +99,13 @@ def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 AUGMENTATIONS = {"affine": random_affine, "flip": random_flip}
 
 
-def train_classifier(images: torch.Tensor, labels: torch.Tensor, recipe: Recipe, seed: int = 0,
-                     progress: bool | None = None) -> Classifier:
+def train_classifier(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    recipe: Recipe,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> Classifier:
     """Adam with a one-cycle schedule and the recipe's augmentation on uint8 images [N, 28, 28]."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -107,8 +117,13 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, recipe: Recipe,
     optimizer = torch.optim.Adam(classifier.parameters(), lr=2e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps)
     classifier.train()
-    bar = tqdm(range(1, epochs + 1), desc="classifier", unit="epoch", leave=False,
-               disable=None if progress is None else not progress)
+    bar = tqdm(
+        range(1, epochs + 1),
+        desc="classifier",
+        unit="epoch",
+        leave=False,
+        disable=None if progress is None else not progress,
+    )
     for epoch in bar:
         for index in torch.randperm(len(images), generator=generator).split(batch):
             x = augment(unit_images(images[index]), generator)
@@ -134,13 +149,22 @@ def load_classifier(dataset: str, data_root: str | Path | None = None) -> tuple[
         tensors, metadata = load_tensors(path)
         classifier.load_state_dict(tensors)
         return classifier.eval(), {k: _number(v) for k, v in metadata.items()}
-    train, test = load_dataset(dataset, "train", data_root), load_dataset(dataset, "test", data_root)
-    log.info(f"training the {dataset} classifier for sample-quality scores (once; cached in {path})")
+    train, test = (
+        load_dataset(dataset, "train", data_root),
+        load_dataset(dataset, "test", data_root),
+    )
+    log.info(
+        f"training the {dataset} classifier for sample-quality scores (once; cached in {path})"
+    )
     recipe = RECIPES[dataset]
     classifier = train_classifier(train.images, train.labels, recipe)
-    record = {"dataset": dataset, "version": CLASSIFIER_VERSION, "train_images": len(train),
-              "augmentation": recipe.augmentation,
-              "test_accuracy": round(accuracy(classifier, test.images, test.labels), 4)}
+    record = {
+        "dataset": dataset,
+        "version": CLASSIFIER_VERSION,
+        "train_images": len(train),
+        "augmentation": recipe.augmentation,
+        "test_accuracy": round(accuracy(classifier, test.images, test.labels), 4),
+    }
     log.info(f"  classifier test accuracy on {dataset} test: {record['test_accuracy']:.2%}")
     save_tensors(path, classifier.state_dict(), {k: str(v) for k, v in record.items()})
     return classifier, record

@@ -46,11 +46,13 @@ def _share_inside(queries: torch.Tensor, centres: torch.Tensor, radii: torch.Ten
     """Share of queries within radius of at least one centre."""
     inside = 0
     for chunk in queries.split(1024):
-        inside += (torch.cdist(chunk, centres) <= radii).any(dim=1).sum().item()
+        inside += int((torch.cdist(chunk, centres) <= radii).any(dim=1).sum().item())
     return inside / len(queries)
 
 
-def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = NEIGHBOURS) -> tuple[float, float]:
+def precision_recall(
+    real: torch.Tensor, fake: torch.Tensor, k: int = NEIGHBOURS
+) -> tuple[float, float]:
     """Improved precision and recall of fake features against real features, k-NN manifolds."""
     real, fake = real.float(), fake.float()
     precision = _share_inside(fake, real, _kth_neighbour_radii(real, k))
@@ -58,12 +60,14 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = NEIGHBOURS
     return precision, recall
 
 
-def class_coverage(probabilities: torch.Tensor) -> dict[str, float]:
+def class_coverage(probabilities: torch.Tensor) -> dict[str, float | list[int]]:
     """Normalised entropy of the predicted-label histogram and the share of confident samples."""
     classes = probabilities.shape[1]
     counts = torch.bincount(probabilities.argmax(1), minlength=classes).double()
     shares = counts / counts.sum()
     entropy = max(0.0, -(shares[shares > 0] * shares[shares > 0].log()).sum().item())
-    return {"label_entropy": entropy / math.log(classes),
-            "confident_share": (probabilities.max(1).values >= CONFIDENT).double().mean().item(),
-            "label_histogram": [int(c) for c in counts.tolist()]}
+    return {
+        "label_entropy": entropy / math.log(classes),
+        "confident_share": (probabilities.max(1).values >= CONFIDENT).double().mean().item(),
+        "label_histogram": [int(c) for c in counts.tolist()],
+    }

@@ -16,9 +16,15 @@ import torch
 from torch.nn import functional as F
 
 from aegen.latent.likelihood import binarise, elbo_and_nll
+from aegen.models.vae import BernoulliVAE
 from aegen.scoring.classifier import Classifier, load_classifier
-from aegen.scoring.quality import CONFIDENT, NEIGHBOURS, class_coverage, frechet_distance, \
-    precision_recall
+from aegen.scoring.quality import (
+    CONFIDENT,
+    NEIGHBOURS,
+    class_coverage,
+    frechet_distance,
+    precision_recall,
+)
 from aegen.store.atomic import write_json
 from aegen.store.datasets import to_model_range, unit_images
 from aegen.store.exports import save_image_grid
@@ -40,72 +46,96 @@ def classify(classifier: Classifier, images: torch.Tensor) -> tuple[torch.Tensor
     return torch.cat(features), torch.cat(probabilities)
 
 
-def quality_scores(classifier: Classifier, images: torch.Tensor,
-                   real_features: torch.Tensor) -> dict:
+def quality_scores(
+    classifier: Classifier, images: torch.Tensor, real_features: torch.Tensor
+) -> dict:
     """FD-aegen, precision, recall and class coverage of images against real test features."""
     features, probabilities = classify(classifier, images)
     precision, recall = precision_recall(real_features, features)
-    return {"fd_aegen": frechet_distance(features, real_features), "precision": precision,
-            "recall": recall, **class_coverage(probabilities)}
+    return {
+        "fd_aegen": frechet_distance(features, real_features),
+        "precision": precision,
+        "recall": recall,
+        **class_coverage(probabilities),
+    }
 
 
 @torch.no_grad()
-def reconstruction_scores(trained: TrainedModel, images: torch.Tensor, labels: torch.Tensor,
-                          seed: int) -> dict:
+def reconstruction_scores(
+    trained: TrainedModel, images: torch.Tensor, labels: torch.Tensor, seed: int
+) -> dict:
     """Mean model loss (its own units) and per-pixel MSE in [0, 1] on uint8 images [N, 28, 28]."""
     model = trained.model.eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        total = sum(model.loss(to_model_range(chunk, model.value_range), chunk_labels).loss.item()
-                    * len(chunk) for chunk, chunk_labels in zip(images.split(1024),
-                                                                labels.split(1024)))
+        total = sum(
+            model.loss(to_model_range(chunk, model.value_range), chunk_labels).loss.item()
+            * len(chunk)
+            for chunk, chunk_labels in zip(images.split(1024), labels.split(1024))
+        )
     rebuilt = trained.reconstruct(images, labels)
     mse = (rebuilt - unit_images(images)).pow(2).mean().item()
     return {"model_loss": total / len(images), "pixel_mse": mse, "images": len(images)}
 
 
-def score_run(trained: TrainedModel, samplers: list[str] | None = None,
-              n_samples: int = 10_000, nll_k: int = 1000, nll_images: int | None = None,
-              seed: int = 0, classifier: tuple[Classifier, dict] | None = None) -> dict:
+def score_run(
+    trained: TrainedModel,
+    samplers: list[str] | None = None,
+    n_samples: int = 10_000,
+    nll_k: int = 1000,
+    nll_images: int | None = None,
+    seed: int = 0,
+    classifier: tuple[Classifier, dict] | None = None,
+) -> dict:
     """Score a run on its data set's test split and write RUN/scores.json; returns the scores."""
 
     samplers = samplers or ["prior", "gaussian", "gmm"]
     dataset = trained.config["data"]["dataset"]
     test = trained.split("test")
-    classifier, record = classifier or load_classifier(dataset, trained.data_root)
+    net, record = classifier or load_classifier(dataset, trained.data_root)
     real = unit_images(test.images)
-    real_features, _ = classify(classifier, real)
+    real_features, _ = classify(net, real)
     metrics: dict = {
-        "run": str(trained.run_dir), "model": trained.name, "dataset": dataset,
-        "protocol": {"reference": f"{dataset} test split ({len(test)} images)",
-                     "samples_per_sampler": n_samples, "seed": seed,
-                     "features": "penultimate layer (128) of aegen's classifier",
-                     "precision_recall_k": NEIGHBOURS, "confident_probability": CONFIDENT},
+        "run": str(trained.run_dir),
+        "model": trained.name,
+        "dataset": dataset,
+        "protocol": {
+            "reference": f"{dataset} test split ({len(test)} images)",
+            "samples_per_sampler": n_samples,
+            "seed": seed,
+            "features": "penultimate layer (128) of aegen's classifier",
+            "precision_recall_k": NEIGHBOURS,
+            "confident_probability": CONFIDENT,
+        },
         "classifier": record,
         "reconstruction": reconstruction_scores(trained, test.images, test.labels, seed),
     }
     log.info(f"{trained.name}: held-out reconstruction {metrics['reconstruction']}")
     if trained.model.pixel_likelihood:
+        model = trained.model
+        assert isinstance(model, BernoulliVAE)  # the models with a pixel likelihood
         subset = real[:nll_images] if nll_images else real
-        labels = test.labels[:len(subset)] if trained.conditional else None
+        labels = test.labels[: len(subset)] if trained.conditional else None
         metrics["likelihood"] = {
-            "grayscale_bce": elbo_and_nll(trained.model, subset, nll_k, seed, labels=labels),
-            "binarised": elbo_and_nll(trained.model, binarise(subset, seed), nll_k, seed,
-                                      labels=labels)}
+            "grayscale_bce": elbo_and_nll(model, subset, nll_k, seed, labels=labels),
+            "binarised": elbo_and_nll(model, binarise(subset, seed), nll_k, seed, labels=labels),
+        }
         if trained.conditional:
             metrics["likelihood"]["note"] = "conditional on the true label: -log p(x | y)"
         log.info(f"{trained.name}: likelihood {metrics['likelihood']}")
     train_images = trained.split("train").images[:n_samples]
     metrics["protocol"]["real_data_images"] = len(train_images)
-    metrics["real_data"] = quality_scores(classifier, unit_images(train_images), real_features)
+    metrics["real_data"] = quality_scores(net, unit_images(train_images), real_features)
     metrics["samplers"] = {}
     for name in samplers:
         samples = trained.sample(n_samples, seed=seed, sampler=name)
-        metrics["samplers"][name] = quality_scores(classifier, samples, real_features)
+        metrics["samplers"][name] = quality_scores(net, samples, real_features)
         save_image_grid(trained.run_dir / f"samples-{name}.png", samples[:64])
         scores = metrics["samplers"][name]
-        log.info(f"{trained.name} / {name}: FD-aegen {scores['fd_aegen']:.2f}  precision "
+        log.info(
+            f"{trained.name} / {name}: FD-aegen {scores['fd_aegen']:.2f}  precision "
             f"{scores['precision']:.3f}  recall {scores['recall']:.3f}  label entropy "
-            f"{scores['label_entropy']:.3f}  confident {scores['confident_share']:.3f}")
+            f"{scores['label_entropy']:.3f}  confident {scores['confident_share']:.3f}"
+        )
     write_json(trained.run_dir / SCORES, metrics)
     return metrics

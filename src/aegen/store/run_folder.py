@@ -18,6 +18,7 @@ a run never unpickles anything.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,11 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RunError(f"{path} is not valid JSON ({exc})") from exc
     if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
-        raise RunError(f"{path} is from an incompatible aegen version "
-                       f"(format {config.get('format') if isinstance(config, dict) else '?'}, "
-                       f"this aegen reads format {RUN_FORMAT})")
+        raise RunError(
+            f"{path} is from an incompatible aegen version "
+            f"(format {config.get('format') if isinstance(config, dict) else '?'}, "
+            f"this aegen reads format {RUN_FORMAT})"
+        )
     return config
 
 
@@ -89,21 +92,30 @@ def load_weights(path: Path, model: torch.nn.Module, model_name: str) -> None:
     _apply_weights(path, *load_tensors(path), model, model_name, prefix="")
 
 
-def _apply_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str],
-                   model: torch.nn.Module, model_name: str, prefix: str) -> None:
+def _apply_weights(
+    path: Path,
+    tensors: dict[str, torch.Tensor],
+    metadata: dict[str, str],
+    model: torch.nn.Module,
+    model_name: str,
+    prefix: str,
+) -> None:
     """Put the tensors named prefix + parameter name into model, after checking every one."""
     if metadata.get("model", model_name) != model_name:
         raise RunError(f"{path} holds a {metadata['model']!r} model, not {model_name!r}")
-    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     expected = model.state_dict()
     if set(state) != set(expected):
         missing = sorted(set(expected) - set(state)) or sorted(set(state) - set(expected))
-        raise RunError(f"{path} does not hold a {model_name!r} model's weights "
-                       f"(tensor {missing[0]!r} differs)")
+        raise RunError(
+            f"{path} does not hold a {model_name!r} model's weights (tensor {missing[0]!r} differs)"
+        )
     for key, wanted in expected.items():  # in layer order, so the first mismatch is named
         if state[key].shape != wanted.shape or state[key].dtype != wanted.dtype:
-            raise RunError(f"{path}: tensor {key!r} has shape {tuple(state[key].shape)}, "
-                           f"the {model_name!r} model needs {tuple(wanted.shape)}")
+            raise RunError(
+                f"{path}: tensor {key!r} has shape {tuple(state[key].shape)}, "
+                f"the {model_name!r} model needs {tuple(wanted.shape)}"
+            )
     model.load_state_dict(state)
 
 
@@ -112,9 +124,14 @@ def _optimizer_prefix(group: str) -> str:
     return "" if group == "model" else f"-{group}"
 
 
-def save_checkpoint(run_dir: Path, model: torch.nn.Module, model_name: str,
-                    optimizers: dict[str, torch.optim.Optimizer], epoch: int,
-                    history: list[dict]) -> None:
+def save_checkpoint(
+    run_dir: Path,
+    model: torch.nn.Module,
+    model_name: str,
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    epoch: int,
+    history: list[dict],
+) -> None:
     """Write checkpoint.safetensors (weights, optimizer states, epoch, metrics) atomically."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     metadata = {"model": model_name, "epoch": str(epoch), "history": json.dumps(history)}
@@ -133,8 +150,12 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, model_name: str,
     save_tensors(run_dir / CHECKPOINT, tensors, metadata)
 
 
-def load_checkpoint(run_dir: Path, model: torch.nn.Module, model_name: str,
-                    optimizers: dict[str, torch.optim.Optimizer]) -> tuple[int, list[dict]]:
+def load_checkpoint(
+    run_dir: Path,
+    model: torch.nn.Module,
+    model_name: str,
+    optimizers: Mapping[str, torch.optim.Optimizer],
+) -> tuple[int, list[dict]]:
     """Restore weights and optimizer states; return the finished epochs and their metrics."""
     path = run_dir / CHECKPOINT
     tensors, metadata = load_tensors(path)
@@ -150,22 +171,28 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, model_name: str,
             for index, values in json.loads(metadata[f"optimizer_scalars{suffix}"]).items():
                 state.setdefault(int(index), {}).update(values)
             _match_parameter_layout(optimizer, state)
-            optimizer.load_state_dict({"state": state,
-                                       "param_groups": json.loads(metadata[f"param_groups{suffix}"])})
+            optimizer.load_state_dict(
+                {"state": state, "param_groups": json.loads(metadata[f"param_groups{suffix}"])}
+            )
         return int(metadata["epoch"]), json.loads(metadata["history"])
     except (KeyError, ValueError, TypeError) as exc:
         raise RunError(f"{path} is incomplete or from another aegen version ({exc})") from exc
 
 
-def _match_parameter_layout(optimizer: torch.optim.Optimizer,
-                            state: dict[int, dict[str, Any]]) -> None:
+def _match_parameter_layout(
+    optimizer: torch.optim.Optimizer, state: dict[int, dict[str, Any]]
+) -> None:
     """Give each moment tensor its parameter's device and memory layout (channels_last for
     convolutions): the fused Adam kernel walks parameter and state memory side by side, so a
     state saved in the usual layout must not meet a channels_last parameter."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for index, values in state.items():
         for key, value in values.items():
-            if torch.is_tensor(value) and index < len(params) and value.shape == params[index].shape:
+            if (
+                torch.is_tensor(value)
+                and index < len(params)
+                and value.shape == params[index].shape
+            ):
                 values[key] = torch.empty_like(params[index], dtype=value.dtype).copy_(value)
 
 

@@ -28,8 +28,9 @@ class GraphedStep:
     the recording for every later batch of the same size. The returned loss and terms are the
     graph's own buffers: read them (StepLosses copies them) before the next call."""
 
-    def __init__(self, step: Step, zero_grad: Callable[[], None], batch_size: int,
-                 device: torch.device):
+    def __init__(
+        self, step: Step, zero_grad: Callable[[], None], batch_size: int, device: torch.device
+    ):
         self.step, self.zero_grad = step, zero_grad
         self.batch_size, self.device = batch_size, device
         self.warmed = 0
@@ -48,9 +49,11 @@ class GraphedStep:
                 self.warmed += 1
                 return self._on_side_stream(lambda: _detached(self.step(index)))
             self._record()
+        graph, outputs = self.graph, self.outputs
+        assert graph is not None and outputs is not None  # _record() sets both or raises
         self.index.copy_(index)
-        self.graph.replay()
-        return self.outputs
+        graph.replay()
+        return outputs
 
     def _on_side_stream(self, work: Callable):
         side = self.side_stream
@@ -68,10 +71,12 @@ class GraphedStep:
                 self.outputs = _detached(self.step(self.index))
         except RuntimeError as exc:  # a recording cannot hold a host read (.item(), if tensor:)
             first_line = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-            raise TrainingError(f"the training step could not be recorded as a CUDA graph "
-                                f"({first_line}): the model's loss probably reads a value back "
-                                "to the host; train it with --no-cuda-graphs, in a new process "
-                                "(this one's CUDA random generator stays mid-recording)") from exc
+            raise TrainingError(
+                f"the training step could not be recorded as a CUDA graph "
+                f"({first_line}): the model's loss probably reads a value back "
+                "to the host; train it with --no-cuda-graphs, in a new process "
+                "(this one's CUDA random generator stays mid-recording)"
+            ) from exc
         self.graph = graph
 
 

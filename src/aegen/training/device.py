@@ -15,7 +15,6 @@ import torch
 from aegen.errors import ConfigError
 
 
-
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
     """auto, cpu, cuda or cuda:N -> a torch.device that exists here, or a one-line ConfigError."""
     if isinstance(name, torch.device):
@@ -31,12 +30,15 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if device.type != "cuda":
         raise ConfigError(f"device {name!r} is not supported: use auto, cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was asked for, but torch sees no CUDA GPU here "
-                          f"(torch {torch.__version__}); use --device cpu")
+        raise ConfigError(
+            f"device {name!r} was asked for, but torch sees no CUDA GPU here "
+            f"(torch {torch.__version__}); use --device cpu"
+        )
     index = device.index if device.index is not None else int(os.environ.get("LOCAL_RANK", "0"))
     if index >= torch.cuda.device_count():
-        raise ConfigError(f"device cuda:{index} does not exist: torch sees "
-                          f"{torch.cuda.device_count()} GPU(s)")
+        raise ConfigError(
+            f"device cuda:{index} does not exist: torch sees {torch.cuda.device_count()} GPU(s)"
+        )
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
 
@@ -48,9 +50,9 @@ def flushing_denormals() -> Iterator[None]:
     Dead ReLU units under weight decay leave weights and Adam moments in the denormal range, and
     the CPU's slow path for them made `ae` epochs on Fashion-MNIST grow from 1.3 s to 4.5 s over
     ten epochs (bench/README.md); no loss or gradient of these models is that small. The flag
-    belongs to each thread and threads inherit it when they start: aegen.training.trainer opens the block
+    belongs to each thread and threads inherit it when they start: aegen.train opens the block
     before any tensor work, so torch's worker threads flush too (a program that ran torch before
-    calling aegen.training.trainer flushes in its own thread only, unless it calls
+    calling aegen.train flushes in its own thread only, unless it calls
     torch.set_flush_denormal(True) first). The calling thread gets its old state back at the end,
     so the user's own floats keep IEEE behaviour."""
     was_flushing = _flushing()

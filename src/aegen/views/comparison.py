@@ -13,9 +13,13 @@ from aegen.trained import load
 from aegen.views.figures import figure_png
 
 SAMPLES_PER_ROW = 12
-COLUMNS = [("fd_aegen", "FD-aegen ↓", "{:.2f}"), ("precision", "precision ↑", "{:.3f}"),
-           ("recall", "recall ↑", "{:.3f}"), ("label_entropy", "label entropy ↑", "{:.3f}"),
-           ("confident_share", "confident ↑", "{:.3f}")]
+COLUMNS = [
+    ("fd_aegen", "FD-aegen ↓", "{:.2f}"),
+    ("precision", "precision ↑", "{:.3f}"),
+    ("recall", "recall ↑", "{:.3f}"),
+    ("label_entropy", "label entropy ↑", "{:.3f}"),
+    ("confident_share", "confident ↑", "{:.3f}"),
+]
 
 
 def comparison_rows(all_metrics: list[dict]) -> list[dict]:
@@ -25,16 +29,29 @@ def comparison_rows(all_metrics: list[dict]) -> list[dict]:
         dataset = metrics["dataset"]
         if dataset not in seen_datasets:
             seen_datasets.add(dataset)
-            rows.append({"dataset": dataset, "model": "real data", "sampler": "training images",
-                         **_scores(metrics["real_data"])})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "model": "real data",
+                    "sampler": "training images",
+                    **_scores(metrics["real_data"]),
+                }
+            )
         likelihood = metrics.get("likelihood", {})
         for sampler, scores in metrics["samplers"].items():
-            rows.append({
-                "dataset": dataset, "model": metrics["model"], "sampler": sampler, "run": metrics["run"],
-                **_scores(scores), "pixel_mse": metrics["reconstruction"]["pixel_mse"],
-                "nll_grayscale": likelihood.get("grayscale_bce", {}).get("nll"),
-                "nll_binarised": likelihood.get("binarised", {}).get("nll"),
-                "classifier_accuracy": metrics["classifier"].get("test_accuracy")})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "model": metrics["model"],
+                    "sampler": sampler,
+                    "run": metrics["run"],
+                    **_scores(scores),
+                    "pixel_mse": metrics["reconstruction"]["pixel_mse"],
+                    "nll_grayscale": likelihood.get("grayscale_bce", {}).get("nll"),
+                    "nll_binarised": likelihood.get("binarised", {}).get("nll"),
+                    "classifier_accuracy": metrics["classifier"].get("test_accuracy"),
+                }
+            )
     return rows
 
 
@@ -44,15 +61,30 @@ def _scores(scores: dict) -> dict:
 
 def markdown_table(rows: list[dict]) -> str:
     """The comparison as a markdown table."""
-    header = ["data set", "model", "sampler", *[title for _, title, _ in COLUMNS],
-              "recon MSE ↓", "NLL gray / binarised ↓"]
+    header = [
+        "data set",
+        "model",
+        "sampler",
+        *[title for _, title, _ in COLUMNS],
+        "recon MSE ↓",
+        "NLL gray / binarised ↓",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
     for row in rows:
-        nll = (f"{row['nll_grayscale']:.1f} / {row['nll_binarised']:.1f}"
-               if row.get("nll_grayscale") is not None else "")
+        nll = (
+            f"{row['nll_grayscale']:.1f} / {row['nll_binarised']:.1f}"
+            if row.get("nll_grayscale") is not None
+            else ""
+        )
         mse = f"{row['pixel_mse']:.4f}" if "pixel_mse" in row else ""
-        cells = [row["dataset"], row["model"], row["sampler"],
-                 *[fmt.format(row[key]) for key, _, fmt in COLUMNS], mse, nll]
+        cells = [
+            row["dataset"],
+            row["model"],
+            row["sampler"],
+            *[fmt.format(row[key]) for key, _, fmt in COLUMNS],
+            mse,
+            nll,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -68,8 +100,13 @@ def save_sample_strips(all_metrics: list[dict], path: Path, seed: int = 0) -> No
         ax.imshow(strip.permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_ylabel(f"{metrics['dataset']}\n{metrics['model']} / {sampler}", rotation=0,
-                      ha="right", va="center", fontsize=8)
+        ax.set_ylabel(
+            f"{metrics['dataset']}\n{metrics['model']} / {sampler}",
+            rotation=0,
+            ha="right",
+            va="center",
+            fontsize=8,
+        )
     write_atomic(path, figure_png(fig))
 
 

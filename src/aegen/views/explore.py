@@ -5,7 +5,8 @@ The page (explore.html) talks to a small Flask app: `GET api/info` describes the
 held-out images, `POST api/decode` turns axis positions into a PNG, `POST api/interpolate` decodes
 the straight line between two held-out images' codes. The axes are the code itself for codes of
 up to 3 dimensions (a 2-d pad, or sliders), otherwise the first principal directions of the
-held-out codes around their mean; a conditional model adds a choice of label. Every request is checked; a bad one gets a 4xx JSON answer.
+held-out codes around their mean; a conditional model adds a choice of label. Every request is
+checked; a bad one gets a 4xx JSON answer.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import socket
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
 
@@ -75,9 +76,12 @@ class LatentAxes:
         return (codes.double() - self.origin) @ self.basis.T
 
     def describe(self) -> list[dict[str, Any]]:
-        return [{"name": name, "min": lo, "max": hi, "start": start}
-                for name, lo, hi, start in zip(self.names, self.low.tolist(), self.high.tolist(),
-                                                self.centre.tolist())]
+        return [
+            {"name": name, "min": lo, "max": hi, "start": start}
+            for name, lo, hi, start in zip(
+                self.names, self.low.tolist(), self.high.tolist(), self.centre.tolist()
+            )
+        ]
 
 
 class Explorer:
@@ -86,8 +90,8 @@ class Explorer:
     def __init__(self, trained: TrainedModel):
         held_out = trained.split("val")
         self.trained, self.classes = trained, list(held_out.classes)
-        sample = held_out.images[:max(N_GALLERY, N_PAD_POINTS)]
-        self.labels = held_out.labels[:len(sample)]
+        sample = held_out.images[: max(N_GALLERY, N_PAD_POINTS)]
+        self.labels = held_out.labels[: len(sample)]
         codes = trained.encode(sample, self.labels)
         self.axes = LatentAxes(codes)
         self.gallery = unit_images(sample[:N_GALLERY])
@@ -100,15 +104,26 @@ class Explorer:
         config = self.trained.config
         gallery_coords = self.axes.to_coords(self.gallery_codes).tolist()
         return {
-            "model": self.trained.name, "dataset": config["data"]["dataset"],
-            "run": str(self.trained.run_dir), "latent_dim": self.trained.latent_dim,
-            "axes_kind": self.axes.kind, "control": "pad" if self.axes.count == 2 else "sliders",
-            "axes": self.axes.describe(), "classes": self.classes,
+            "model": self.trained.name,
+            "dataset": config["data"]["dataset"],
+            "run": str(self.trained.run_dir),
+            "latent_dim": self.trained.latent_dim,
+            "axes_kind": self.axes.kind,
+            "control": "pad" if self.axes.count == 2 else "sliders",
+            "axes": self.axes.describe(),
+            "classes": self.classes,
             "points": [[*p, int(label)] for p, label in zip(self.points.tolist(), self.labels)],
-            "gallery": [{"index": i, "label": int(self.labels[i]), "coords": gallery_coords[i],
-                         "image": png_data_url(image_grid_png(self.gallery[i:i + 1], 1, scale=1))}
-                        for i in range(len(self.gallery))],
-            "max_steps": MAX_STEPS, "conditional": self.trained.conditional,
+            "gallery": [
+                {
+                    "index": i,
+                    "label": int(self.labels[i]),
+                    "coords": gallery_coords[i],
+                    "image": png_data_url(image_grid_png(self.gallery[i : i + 1], 1, scale=1)),
+                }
+                for i in range(len(self.gallery))
+            ],
+            "max_steps": MAX_STEPS,
+            "conditional": self.trained.conditional,
         }
 
     def decode(self, coords: list[float], label: int | None = None) -> bytes:
@@ -125,14 +140,15 @@ class Explorer:
         labels = None
         if self.trained.conditional:  # the class blends along the line too
             one_hot = torch.eye(self.trained.classes)
-            labels = (one_hot[self.labels[first]] * (1 - weights)
-                      + one_hot[self.labels[second]] * weights)
+            labels = (
+                one_hot[self.labels[first]] * (1 - weights) + one_hot[self.labels[second]] * weights
+            )
         with self._lock:
             strip = self.trained.decode(a * (1 - weights) + b * weights, labels)
         return image_grid_png(strip, steps, scale=1)
 
 
-def _bad_request(message: str):
+def _bad_request(message: str) -> NoReturn:
     from flask import abort
 
     abort(400, description=message)
@@ -152,8 +168,12 @@ def _coords(payload: dict, count: int) -> list[float]:
     if not isinstance(values, list) or len(values) != count:
         _bad_request(f"coords must be a list of {count} numbers")
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value) or abs(value) > MAX_COORDINATE:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or abs(value) > MAX_COORDINATE
+        ):
             _bad_request(f"coords must be finite numbers within +-{MAX_COORDINATE:g}")
     return [float(v) for v in values]
 
@@ -165,7 +185,7 @@ def _whole_number(payload: dict, key: str, low: int, high: int) -> int:
     return value
 
 
-def create_app(explorer: Explorer) -> "Flask":
+def create_app(explorer: Explorer) -> Flask:
     """The Flask app serving the page and its three JSON/PNG endpoints."""
     from flask import Flask, Response, jsonify
     from werkzeug.exceptions import HTTPException
@@ -206,8 +226,9 @@ def create_app(explorer: Explorer) -> "Flask":
     return app
 
 
-def make_server(run_dir: Path, host: str = "127.0.0.1", port: int = 8765,
-                data_root: str | Path | None = None):
+def make_server(
+    run_dir: Path, host: str = "127.0.0.1", port: int = 8765, data_root: str | Path | None = None
+):
     """A ready werkzeug server for the run (port 0 picks a free one; see `.port`)."""
     try:
         import flask  # noqa: F401  (the app itself is built in create_app)
@@ -229,12 +250,15 @@ def _check_address(host: str, port: int) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
-                          "choose another --port or --host") from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+            "choose another --port or --host"
+        ) from None
 
 
-def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8765,
-          data_root: str | Path | None = None) -> None:
+def serve(
+    run_dir: Path, host: str = "127.0.0.1", port: int = 8765, data_root: str | Path | None = None
+) -> None:
     """Serve the explorer until Ctrl-C."""
     server = make_server(run_dir, host, port, data_root)
     print(f"aegen explore: open http://{host}:{server.port}/  (Ctrl-C stops)", flush=True)

@@ -18,8 +18,9 @@ from aegen.store.atomic import write_atomic
 from aegen.store.exports import image_grid_png, save_image_grid
 
 
-def save_reconstructions(path: Path, originals: torch.Tensor, rebuilt: torch.Tensor,
-                         columns: int = 12) -> None:
+def save_reconstructions(
+    path: Path, originals: torch.Tensor, rebuilt: torch.Tensor, columns: int = 12
+) -> None:
     """Originals in the upper rows, their reconstructions in the same places below."""
     save_image_grid(path, torch.cat([originals, rebuilt]), columns)
 
@@ -43,15 +44,17 @@ def project_2d(codes: torch.Tensor) -> tuple[torch.Tensor, str]:
     _, singular, basis = torch.linalg.svd(centred, full_matrices=False)
     points = centred @ basis[:2].T
     if points.shape[1] < 2:  # a single code has a single (zero) principal direction
-        points = torch.cat([points, torch.zeros(len(points), 2 - points.shape[1],
-                                                dtype=points.dtype)], 1)
-    total = (singular ** 2).sum()
+        points = torch.cat(
+            [points, torch.zeros(len(points), 2 - points.shape[1], dtype=points.dtype)], 1
+        )
+    total = (singular**2).sum()
     explained = (singular[:2] ** 2).sum() / total if total > 0 else torch.tensor(0.0)
     return points, f"PCA of the {codes.shape[1]}-d code ({explained:.0%} of variance)"
 
 
-def save_latent_scatter(path: Path, codes: torch.Tensor, labels: torch.Tensor,
-                        classes: tuple[str, ...], title: str) -> None:
+def save_latent_scatter(
+    path: Path, codes: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], title: str
+) -> None:
     """Held-out codes coloured by label: a 3-d scatter for 3-d codes, else a 2-d projection."""
     codes, labels = codes.detach().cpu(), labels.cpu()
     fig = Figure(figsize=(7, 6))
@@ -68,7 +71,8 @@ def save_latent_scatter(path: Path, codes: torch.Tensor, labels: torch.Tensor,
         ax = fig.add_subplot()
         for k, name in enumerate(classes):
             pick = labels == k
-            ax.scatter(*points[pick].T.numpy(), s=4, c=palette[k % 10], label=name)
+            xs, ys = points[pick].T.numpy()
+            ax.scatter(xs, ys, s=4, c=palette[k % 10], label=name)
         axis = "PC" if projection.startswith("PCA") else "z"
         ax.set(xlabel=f"{axis}1", ylabel=f"{axis}2")
     ax.set_title(f"{title}\n{projection}", fontsize=10)
@@ -79,8 +83,9 @@ def save_latent_scatter(path: Path, codes: torch.Tensor, labels: torch.Tensor,
 def save_loss_curves(path: Path, history: list[dict]) -> None:
     """Train and validation loss per epoch; a second panel for the loss terms when there are any."""
     epochs = [m["epoch"] for m in history]
-    terms = sorted({k[len("val_"):] for m in history for k in m
-                    if k.startswith("val_") and k != "val_loss"})
+    terms = sorted(
+        {k[len("val_") :] for m in history for k in m if k.startswith("val_") and k != "val_loss"}
+    )
     fig = Figure(figsize=(10 if terms else 5.5, 4))
     ax = fig.add_subplot(1, 2 if terms else 1, 1)
     ax.plot(epochs, [m["loss"] for m in history], "-", label="train")
@@ -91,15 +96,26 @@ def save_loss_curves(path: Path, history: list[dict]) -> None:
         ax2 = fig.add_subplot(1, 2, 2)
         for i, term in enumerate(terms):
             ax2.plot(epochs, [m[term] for m in history], "-", color=f"C{i}", label=f"train {term}")
-            ax2.plot(epochs, [m[f"val_{term}"] for m in history], "--", color=f"C{i}",
-                     label=f"val {term}")
+            ax2.plot(
+                epochs,
+                [m[f"val_{term}"] for m in history],
+                "--",
+                color=f"C{i}",
+                label=f"val {term}",
+            )
         ax2.set(xlabel="epoch", ylabel="nats per image", title="loss terms")
         ax2.legend()
     write_atomic(path, figure_png(fig))
 
 
-def save_manifold(path: Path, decode, span: float = 2.5, steps: int = 15,
-                  centre: tuple[float, float] = (0.0, 0.0), scale: tuple[float, float] = (1.0, 1.0)) -> None:
+def save_manifold(
+    path: Path,
+    decode,
+    span: float = 2.5,
+    steps: int = 15,
+    centre: tuple[float, float] = (0.0, 0.0),
+    scale: tuple[float, float] = (1.0, 1.0),
+) -> None:
     """Decode a regular steps x steps grid of 2-d codes (centre +- span * scale) into one picture.
 
     Rows run from high z2 (top) to low, columns from low z1 (left) to high, like a plot's axes.

@@ -3,14 +3,17 @@
 Everything the page shows is embedded (PNG as data: URLs, the style inline), so the file can be
 mailed, archived or opened on a machine with no internet and no aegen. Pictures the run folder
 already holds are reused; the rest (samples per sampler) are drawn from the run on the spot.
+This module only gathers plain data; report.html does all the markup, with autoescape on, so
+nothing a run folder holds (its name, config values, metric keys) can inject markup.
 """
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 from typing import Any
+
+import jinja2
 
 from aegen.errors import AegenError, RunError
 from aegen.store.atomic import write_atomic
@@ -24,104 +27,99 @@ from aegen.views.run_pictures import write_run_pictures
 
 SAMPLERS = ("prior", "gaussian", "gmm")
 N_SAMPLES = 64
-PICTURES = [("loss.png", "Loss per epoch"),
-            ("reconstructions.png", "Held-out images (top) and their reconstructions (bottom)"),
-            ("latent.png", "Held-out codes"),
-            ("interpolations.png", "Straight lines between the codes of held-out pairs"),
-            ("manifold.png", "Decoded grid of 2-d codes")]
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; background: #fafafa; }
-h1 { margin-top: 0; } h2 { border-bottom: 2px solid #ccc; } h3 { margin-bottom: .3rem; }
-.runs { display: flex; gap: 1.5rem; overflow-x: auto; align-items: flex-start; }
-.run { flex: 1 0 26rem; max-width: 60rem; background: #fff; padding: 0 1rem 1rem;
-       border: 1px solid #ddd; border-radius: 6px; }
-table { border-collapse: collapse; font-size: .85rem; margin: .4rem 0; }
-th, td { border: 1px solid #ddd; padding: .2rem .5rem; text-align: left; }
-td.number { text-align: right; font-variant-numeric: tabular-nums; }
-figure { margin: .6rem 0; } .grids { display: flex; flex-wrap: wrap; gap: .8rem; }
-.grids figure { width: 15rem; margin: 0; } figcaption { font-size: .8rem; color: #555; }
-img { max-width: 100%; image-rendering: pixelated; }
-.note { color: #8a5a00; font-size: .85rem; }
-"""
+PICTURES = [
+    ("loss.png", "Loss per epoch"),
+    ("reconstructions.png", "Held-out images (top) and their reconstructions (bottom)"),
+    ("latent.png", "Held-out codes"),
+    ("interpolations.png", "Straight lines between the codes of held-out pairs"),
+    ("manifold.png", "Decoded grid of 2-d codes"),
+]
+SCORE_KEYS = ["fd_aegen", "precision", "recall", "label_entropy", "confident_share"]
 
 
-def _figure(png: bytes, caption: str, alt: str) -> str:
-    return (f'<figure><img src="{png_data_url(png)}" alt="{html.escape(alt)}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-
-
-def _note(text: str) -> str:
-    return f'<p class="note">{html.escape(text)}</p>'
-
-
-def _cell(value: Any) -> str:
+def _cell_text(value: Any) -> str:
+    """A table cell's text: floats to 4 significant digits, ints with thousands separators."""
     if isinstance(value, float):
-        return f'<td class="number">{value:.4g}</td>'
+        return f"{value:.4g}"
     if isinstance(value, int) and not isinstance(value, bool):
-        return f'<td class="number">{value:,d}</td>'
+        return f"{value:,d}"
     if isinstance(value, (dict, list)):
-        value = json.dumps(value)
-    return f"<td>{html.escape(str(value))}</td>"
+        return json.dumps(value)
+    return str(value)
+
+
+# PackageLoader reads the template from the installed package (wheel, editable or zip alike).
+ENVIRONMENT = jinja2.Environment(
+    loader=jinja2.PackageLoader("aegen", "views"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+ENVIRONMENT.filters["cell_text"] = _cell_text
 
 
 def table(header: list[str], rows: list[list[Any]]) -> str:
     """An HTML table with escaped cells and right-aligned numbers."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    macros: Any = ENVIRONMENT.get_template("report.html").module  # the template's macros
+    return str(macros.table(header, rows))
 
 
-def _config_section(config: dict) -> str:
-    rows = [["model", config["model"]], ["data set", config["data"]["dataset"]],
-            ["train / val images", f"{config['data']['n_train']:,d} / {config['data']['n_val']:,d}"],
-            *[[f"model: {k}", v] for k, v in config["model_config"].items()],
-            *[[f"train: {k}", v] for k, v in config["train"].items()],
-            ["default sampler", config["default_sampler"]],
-            ["aegen version", config.get("aegen_version", "?")]]
-    return "<h3>Configuration</h3>" + table(["setting", "value"], rows)
+def _config_rows(config: dict) -> list[list[Any]]:
+    data = config["data"]
+    return [
+        ["model", config["model"]],
+        ["data set", data["dataset"]],
+        ["train / val images", f"{data['n_train']:,d} / {data['n_val']:,d}"],
+        *[[f"model: {k}", v] for k, v in config["model_config"].items()],
+        *[[f"train: {k}", v] for k, v in config["train"].items()],
+        ["default sampler", config["default_sampler"]],
+        ["aegen version", config.get("aegen_version", "?")],
+    ]
 
 
-def _history_section(history: list[dict]) -> str:
+def _history(history: list[dict]) -> dict[str, Any]:
     if not history:
-        return _note("No finished epoch recorded (history.jsonl is empty).")
+        return {"epochs": 0, "seconds": 0.0, "history_rows": []}
     last = history[-1]
     keys = [k for k in last if k not in ("epoch", "seconds") and not k.startswith("val_")]
-    rows = [[k, last[k], last.get(f"val_{k}", "")] for k in keys]
-    seconds = sum(m.get("seconds", 0.0) for m in history)
-    return (f"<h3>Training: {len(history)} epochs, {seconds:.1f} s</h3>"
-            + table(["last epoch", "train", "validation"], rows))
+    return {
+        "epochs": len(history),
+        "seconds": sum(m.get("seconds", 0.0) for m in history),
+        "history_rows": [[k, last[k], last.get(f"val_{k}", "")] for k in keys],
+    }
 
 
-def _metrics_section(metrics: dict | None, run_dir: Path) -> str:
+def _scores(metrics: dict | None) -> dict[str, Any]:
     if metrics is None:
-        return "<h3>Scores</h3>" + _note(f"Not evaluated yet: run `aegen evaluate {run_dir}`.")
-    parts = ["<h3>Scores on the test split</h3>"]
+        return {"protocol": None, "score_rows": [], "sampler_rows": []}
     recon = metrics["reconstruction"]
-    rows = [["reconstruction: model loss", recon["model_loss"]],
-            ["reconstruction: per-pixel MSE in [0, 1]", recon["pixel_mse"]]]
+    rows = [
+        ["reconstruction: model loss", recon["model_loss"]],
+        ["reconstruction: per-pixel MSE in [0, 1]", recon["pixel_mse"]],
+    ]
     for kind, scores in metrics.get("likelihood", {}).items():
         if not isinstance(scores, dict):  # a note, e.g. that the NLL is conditional on y
             rows.append(["likelihood", scores])
             continue
         pixels = "binarised pixels" if kind == "binarised" else "grayscale pixels (BCE)"
-        rows += [[f"NLL, {pixels}, nats (importance-sampled, k={scores['k']})", scores["nll"]],
-                 [f"ELBO, {pixels}, nats", scores["elbo"]]]
-    parts.append(table(["measure", "value"], rows))
-    header = ["sampler", "FD-aegen ↓", "precision ↑", "recall ↑", "label entropy ↑", "confident ↑"]
-    keys = ["fd_aegen", "precision", "recall", "label_entropy", "confident_share"]
-    sample_rows = [["real data (training images)", *[metrics["real_data"][k] for k in keys]]]
-    sample_rows += [[name, *[s[k] for k in keys]] for name, s in metrics["samplers"].items()]
-    parts.append(table(header, sample_rows))
+        rows += [
+            [f"NLL, {pixels}, nats (importance-sampled, k={scores['k']})", scores["nll"]],
+            [f"ELBO, {pixels}, nats", scores["elbo"]],
+        ]
+    samplers = [["real data (training images)", *[metrics["real_data"][k] for k in SCORE_KEYS]]]
+    samplers += [[name, *[s[k] for k in SCORE_KEYS]] for name, s in metrics["samplers"].items()]
     accuracy = metrics.get("classifier", {}).get("test_accuracy")
-    accuracy = f"{accuracy:.3f}" if isinstance(accuracy, (int, float)) else "not measured"
-    parts.append(_note(f"Protocol: {metrics['protocol'].get('samples_per_sampler')} samples per "
-                       f"sampler against the {metrics['protocol'].get('reference')}; features "
-                       f"of aegen's classifier (test accuracy {accuracy})."))
-    return "".join(parts)
+    protocol = {
+        "samples": metrics["protocol"].get("samples_per_sampler"),
+        "reference": metrics["protocol"].get("reference"),
+        "accuracy": f"{accuracy:.3f}" if isinstance(accuracy, (int, float)) else "not measured",
+    }
+    return {"protocol": protocol, "score_rows": rows, "sampler_rows": samplers}
 
 
-def _samples_section(run_dir: Path, samplers: list[str], data_root: Any) -> str:
-    parts, trained = [], None
+def _samples(run_dir: Path, samplers: list[str], data_root: Any) -> list[dict[str, str]]:
+    figures, trained = [], None
     for name in samplers:
         saved = run_dir / f"samples-{name}.png"
         try:
@@ -131,54 +129,81 @@ def _samples_section(run_dir: Path, samplers: list[str], data_root: Any) -> str:
                 trained = trained or load(run_dir, data_root)
                 png = image_grid_png(trained.sample(N_SAMPLES, seed=0, sampler=name), 8)
         except AegenError as exc:
-            parts.append(_note(f"{name}: not available ({exc})"))
+            figures.append({"name": name, "error": str(exc)})
             continue
-        parts.append(_figure(png, f"sampler {name}", f"samples from {name}"))
-    return '<h3>Samples per sampler</h3><div class="grids">' + "".join(parts) + "</div>"
+        figures.append(
+            {
+                "name": name,
+                "error": "",
+                "src": png_data_url(png),
+                "caption": f"sampler {name}",
+                "alt": f"samples from {name}",
+            }
+        )
+    return figures
 
 
-def _pictures_section(run_dir: Path, data_root: Any) -> str:
-    missing = [name for name, _ in PICTURES[:4] if not (run_dir / name).is_file()]
-    note = ""
-    if missing:  # a run copied without its pictures: draw them again
-        try:
+def _pictures(run_dir: Path, data_root: Any) -> dict[str, Any]:
+    error = ""
+    if any(not (run_dir / name).is_file() for name, _ in PICTURES[:4]):
+        try:  # a run copied without its pictures: draw them again
             write_run_pictures(load(run_dir, data_root), read_history(run_dir))
         except AegenError as exc:
-            note = _note(f"Pictures missing and not redrawn ({exc}).")
-    figures = [_figure((run_dir / name).read_bytes(), caption, caption)
-               for name, caption in PICTURES if (run_dir / name).is_file()]
-    return "<h3>Pictures</h3>" + note + "".join(figures)
+            error = str(exc)
+    pictures = [
+        {"src": png_data_url((run_dir / name).read_bytes()), "caption": caption, "alt": caption}
+        for name, caption in PICTURES
+        if (run_dir / name).is_file()
+    ]
+    return {"pictures": pictures, "pictures_error": error}
 
 
-def run_section(run_dir: Path, data_root: Any = None) -> str:
-    """The HTML of one run: config, training, scores, samples per sampler and pictures."""
+def _run(run_dir: Path, data_root: Any) -> dict[str, Any]:
+    """Everything the page shows of one run, as plain data for the template."""
     config = read_config(run_dir)
     try:
         metrics = read_scores(run_dir)
     except RunError:
         metrics = None
     samplers = list(metrics["samplers"]) if metrics else list(SAMPLERS)
-    title = f"{config['model']} on {config['data']['dataset']}"
-    return (f'<section class="run"><h2>{html.escape(title)}</h2>'
-            f"<p><code>{html.escape(str(run_dir))}</code></p>"
-            + _config_section(config) + _history_section(read_history(run_dir))
-            + _metrics_section(metrics, run_dir) + _samples_section(run_dir, samplers, data_root)
-            + _pictures_section(run_dir, data_root) + "</section>")
+    return {
+        "title": f"{config['model']} on {config['data']['dataset']}",
+        "path": str(run_dir),
+        "config_rows": _config_rows(config),
+        **_history(read_history(run_dir)),
+        **_scores(metrics),
+        "samples": _samples(run_dir, samplers, data_root),
+        **_pictures(run_dir, data_root),
+    }
 
 
-def _comparison_section(run_dirs: list[Path]) -> str:
+def _comparison(run_dirs: list[Path]) -> dict[str, Any]:
     evaluated, notes = [], []
     for run_dir in run_dirs:
         try:
             evaluated.append(read_scores(run_dir))
         except RunError as exc:
-            notes.append(_note(f"Not in the table: {exc}"))
-    rows = comparison_rows(evaluated)
-    header = ["data set", "model", "sampler", *[title for _, title, _ in COLUMNS], "recon MSE ↓",
-              "NLL gray ↓"]
-    body = [[r["dataset"], r["model"], r["sampler"], *[r[key] for key, _, _ in COLUMNS],
-             r.get("pixel_mse", ""), r.get("nll_grayscale") or ""] for r in rows]
-    return "<h2>Comparison</h2>" + (table(header, body) if rows else "") + "".join(notes)
+            notes.append(str(exc))
+    header = [
+        "data set",
+        "model",
+        "sampler",
+        *[title for _, title, _ in COLUMNS],
+        "recon MSE ↓",
+        "NLL gray ↓",
+    ]
+    rows = [
+        [
+            r["dataset"],
+            r["model"],
+            r["sampler"],
+            *[r[key] for key, _, _ in COLUMNS],
+            r.get("pixel_mse", ""),
+            r.get("nll_grayscale") or "",
+        ]
+        for r in comparison_rows(evaluated)
+    ]
+    return {"header": header, "rows": rows, "notes": notes}
 
 
 def report_html(run_dirs: list[Path], data_root: Any = None) -> str:
@@ -186,15 +211,11 @@ def report_html(run_dirs: list[Path], data_root: Any = None) -> str:
     run_dirs = [Path(r) for r in run_dirs]
     if not run_dirs:
         raise RunError("give at least one run folder")
-    names = ", ".join(html.escape(str(r)) for r in run_dirs)
-    comparison = _comparison_section(run_dirs) if len(run_dirs) > 1 else ""
-    sections = "".join(run_section(r, data_root) for r in run_dirs)
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<link rel="icon" href="data:,"><title>aegen report: {names}</title>'
-            f"<style>{STYLE}</style></head><body>"
-            f"<h1>aegen report</h1><p>{names} &middot; aegen {__version__}</p>"
-            f'{comparison}<div class="runs">{sections}</div></body></html>\n')
+    comparison = _comparison(run_dirs) if len(run_dirs) > 1 else None
+    runs = [_run(r, data_root) for r in run_dirs]
+    return ENVIRONMENT.get_template("report.html").render(
+        names=[str(r) for r in run_dirs], version=__version__, comparison=comparison, runs=runs
+    )
 
 
 def write_report(run_dirs: list[Path], out: Path, data_root: Any = None) -> Path:
@@ -203,4 +224,4 @@ def write_report(run_dirs: list[Path], out: Path, data_root: Any = None) -> Path
     return out
 
 
-__all__ = ["report_html", "write_report", "run_section", "png_data_url", "table"]
+__all__ = ["report_html", "write_report", "table"]

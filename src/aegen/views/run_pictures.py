@@ -9,8 +9,12 @@ from aegen.store.atomic import write_atomic
 from aegen.store.datasets import unit_images
 from aegen.store.exports import image_grid_png, save_image_grid
 from aegen.trained import TrainedModel
-from aegen.views.figures import save_latent_scatter, save_loss_curves, save_manifold, \
-    save_reconstructions
+from aegen.views.figures import (
+    save_latent_scatter,
+    save_loss_curves,
+    save_manifold,
+    save_reconstructions,
+)
 
 N_RECONSTRUCTIONS = 24
 N_SAMPLES = 64
@@ -18,9 +22,14 @@ N_LATENT_POINTS = 2000
 N_INTERPOLATIONS, INTERPOLATION_STEPS = 8, 10
 
 
-def interpolations(trained: TrainedModel, starts: torch.Tensor, ends: torch.Tensor,
-                   steps: int = INTERPOLATION_STEPS, start_labels: torch.Tensor | None = None,
-                   end_labels: torch.Tensor | None = None) -> torch.Tensor:
+def interpolations(
+    trained: TrainedModel,
+    starts: torch.Tensor,
+    ends: torch.Tensor,
+    steps: int = INTERPOLATION_STEPS,
+    start_labels: torch.Tensor | None = None,
+    end_labels: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Decoded straight lines between the codes of pairs of images: [pairs * steps, 1, 28, 28].
 
     For a conditional model the one-hot labels travel along the same line, so the class
@@ -31,8 +40,11 @@ def interpolations(trained: TrainedModel, starts: torch.Tensor, ends: torch.Tens
     path = a.unsqueeze(1) * (1 - weights) + b.unsqueeze(1) * weights  # [pairs, steps, latent]
     labels = None
     if trained.conditional:
-        one_hot = [torch.nn.functional.one_hot(y.long(), trained.classes).float().unsqueeze(1)
-                   for y in (start_labels, end_labels)]
+        assert start_labels is not None and end_labels is not None  # encode() above needs them
+        one_hot = [
+            torch.nn.functional.one_hot(y.long(), trained.classes).float().unsqueeze(1)
+            for y in (start_labels, end_labels)
+        ]
         labels = (one_hot[0] * (1 - weights) + one_hot[1] * weights).reshape(-1, trained.classes)
     return trained.decode(path.reshape(-1, a.shape[1]), labels)
 
@@ -50,18 +62,32 @@ def write_run_pictures(trained: TrainedModel, history: list[dict]) -> None:
     """Write every picture of the run folder from held-out (validation) images."""
     run_dir, held_out = trained.run_dir, trained.split("val")
     originals, labels = held_out.images[:N_RECONSTRUCTIONS], held_out.labels[:N_RECONSTRUCTIONS]
-    save_reconstructions(run_dir / "reconstructions.png", unit_images(originals),
-                         trained.reconstruct(originals, labels))
+    save_reconstructions(
+        run_dir / "reconstructions.png",
+        unit_images(originals),
+        trained.reconstruct(originals, labels),
+    )
     save_image_grid(run_dir / "samples.png", *run_sample_grid(trained))
     points = slice(0, N_LATENT_POINTS)
     codes = trained.encode(held_out.images[points], held_out.labels[points])
-    save_latent_scatter(run_dir / "latent.png", codes, held_out.labels[points], held_out.classes,
-                        f"{trained.name}: held-out {held_out.name} codes")
+    save_latent_scatter(
+        run_dir / "latent.png",
+        codes,
+        held_out.labels[points],
+        held_out.classes,
+        f"{trained.name}: held-out {held_out.name} codes",
+    )
     n_pairs = min(N_INTERPOLATIONS, len(held_out) // 2)
     if n_pairs:
-        pairs, pair_labels = held_out.images[:2 * n_pairs], held_out.labels[:2 * n_pairs]
-        strips = interpolations(trained, pairs[0::2], pairs[1::2], INTERPOLATION_STEPS,
-                                pair_labels[0::2], pair_labels[1::2])
+        pairs, pair_labels = held_out.images[: 2 * n_pairs], held_out.labels[: 2 * n_pairs]
+        strips = interpolations(
+            trained,
+            pairs[0::2],
+            pairs[1::2],
+            INTERPOLATION_STEPS,
+            pair_labels[0::2],
+            pair_labels[1::2],
+        )
         write_atomic(run_dir / "interpolations.png", image_grid_png(strips, INTERPOLATION_STEPS))
     if trained.latent_dim == 2 and not trained.conditional:
         # A VAE's codes follow N(0, I); a plain AE's lie where training put them.
