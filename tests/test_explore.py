@@ -1,7 +1,11 @@
 """`aegen explore`: the axes, the endpoints, and a 4xx answer (never a crash) for bad requests."""
 
+import http.client
 import io
 import socket
+import threading
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +13,17 @@ import torch
 pytest.importorskip("flask", reason="the explorer needs Flask: pip install 'aegen[explore]'")
 
 from aegen.cli import main  # noqa: E402
-from aegen.views.explore import MAX_REQUEST_BYTES, Explorer, LatentAxes, create_app  # noqa: E402
+from aegen.views import explore  # noqa: E402
+from aegen.views.explore import (  # noqa: E402
+    MAX_REQUEST_BYTES,
+    Explorer,
+    LatentAxes,
+    create_app,
+    exposure_warning,
+    host_is_allowed,
+    make_server,
+    serve,
+)
 
 
 def png_size(payload: bytes) -> tuple[int, int]:
@@ -128,3 +142,140 @@ def test_a_taken_port_is_one_clear_line(capsys, trained_runs):
         status = main(["explore", str(trained_runs["ae"].run_dir), "--port", str(port)])
     err = capsys.readouterr().err
     assert status == 2 and f"cannot listen on 127.0.0.1:{port}" in err
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 5000 + "]" * 5000,  # 10 KB, under the size limit: once a RecursionError and a 500
+        '{"coords": ' + "[" * 5000 + "]" * 5000 + "}",
+        "{" * 3000,
+        '{"coords": [0, 0, 0]',  # cut short
+        '{"coords": [0, 0, 1' + "0" * 5000 + "]}",  # an integer too long to convert
+        "",
+    ],
+)
+def test_malformed_or_deeply_nested_json_gets_a_4xx(client, body):
+    answer = client.post("/api/decode", data=body, content_type="application/json")
+    assert answer.status_code == 400 and answer.get_json()["error"]
+    bad_utf8 = client.post(
+        "/api/decode", data=b'{"coords": "\xff"}', content_type="application/json"
+    )
+    assert bad_utf8.status_code == 400
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(client):
+    answer = client.post("/api/decode", json={"coords": [0, 0, 0], "note": "[{" * 100 + '\\"'})
+    assert answer.status_code == 200
+
+
+def test_a_foreign_host_header_is_refused_the_servers_own_accepted(client):
+    for host in ("evil.example:8765", "evil.example", "127.0.0.1.evil.example", "[::1"):
+        answer = client.get("/api/info", headers={"Host": host})
+        assert answer.status_code == 400 and "Host" in answer.get_json()["error"]
+    assert client.post("/", headers={"Host": "evil.example"}).status_code == 400
+    for host in ("127.0.0.1:8765", "localhost:9000", "[::1]:8765", "LOCALHOST"):
+        assert client.get("/", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "header, host, allowed",
+    [
+        ("192.168.1.7:8765", "192.168.1.7", True),
+        ("myhost.lan:8765", "MyHost.lan", True),
+        ("192.168.1.8:8765", "192.168.1.7", False),
+        ("evil.example", "192.168.1.7", False),
+        ("192.168.1.7:8765", "0.0.0.0", True),  # all interfaces: any IP address
+        ("[fe80::1]:8765", "::", True),
+        (socket.gethostname() + ":8765", "0.0.0.0", True),
+        ("evil.example:8765", "0.0.0.0", False),
+        ("", "0.0.0.0", False),
+    ],
+)
+def test_host_allow_list(header, host, allowed):
+    assert host_is_allowed(header, host) is allowed
+
+
+@pytest.fixture
+def live_server(monkeypatch, trained_runs):
+    """A real server on a free port with the given socket timeout and connection cap."""
+    servers = []
+
+    def start(timeout: float, connections: int = 32):
+        monkeypatch.setattr(explore, "REQUEST_TIMEOUT_S", timeout)
+        monkeypatch.setattr(explore, "MAX_CONNECTIONS", connections)
+        server = make_server(trained_runs["ae"].run_dir, "127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server.port
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def seconds_until_closed(port: int) -> float:
+    """Connect, send nothing, and time how long the server keeps the connection open."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as silent:
+        start = time.monotonic()
+        assert silent.recv(1) == b""
+        return time.monotonic() - start
+
+
+def get(port: int, path: str, host: str | None = None) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.putrequest("GET", path, skip_host=host is not None)
+    if host is not None:
+        connection.putheader("Host", host)
+    connection.endheaders()
+    status = connection.getresponse().status
+    connection.close()
+    return status
+
+
+def test_a_silent_connection_is_closed_after_the_timeout(live_server):
+    port = live_server(timeout=0.5)
+    assert seconds_until_closed(port) < 3
+    assert get(port, "/") == 200  # still serving
+    assert get(port, "/", host="evil.example") == 400
+
+
+def test_connections_over_the_cap_are_closed_at_once(live_server):
+    port = live_server(timeout=5, connections=2)
+    threads = threading.active_count()
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    deadline = time.monotonic() + 5
+    while threading.active_count() < threads + 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the server has a thread on each silent connection
+    assert seconds_until_closed(port) < 2.5  # not after the 5 s timeout
+    for connection in held:
+        connection.close()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.7", "myhost.lan"])
+def test_a_host_other_machines_can_reach_is_warned_about(host):
+    warning = exposure_warning(host)
+    assert warning and "\n" not in warning and "no authentication" in warning
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
+def test_a_loopback_host_gets_no_warning(host):
+    assert exposure_warning(host) is None
+
+
+def test_serve_prints_the_warning_to_stderr(monkeypatch, capsys):
+    class StoppedAtOnce:
+        port = 8765
+
+        def serve_forever(self) -> None:
+            raise KeyboardInterrupt
+
+        def server_close(self) -> None:
+            pass
+
+    monkeypatch.setattr(explore, "make_server", lambda *args: StoppedAtOnce())
+    serve(Path("run"), "0.0.0.0", 8765)
+    printed = capsys.readouterr()
+    assert printed.err.count("\n") == 1 and "reachable from other machines" in printed.err
+    assert "http://0.0.0.0:8765/" in printed.out

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aegen.cli import main
-from aegen.store.run_folder import load_tensors
+from aegen.store.tensor_files import load_tensors
 
 
 def cli(capsys, *argv):

@@ -9,7 +9,7 @@ from aegen.errors import TrainingError
 from aegen.models import build_model
 from aegen.pipeline import train
 from aegen.store.datasets import load_dataset, train_val_split
-from aegen.store.run_folder import load_tensors
+from aegen.store.tensor_files import load_tensors
 from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
 

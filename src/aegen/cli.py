@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aegen.errors import AegenError, ConfigError
+from aegen.errors import AegenError, ConfigError, Interrupted
 from aegen.version import __version__
 
 if TYPE_CHECKING:
@@ -448,8 +449,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(model_optimizer_defaults() if wants_model_defaults else None, training)
     args = parser.parse_args(argv)
     stop_printing = _print_progress_lines(quiet=getattr(args, "quiet", False))
+    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops like Ctrl-C does
     try:
         COMMANDS[args.command](args)
+    except Interrupted as exc:  # training stopped; it says what the run folder keeps
+        print(f"aegen: {exc}", file=sys.stderr)
+        return 143 if _terminated else 130
     except AegenError as exc:
         print(f"aegen: error: {exc}", file=sys.stderr)
         return 2
@@ -460,11 +465,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aegen: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("aegen: interrupted; the last finished epoch's checkpoint is kept", file=sys.stderr)
-        return 130
+        print("aegen: interrupted", file=sys.stderr)
+        return 143 if _terminated else 130
     finally:
+        signal.signal(signal.SIGTERM, previous)
         stop_printing()
     return 0
+
+
+_terminated = False
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM: unwind like Ctrl-C (temporary files removed, one line), then exit 143."""
+    global _terminated
+    _terminated = True
+    raise KeyboardInterrupt
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -487,13 +503,13 @@ def _train(args: argparse.Namespace) -> None:
 
 def _sample(args: argparse.Namespace) -> None:
     from aegen.pipeline import load
-    from aegen.store.exports import IMAGE_FORMATS, check_suffix, save_images
+    from aegen.store.exports import check_image_output, save_images
 
     trained = load(args.run, args.data_root)
     sampler = args.sampler or trained.default_sampler
     label = "" if args.label is None else f"-label{args.label}"
     out = args.out or args.run / f"samples-{sampler}{label}-seed{args.seed}.png"
-    check_suffix(out, IMAGE_FORMATS)
+    check_image_output(out, args.n)
     save_images(out, trained.sample(args.n, args.seed, sampler, args.label))
     print(out)
 

@@ -22,3 +22,7 @@ class RunError(AegenError):
 
 class TrainingError(AegenError):
     """Training cannot go on (for example the loss became NaN)."""
+
+
+class Interrupted(AegenError):
+    """Training was stopped by Ctrl-C or SIGTERM; the message says what the run folder keeps."""

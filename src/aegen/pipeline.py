@@ -8,6 +8,7 @@ prints them; in Python, `logging.basicConfig(level=logging.INFO)` shows them).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import logging
@@ -16,22 +17,22 @@ from typing import Any
 
 import torch
 
-from aegen.errors import ConfigError, RunError
+from aegen.errors import ConfigError, Interrupted, RunError, TrainingError
 from aegen.models import Autoencoder, build_model, config_to_dict
 from aegen.scoring.scores import score_run
+from aegen.store.checkpoint import load_checkpoint, save_checkpoint
 from aegen.store.datasets import check_dataset_name, load_dataset, train_val_split
+from aegen.store.lock import LOCK, RunFolderLock, orphan_files, remove_orphans
 from aegen.store.run_folder import (
     CHECKPOINT,
     CONFIG,
     WEIGHTS,
-    load_checkpoint,
     read_config,
-    save_checkpoint,
-    save_weights,
     write_config,
     write_history,
 )
-from aegen.trained import TrainedModel, load
+from aegen.store.tensor_files import save_weights
+from aegen.trained import TrainedModel, load, recorded_model
 from aegen.training import distributed
 from aegen.training.device import flushing_denormals, resolve_device
 from aegen.training.settings import RESUMABLE, SETTINGS, TrainSettings, settings_from
@@ -81,75 +82,129 @@ def train(
     """
     if dataset is not None:
         settings["dataset"] = dataset
+    if resume and out is None:
+        raise ConfigError("--resume needs --out RUN_DIR, the run to continue")
     with flushing_denormals():  # before any tensor work, so that torch's threads inherit it
         main = distributed.is_main()  # under torchrun only rank 0 writes files and logs
         if resume:
-            run_dir, net, chosen = _resumed_run(model, out, settings)
-        else:
-            chosen = settings_from(settings, "aegen.train's arguments")
-            check_dataset_name(chosen.dataset)
-            net = seeded_model(model, chosen.model_options, chosen.seed)
-            run_dir = Path(out) if out is not None else default_run_dir(model, chosen.dataset)
-            if main and run_dir.exists() and any(run_dir.iterdir()):
+            run_dir = Path(str(out))
+            with _writer_lock(run_dir, main):
+                return _train(model, *_resumed_run(model, run_dir, settings), True, main, progress)
+        chosen = settings_from(settings, "aegen.train's arguments")
+        check_dataset_name(chosen.dataset)
+        net = seeded_model(model, chosen.model_options, chosen.seed)
+        run_dir = Path(out) if out is not None else default_run_dir(model, chosen.dataset)
+        resolve_device(chosen.device)  # a missing device or data set: no folder made
+        load_dataset(chosen.dataset, "train", chosen.data_root)
+        with _writer_lock(run_dir, main):
+            if main and _holds_a_run(run_dir):
                 raise RunError(
                     f"{run_dir} is not empty; add --resume to continue the run there "
                     "or choose another --out"
                 )
-        device = resolve_device(chosen.device)  # a missing device stops the run before any file
-        chosen = chosen.with_model_defaults(net.default_lr, net.default_weight_decay)
-        full = load_dataset(chosen.dataset, "train", chosen.data_root)
-        train_index, val_index = train_val_split(len(full), chosen.val_fraction, chosen.seed)
-        config = _run_config(model, net, chosen, device, len(train_index), len(val_index))
+            return _train(model, run_dir, net, chosen, False, main, progress)
+
+
+def _writer_lock(run_dir: Path, main: bool) -> contextlib.AbstractContextManager:
+    """The run folder's lock for the process that writes it (under torchrun: rank 0)."""
+    return RunFolderLock(run_dir) if main else contextlib.nullcontext()
+
+
+def _holds_a_run(run_dir: Path) -> bool:
+    """Whether a folder holds anything but the lock and a killed writer's temporary files."""
+    leftovers = {LOCK, *(p.name for p in orphan_files(run_dir))}
+    return run_dir.is_dir() and any(p.name not in leftovers for p in run_dir.iterdir())
+
+
+def _train(
+    model: str,
+    run_dir: Path,
+    net: Autoencoder,
+    chosen: TrainSettings,
+    resume: bool,
+    main: bool,
+    progress: bool | None,
+) -> TrainedModel:
+    """Train into run_dir, whose lock this process holds.
+
+    The end of an epoch commits in one step: checkpoint.safetensors is replaced atomically and
+    is the single source of truth; model.safetensors and history.jsonl are then derived from
+    it, and derived again whenever the run resumes, so a kill at any point converges."""
+    device = resolve_device(chosen.device)  # a missing device stops the run before any file
+    chosen = chosen.with_model_defaults(net.default_lr, net.default_weight_decay)
+    full = load_dataset(chosen.dataset, "train", chosen.data_root)
+    train_index, val_index = train_val_split(len(full), chosen.val_fraction, chosen.seed)
+    config = _run_config(model, net, chosen, device, len(train_index), len(val_index))
+    if main:
+        remove_orphans(run_dir)
         try:  # fail before any training when the folder cannot be written
-            if main:
-                write_config(run_dir, config)
+            write_config(run_dir, config)
         except OSError as exc:
             raise RunError(
                 f"cannot write the run folder {run_dir} ({exc.strerror or exc})"
             ) from exc
-
-        trainer = Trainer(
-            net,
-            chosen,
-            full.images[train_index],
-            full.images[val_index],
-            full.labels[train_index],
-            full.labels[val_index],
-            device=device,
-        )
-        start = 0
-        history: list[dict] = []
-        if resume and (run_dir / CHECKPOINT).is_file():  # no checkpoint yet: start from scratch
-            start, history = load_checkpoint(run_dir, net, model, trainer.optimizers)
-            for optimizer in trainer.optimizers.values():  # a resumed run may take a new rate
-                for group in optimizer.param_groups:
-                    group["lr"] = chosen.lr
-            if main:
-                log.info(f"resuming {run_dir} after epoch {start} of {chosen.epochs}")
-
-        def finish_epoch(metrics: dict) -> None:
-            history.append(metrics)
-            if not main:
-                return
-            save_checkpoint(run_dir, net, model, trainer.optimizers, metrics["epoch"], history)
-            save_weights(run_dir, net, model)
+    trainer = Trainer(
+        net,
+        chosen,
+        full.images[train_index],
+        full.images[val_index],
+        full.labels[train_index],
+        full.labels[val_index],
+        device=device,
+    )
+    start = 0
+    history: list[dict] = []
+    if resume and (run_dir / CHECKPOINT).is_file():  # no checkpoint yet: start from scratch
+        start, history = load_checkpoint(run_dir, net, model, trainer.optimizers)
+        for optimizer in trainer.optimizers.values():  # a resumed run may take a new rate
+            for group in optimizer.param_groups:
+                group["lr"] = chosen.lr
+        if main:
+            save_weights(run_dir, net, model)  # derived from the checkpoint, as after its epoch
             write_history(run_dir, history)
-            log.info(format_epoch(metrics, chosen.epochs))
+            log.info(f"resuming {run_dir} after epoch {start} of {chosen.epochs}")
 
-        notes = ", bf16" if chosen.precision == "bf16" else ""
-        notes += ", CUDA graph" if trainer.graphed_step is not None else ""
-        if main:
-            log.info(
-                f"training {model} on {chosen.dataset} ({len(train_index)} train / "
-                f"{len(val_index)} val images, {trainer.device}{notes}) -> {run_dir}"
-            )
+    def finish_epoch(metrics: dict) -> None:
+        history.append(metrics)
+        if not main:
+            return
+        save_checkpoint(run_dir, net, model, trainer.optimizers, metrics["epoch"], history)
+        save_weights(run_dir, net, model)
+        write_history(run_dir, history)
+        log.info(format_epoch(metrics, chosen.epochs))
+
+    notes = ", bf16" if chosen.precision == "bf16" else ""
+    notes += ", CUDA graph" if trainer.graphed_step is not None else ""
+    if main:
+        log.info(
+            f"training {model} on {chosen.dataset} ({len(train_index)} train / "
+            f"{len(val_index)} val images, {trainer.device}{notes}) -> {run_dir}"
+        )
+    try:
         trainer.fit(start, finish_epoch, progress)
-        trained = TrainedModel(run_dir, net.cpu(), config, chosen.data_root)
-        if main:
-            if not (run_dir / WEIGHTS).is_file():
-                save_weights(run_dir, net, model)
-            write_run_pictures(trained, history)
-        return trained
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; {_what_is_kept(run_dir, len(history))}") from None
+    except TrainingError as exc:
+        raise TrainingError(f"{exc}; {_what_is_kept(run_dir, len(history))}") from None
+    trained = TrainedModel(run_dir, net.cpu(), config, chosen.data_root)
+    if main:
+        if not (run_dir / WEIGHTS).is_file():
+            save_weights(run_dir, net, model)
+        write_run_pictures(trained, history)
+    return trained
+
+
+def _what_is_kept(run_dir: Path, finished: int) -> str:
+    """What a stopped run leaves, for its last message."""
+    if finished == 0:
+        return (
+            f"no epoch had finished, so {run_dir} holds no checkpoint: `--resume` starts the "
+            "run again from its first step"
+        )
+    return (
+        f"{run_dir} keeps epoch{'s 1-' if finished > 1 else ' '}{finished}: `--resume` "
+        "continues from there"
+    )
 
 
 def seeded_model(model: str, options: dict[str, Any], seed: int) -> Autoencoder:
@@ -193,25 +248,24 @@ def recorded_settings(config: dict[str, Any]) -> TrainSettings:
 
 
 def _resumed_run(
-    model: str, out: str | Path | None, given: dict[str, Any]
+    model: str, run_dir: Path, given: dict[str, Any]
 ) -> tuple[Path, Autoencoder, TrainSettings]:
     """The run folder, model and settings of a run to continue: its recorded settings, with the
     given ones applied where they are resumable and refused where they differ otherwise."""
-    if out is None:
-        raise ConfigError("--resume needs --out RUN_DIR, the run to continue")
-    run_dir = Path(out)
     config = read_config(run_dir)
     if config.get("model") != model:
         raise RunError(f"{run_dir} holds a {config.get('model')!r} run, not {model!r}")
     try:
         recorded = recorded_settings(config)
-        # Seeded as when the run began: a run killed before its first checkpoint restarts
-        # from the same initial weights.
-        net = seeded_model(model, config["model_config"], recorded.seed)
-    except (KeyError, TypeError, ConfigError) as exc:
+    except ConfigError as exc:
         raise RunError(
             f"{run_dir / CONFIG} does not describe a run aegen can resume ({exc})"
         ) from exc
+    # Seeded as when the run began: a run killed before its first checkpoint restarts from the
+    # same initial weights.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recorded.seed)
+        net = recorded_model(run_dir, config)
     options = given.pop("model_options", None) or {}
     changed = {k: v for k, v in options.items() if config["model_config"].get(k) != v}
     if changed:

@@ -7,6 +7,7 @@ Images go in and come out as floats in [0, 1] (uint8 in 0..255 is accepted too),
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,16 +24,11 @@ from aegen.store.datasets import (
     to_unit_range,
     train_val_split,
 )
-from aegen.store.run_folder import (
-    CONFIG,
-    WEIGHTS,
-    load_tensors,
-    load_weights,
-    read_config,
-    save_tensors,
-)
+from aegen.store.run_folder import CONFIG, WEIGHTS, read_config
+from aegen.store.tensor_files import load_tensors, load_weights, save_tensors
 
 EVAL_BATCH = 1024
+MAX_SAMPLES = 100_000  # per call to sample(): bounded memory, stated in the README
 
 
 class TrainedModel:
@@ -105,11 +101,27 @@ class TrainedModel:
         For a conditional model `label` picks the class (one index, or one per image); without
         it the classes are drawn uniformly (seeded).
         """
-        if n < 1:
-            raise ConfigError(f"the number of samples must be at least 1, got {n}")
+        if not 1 <= n <= MAX_SAMPLES:
+            raise ConfigError(
+                f"the number of samples must lie in 1..{MAX_SAMPLES:,d} per call "
+                f"(about {MAX_SAMPLES * 784 * 4 / 2**20:,.0f} MiB of 28x28 images), got {n}"
+            )
+        if not 0 <= seed < 2**63:
+            raise ConfigError(f"the seed must lie in 0..{2**63 - 1}, got {seed}")
         generator = torch.Generator().manual_seed(seed)
         codes = self.sampler(sampler or self.default_sampler).sample(n, generator)
         labels = None
+        if self.conditional and label is not None:
+            chosen = torch.as_tensor(label) if torch.is_tensor(label) else None
+            if chosen is None and (
+                isinstance(label, bool)
+                or not isinstance(label, int)
+                or not 0 <= label < self.classes
+            ):
+                raise ConfigError(
+                    "the label must be one of the class indices in "
+                    f"0..{self.classes - 1}, got {label!r}"
+                )
         if self.conditional:
             labels = (
                 torch.randint(self.classes, (n,), generator=generator)
@@ -132,13 +144,28 @@ class TrainedModel:
             sampler = make_sampler(name, self.latent_dim)
             path = self.run_dir / f"sampler-{name}.safetensors"
             if name != "prior":
-                if path.is_file():
-                    sampler.load_state(load_tensors(path)[0])
+                if os.path.lexists(path):  # a link too: load_tensors refuses it
+                    self._load_sampler(sampler, path)
                 else:
                     sampler.fit(self.train_codes)
                     save_tensors(path, sampler.state(), {"sampler": name, "model": self.name})
             self._samplers[name] = sampler
         return self._samplers[name]
+
+    def _load_sampler(self, sampler: Sampler, path: Path) -> None:
+        """Load a saved sampler, its tensors checked in the file's header before they are read;
+        a bad file is reported, not refitted over (the user may want to look at it)."""
+        expected = {k: (tuple(v.shape), v.dtype) for k, v in sampler.state().items()}
+        hint = f"delete it and aegen fits the {sampler.name} sampler again"
+        try:
+            tensors, metadata = load_tensors(path, expected)
+            if metadata.get("sampler", sampler.name) != sampler.name:
+                raise ConfigError(f"it holds a {metadata['sampler']!r} sampler")
+            sampler.load_state(tensors)
+        except RunError as exc:
+            raise RunError(f"{exc}; {hint}") from exc
+        except ConfigError as exc:
+            raise RunError(f"{path} is no usable {sampler.name} sampler ({exc}); {hint}") from exc
 
     def split(self, which: str = "val") -> ImageSet:
         """The run's images: 'train' and 'val' (the seeded split it trained with) or 'test'."""
@@ -206,11 +233,22 @@ def load(run_dir: str | Path, data_root: str | Path | None = None) -> TrainedMod
     """Open a run folder written by `aegen train` (weights from model.safetensors)."""
     run_dir = Path(run_dir)
     config = read_config(run_dir)
+    model = recorded_model(run_dir, config)
+    load_weights(run_dir / WEIGHTS, model, config["model"])
+    return TrainedModel(run_dir, model, config, data_root)
+
+
+def recorded_model(run_dir: Path, config: dict[str, Any]) -> Autoencoder:
+    """A freshly initialised model as config.json describes it, or one line saying why not."""
     try:
-        model = build_model(config["model"], config["model_config"])
-    except (KeyError, TypeError, ConfigError) as exc:
+        return build_model(config["model"], config["model_config"])
+    except ConfigError as exc:
         raise RunError(
             f"{run_dir / CONFIG} does not describe a model aegen can build ({exc})"
         ) from exc
-    load_weights(run_dir / WEIGHTS, model, config["model"])
-    return TrainedModel(run_dir, model, config, data_root)
+    except (KeyError, TypeError, ValueError, RuntimeError, MemoryError) as exc:
+        # Options torch cannot lay out or allocate (a damaged file): its message may run to a
+        # page of C++ frames, so only its first line is kept.
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        message = f"{run_dir / CONFIG} describes a model aegen cannot build ({reason})"
+        raise RunError(message) from exc

@@ -32,7 +32,7 @@ class PriorSampler:
         return {}
 
     def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        pass
+        check_state(self, tensors)
 
 
 class GaussianSampler:
@@ -66,11 +66,7 @@ class GaussianSampler:
         return {"mean": self.mean.contiguous(), "scale_tril": self.scale_tril.contiguous()}
 
     def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        if tensors["mean"].shape != (self.latent_dim,) or tensors["scale_tril"].shape != (
-            self.latent_dim,
-            self.latent_dim,
-        ):
-            raise ConfigError("the saved Gaussian sampler does not match the model's latent size")
+        check_state(self, tensors)
         self.mean, self.scale_tril = tensors["mean"], tensors["scale_tril"]
 
 
@@ -113,21 +109,38 @@ class GMMSampler:
         }
 
     def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        k, d = self.components, self.latent_dim
-        if (
-            tensors["weights"].shape != (k,)
-            or tensors["means"].shape != (k, d)
-            or tensors["scale_trils"].shape != (k, d, d)
-        ):
-            raise ConfigError(
-                f"the saved {self.name} sampler does not match its name or the model's latent size"
-            )
+        check_state(self, tensors)
+        if bool((tensors["weights"] < 0).any()) or not tensors["weights"].sum() > 0:
+            raise ConfigError(f"the saved {self.name} sampler's weights are not a distribution")
         self.weights, self.means = tensors["weights"], tensors["means"]
         self.scale_trils = tensors["scale_trils"]
 
 
 DEFAULT_GMM_COMPONENTS = 10
 Sampler = PriorSampler | GaussianSampler | GMMSampler
+
+
+def check_state(sampler: Sampler, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse a saved state whose tensors are not the sampler's own (names, shapes and dtypes,
+    which follow from its name and the latent size) or not finite."""
+    wanted = sampler.state()
+    if set(tensors) != set(wanted):
+        raise ConfigError(
+            f"the saved {sampler.name} sampler holds the tensors {sorted(tensors)}, "
+            f"not {sorted(wanted)}"
+        )
+    for key, value in wanted.items():
+        saved = tensors[key]
+        if saved.shape != value.shape or saved.dtype != value.dtype:
+            raise ConfigError(
+                f"the saved {sampler.name} sampler's {key!r} is {saved.dtype} of shape "
+                f"{tuple(saved.shape)}; its name and the model's latent size need {value.dtype} "
+                f"of shape {tuple(value.shape)}"
+            )
+        if not bool(torch.isfinite(saved).all()):
+            raise ConfigError(f"the saved {sampler.name} sampler's {key!r} is not finite")
+
+
 SAMPLERS: dict[str, type[Sampler]] = {
     "prior": PriorSampler,
     "gaussian": GaussianSampler,

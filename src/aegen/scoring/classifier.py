@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from aegen.store.cache import cache_root
 from aegen.store.datasets import load_dataset, unit_images
-from aegen.store.run_folder import load_tensors, save_tensors
+from aegen.store.tensor_files import load_tensors, save_tensors
 
 log = logging.getLogger("aegen")
 

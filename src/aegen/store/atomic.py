@@ -18,10 +18,14 @@ FILE_MODE = 0o666 & ~_UMASK  # what open() would give; mkstemp alone makes files
 
 
 def write_atomic(path: str | Path, payload: bytes) -> None:
-    """Replace path with payload in one step."""
+    """Replace path with payload in one step. A failure (a full disk, a read-only folder, an
+    interrupt) leaves the old file as it was and no temporary file; an OSError names path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), FILE_MODE)
@@ -29,6 +33,9 @@ def write_atomic(path: str | Path, payload: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -31,6 +31,7 @@ def save_image_grid(path: Path, images: torch.Tensor, columns: int = 8) -> None:
 
 
 IMAGE_FORMATS = (".png", ".npy", ".pt")
+MAX_GRID_IMAGES = 10_000  # a 100 x 100 grid of 56-pixel cells: 31 Mpixels already
 CODE_FORMATS = (".npz", ".pt")
 
 
@@ -40,9 +41,19 @@ def check_suffix(path: Path, formats: tuple[str, ...]) -> None:
         raise ConfigError(f"cannot write {path}: choose a name ending in {', '.join(formats)}")
 
 
+def check_image_output(path: Path, count: int) -> None:
+    """Refuse, before any work, a format aegen cannot write or a PNG grid too large to view."""
+    check_suffix(path, IMAGE_FORMATS)
+    if path.suffix.lower() == ".png" and count > MAX_GRID_IMAGES:
+        raise ConfigError(
+            f"a PNG grid holds at most {MAX_GRID_IMAGES:,d} images, got "
+            f"{count:,d}; write a .npy or .pt file for more"
+        )
+
+
 def save_images(path: Path, images: torch.Tensor, columns: int = 8) -> None:
     """Images [N, 1, 28, 28] in [0, 1] as a PNG grid, a .npy array [N, 28, 28] or a .pt tensor."""
-    check_suffix(path, IMAGE_FORMATS)
+    check_image_output(path, len(images))
     suffix = path.suffix.lower()
     if suffix == ".png":
         save_image_grid(path, images, columns)

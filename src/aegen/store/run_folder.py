@@ -18,13 +18,11 @@ a run never unpickles anything.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import os
+import re
+import stat
 from pathlib import Path
 from typing import Any
-
-import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as save_tensors_bytes
 
 from aegen.errors import RunError
 from aegen.store.atomic import write_atomic, write_json
@@ -48,152 +46,37 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / CONFIG
     if not Path(run_dir).is_dir():
         raise RunError(f"{run_dir} is not a folder; give the folder that `aegen train` wrote")
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise RunError(f"{run_dir} is not an aegen run folder (it has no {CONFIG})")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path} is not valid JSON ({exc})") from exc
+    config = parse_json(path, read_run_file(path))
     if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
         raise RunError(
             f"{path} is from an incompatible aegen version "
             f"(format {config.get('format') if isinstance(config, dict) else '?'}, "
             f"this aegen reads format {RUN_FORMAT})"
         )
+    _check_config(path, config)
     return config
 
 
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Write a safetensors file atomically."""
-    clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    write_atomic(path, save_tensors_bytes(clean, metadata=metadata))
-
-
-def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read a safetensors file and its metadata; anything else (a pickle, garbage) is refused."""
-    if not path.is_file():
-        raise RunError(f"{path} is missing; the run is incomplete")
-    try:
-        with safe_open(path, framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    except (SafetensorError, OSError, ValueError, UnicodeDecodeError, OverflowError) as exc:
-        raise RunError(f"{path} is not a safetensors file (corrupt, truncated or foreign)") from exc
-    return tensors, metadata
-
-
-def save_weights(run_dir: Path, model: torch.nn.Module, model_name: str) -> None:
-    """Write model.safetensors."""
-    save_tensors(run_dir / WEIGHTS, model.state_dict(), {"model": model_name})
-
-
-def load_weights(path: Path, model: torch.nn.Module, model_name: str) -> None:
-    """Load model.safetensors into model, refusing files of another model or with other shapes."""
-    _apply_weights(path, *load_tensors(path), model, model_name, prefix="")
-
-
-def _apply_weights(
-    path: Path,
-    tensors: dict[str, torch.Tensor],
-    metadata: dict[str, str],
-    model: torch.nn.Module,
-    model_name: str,
-    prefix: str,
-) -> None:
-    """Put the tensors named prefix + parameter name into model, after checking every one."""
-    if metadata.get("model", model_name) != model_name:
-        raise RunError(f"{path} holds a {metadata['model']!r} model, not {model_name!r}")
-    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    expected = model.state_dict()
-    if set(state) != set(expected):
-        missing = sorted(set(expected) - set(state)) or sorted(set(state) - set(expected))
-        raise RunError(
-            f"{path} does not hold a {model_name!r} model's weights (tensor {missing[0]!r} differs)"
-        )
-    for key, wanted in expected.items():  # in layer order, so the first mismatch is named
-        if state[key].shape != wanted.shape or state[key].dtype != wanted.dtype:
-            raise RunError(
-                f"{path}: tensor {key!r} has shape {tuple(state[key].shape)}, "
-                f"the {model_name!r} model needs {tuple(wanted.shape)}"
-            )
-    model.load_state_dict(state)
-
-
-def _optimizer_prefix(group: str) -> str:
-    # The single group of most models keeps the plain names of format-1 checkpoints.
-    return "" if group == "model" else f"-{group}"
-
-
-def save_checkpoint(
-    run_dir: Path,
-    model: torch.nn.Module,
-    model_name: str,
-    optimizers: Mapping[str, torch.optim.Optimizer],
-    epoch: int,
-    history: list[dict],
-) -> None:
-    """Write checkpoint.safetensors (weights, optimizer states, epoch, metrics) atomically."""
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    metadata = {"model": model_name, "epoch": str(epoch), "history": json.dumps(history)}
-    for group, optimizer in optimizers.items():
-        suffix = _optimizer_prefix(group)
-        opt_state = optimizer.state_dict()
-        scalars: dict[str, dict[str, Any]] = {}
-        for index, state in opt_state["state"].items():
-            for key, value in state.items():
-                if torch.is_tensor(value):
-                    tensors[f"optimizer{suffix}.{index}.{key}"] = value
-                else:
-                    scalars.setdefault(str(index), {})[key] = value
-        metadata[f"param_groups{suffix}"] = json.dumps(opt_state["param_groups"])
-        metadata[f"optimizer_scalars{suffix}"] = json.dumps(scalars)
-    save_tensors(run_dir / CHECKPOINT, tensors, metadata)
-
-
-def load_checkpoint(
-    run_dir: Path,
-    model: torch.nn.Module,
-    model_name: str,
-    optimizers: Mapping[str, torch.optim.Optimizer],
-) -> tuple[int, list[dict]]:
-    """Restore weights and optimizer states; return the finished epochs and their metrics."""
-    path = run_dir / CHECKPOINT
-    tensors, metadata = load_tensors(path)
-    _apply_weights(path, tensors, metadata, model, model_name, prefix="model.")
-    try:
-        for group, optimizer in optimizers.items():
-            suffix = _optimizer_prefix(group)
-            state: dict[int, dict[str, Any]] = {}
-            for key, value in tensors.items():
-                if key.startswith(f"optimizer{suffix}."):
-                    _, index, name = key.split(".", 2)
-                    state.setdefault(int(index), {})[name] = value
-            for index, values in json.loads(metadata[f"optimizer_scalars{suffix}"]).items():
-                state.setdefault(int(index), {}).update(values)
-            _match_parameter_layout(optimizer, state)
-            optimizer.load_state_dict(
-                {"state": state, "param_groups": json.loads(metadata[f"param_groups{suffix}"])}
-            )
-        return int(metadata["epoch"]), json.loads(metadata["history"])
-    except (KeyError, ValueError, TypeError) as exc:
-        raise RunError(f"{path} is incomplete or from another aegen version ({exc})") from exc
-
-
-def _match_parameter_layout(
-    optimizer: torch.optim.Optimizer, state: dict[int, dict[str, Any]]
-) -> None:
-    """Give each moment tensor its parameter's device and memory layout (channels_last for
-    convolutions): the fused Adam kernel walks parameter and state memory side by side, so a
-    state saved in the usual layout must not meet a channels_last parameter."""
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    for index, values in state.items():
-        for key, value in values.items():
-            if (
-                torch.is_tensor(value)
-                and index < len(params)
-                and value.shape == params[index].shape
-            ):
-                values[key] = torch.empty_like(params[index], dtype=value.dtype).copy_(value)
+def _check_config(path: Path, config: dict[str, Any]) -> None:
+    """Check the shape of every value aegen reads from config.json, so that no later use of it
+    meets a missing key or a wrong type (the model options are checked by the model's config)."""
+    _field(path, config, "model", str)
+    _field(path, config, "model_config", dict)
+    _field(path, config, "default_sampler", str)
+    train, data = _field(path, config, "train", dict), _field(path, config, "data", dict)
+    seed = _field(path, train, "seed", int, "train.")
+    fraction = _field(path, train, "val_fraction", float, "train.")
+    _field(path, data, "dataset", str, "data.")
+    _field(path, data, "n_train", int, "data.")
+    _field(path, data, "n_val", int, "data.")
+    if not isinstance(data.get("root"), (str, type(None))):
+        raise RunError(f"{path}: data.root must be a string or null")
+    if not isinstance(config.get("aegen_version", ""), str):
+        raise RunError(f"{path}: aegen_version must be a string")
+    if not 0 <= seed < 2**63 or not 0 < fraction < 1:
+        raise RunError(f"{path}: train.seed or train.val_fraction is out of range")
 
 
 def write_history(run_dir: Path, history: list[dict]) -> None:
@@ -202,28 +85,141 @@ def write_history(run_dir: Path, history: list[dict]) -> None:
 
 
 def read_history(run_dir: Path) -> list[dict]:
-    """The training history of a run: one dict of losses per finished epoch."""
+    """The training history of a run: one dict of losses per finished epoch, checked."""
     path = _current_or_old(Path(run_dir), HISTORY, OLD_HISTORY)
-    if not path.is_file():
+    if not os.path.lexists(path):
         return []
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except json.JSONDecodeError as exc:
-        raise RunError(f"{path} is not valid JSON lines ({exc})") from exc
+    lines = read_run_file(path).split(b"\n")
+    rows = [parse_json(path, line, f"line {n}") for n, line in enumerate(lines, 1) if line.strip()]
+    return check_history(path, rows)
+
+
+SCORE_NAMES = ("fd_aegen", "precision", "recall", "label_entropy", "confident_share")
 
 
 def read_scores(run_dir: Path) -> dict:
     """What `aegen evaluate` measured for a run, or an error that says how to measure it."""
     path = _current_or_old(Path(run_dir), SCORES, OLD_SCORES)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise RunError(f"{run_dir} has no {SCORES}; run `aegen evaluate {run_dir}` first")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path} is not valid JSON ({exc})") from exc
+    scores = parse_json(path, read_run_file(path))
+    if not isinstance(scores, dict):
+        raise RunError(f"{path} does not hold a JSON object; run `aegen evaluate` again")
+    _check_scores(path, scores)
+    return scores
+
+
+def _check_scores(path: Path, scores: dict[str, Any]) -> None:
+    """Check the shape of every value the report and `aegen compare` read from scores.json."""
+    for key in ("model", "dataset"):
+        _field(path, scores, key, str)
+    for key in ("protocol", "classifier"):
+        _field(path, scores, key, dict)
+    reconstruction = _field(path, scores, "reconstruction", dict)
+    for key in ("model_loss", "pixel_mse"):
+        _field(path, reconstruction, key, float, "reconstruction.")
+    real_data = _field(path, scores, "real_data", dict)
+    for key in SCORE_NAMES:
+        _field(path, real_data, key, float, "real_data.")
+    samplers = _field(path, scores, "samplers", dict)
+    for name in samplers:
+        if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name):  # it names files: no path in it
+            raise RunError(f"{path}: {name[:40]!r} is not a sampler name")
+        for key in SCORE_NAMES:
+            _field(path, _field(path, samplers, name, dict, "samplers."), key, float, f"{name}.")
+    if "likelihood" in scores:  # both kinds, and perhaps a note (the NLL of a cvae is p(x | y))
+        likelihood = _field(path, scores, "likelihood", dict)
+        for kind in dict.fromkeys(["grayscale_bce", "binarised", *likelihood]):
+            if kind in ("grayscale_bce", "binarised") or not isinstance(likelihood[kind], str):
+                values = _field(path, likelihood, kind, dict, "likelihood.")
+                for key in ("k", "nll", "elbo"):
+                    _field(path, values, key, float, f"likelihood.{kind}.")
 
 
 def _current_or_old(run_dir: Path, name: str, old_name: str) -> Path:
     """The file under its current name, or under aegen 0.1's name where only that exists."""
     path = run_dir / name
-    return run_dir / old_name if not path.exists() and (run_dir / old_name).exists() else path
+    old = run_dir / old_name
+    return old if not os.path.lexists(path) and os.path.lexists(old) else path
+
+
+# Reading helpers: every run-folder file is read through read_run_file or _read_tensors.
+
+MAX_FILE_BYTES = 64 * 2**20  # config, history and scores are kilobytes, pictures a few hundred
+
+
+def read_run_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a run-folder file; a symbolic link (it may point anywhere outside the run
+    folder), anything but a plain file and a file over limit bytes are refused (RunError)."""
+    if not os.path.lexists(path):
+        raise RunError(f"{path} is missing; the run is incomplete")
+    check_plain_file(path)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)  # no link swapped in since the check
+    with os.fdopen(os.open(path, flags), "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise RunError(f"{path} is over {limit // 2**20} MiB: not a file aegen wrote")
+    return data
+
+
+def check_plain_file(path: Path) -> None:
+    """Refuse a symbolic link and anything but a regular file (reading a FIFO would block)."""
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        raise RunError(
+            f"{path} is a symbolic link; aegen reads no run-folder file through a link "
+            "(put the file itself there)"
+        )
+    if not stat.S_ISREG(mode):
+        raise RunError(f"{path} is not a regular file")
+
+
+def parse_json(path: Path, data: bytes, where: str = "") -> Any:
+    """JSON from bytes, or a RunError that names the file (and where in it)."""
+    place = f"{path} ({where})" if where else str(path)
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise RunError(f"{place} is not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # also a decoding error or a number of 5,000 digits
+        raise RunError(f"{place} is not valid JSON ({exc})") from exc
+
+
+def check_history(path: Path, rows: Any) -> list[dict]:
+    """A history is a list of objects of numbers, the same keys in each, for epochs 1, 2, ..."""
+    if not isinstance(rows, list):
+        raise RunError(f"{path}: its history is not a list of epochs")
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise RunError(f"{path}: history entry {number} is not a JSON object")
+        for key, value in row.items():
+            if not is_number(value):
+                raise RunError(f"{path}: {key[:40]!r} of history entry {number} is not a number")
+        if row.get("epoch") != number or not isinstance(row["epoch"], int):
+            raise RunError(f"{path}: history entry {number} is not epoch {number}")
+        if "loss" not in row or "val_loss" not in row or set(row) != set(rows[0]):
+            raise RunError(f"{path}: history entry {number} lacks values the first one has")
+    return rows
+
+
+_KINDS = {str: "a string", int: "a whole number", float: "a number", dict: "a JSON object"}
+_CONTAINERS: dict[type, str] = {str: "a string", list: "a list", dict: "an object"}
+
+
+def _field(path: Path, section: dict[str, Any], key: str, kind: type, where: str = "") -> Any:
+    """section[key], which must be there and of kind (float: any number; int and float: no bool)."""
+    if key not in section:
+        raise RunError(f"{path} is incomplete: it has no {where}{key}")
+    value = section[key]
+    if kind is float:
+        fits = is_number(value)
+    else:
+        fits = isinstance(value, kind) and not isinstance(value, bool)
+    if not fits:
+        found = _CONTAINERS.get(type(value)) or json.dumps(value)  # a number, true/false, null
+        raise RunError(f"{path}: {where}{key} must be {_KINDS[kind]}, not {found}")
+    return value
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

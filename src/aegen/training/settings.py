@@ -74,7 +74,7 @@ class TrainSettings:
         metavar="DIR",
     )
     epochs: int = setting(10, "passes over the training images", minimum=1)
-    batch_size: int = setting(128, "images per optimizer step", minimum=1)
+    batch_size: int = setting(128, "images per optimizer step", minimum=1, maximum=2**24)
     lr: float | None = setting(
         None, "Adam's learning rate", minimum=0.0, strict=True, label="learning rate"
     )

@@ -289,7 +289,7 @@ class StepLosses:
             raise TrainingError(
                 f"the {self.names[column]} became {values[row, column].item()} at epoch "
                 f"{self.epoch}, step {self.steps_done + row + 1}; the learning rate ({self.lr}) "
-                "is probably too high or the data are out of range; the last checkpoint is intact"
+                "is probably too high or the data are out of range"
             )
         sizes = torch.tensor(self.sizes, dtype=torch.float64)
         sums = (values[:, : self.reported] * sizes[:, None]).sum(0).tolist()

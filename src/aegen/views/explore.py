@@ -7,17 +7,32 @@ the straight line between two held-out images' codes. The axes are the code itse
 up to 3 dimensions (a 2-d pad, or sliders), otherwise the first principal directions of the
 held-out codes around their mean; a conditional model adds a choice of label. Every request is
 checked; a bad one gets a 4xx JSON answer.
+
+Limits, since the page is served without authentication: a body is at most MAX_REQUEST_BYTES of
+JSON nested at most MAX_JSON_DEPTH deep (parsed here, so no body can reach a RecursionError); the
+Host header must name this server (the defence against DNS rebinding, where a web page's own domain
+is made to resolve to 127.0.0.1): the loopback names, or the --host given, any port (an SSH tunnel
+changes it). Listening on all interfaces (0.0.0.0, ::) also accepts any IP address and this
+machine's name, and `serve` warns on stderr whenever the host is not loopback. Each socket read or
+write times out after REQUEST_TIMEOUT_S (werkzeug's request handler takes socketserver's
+`timeout`); that frees a stalled connection's thread, not one a client keeps trickling bytes into.
+At most MAX_CONNECTIONS connections are served at once (werkzeug has no such cap, so the server
+class here adds one); further ones are closed at once.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
 import math
 import socket
+import sys
 import threading
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit
 
 import torch
 
@@ -29,6 +44,7 @@ from aegen.views.figures import png_data_url
 
 if TYPE_CHECKING:
     from flask import Flask
+    from werkzeug.serving import BaseWSGIServer
 
 MAX_PCA_AXES = 6
 SPAN = 3.5  # each axis covers mean +- SPAN standard deviations of the held-out codes
@@ -36,7 +52,12 @@ N_GALLERY = 40
 N_PAD_POINTS = 1000
 MAX_STEPS = 32
 MAX_REQUEST_BYTES = 16 * 1024
+MAX_JSON_DEPTH = 8  # the page sends depth 2: {"coords": [...]}
 MAX_COORDINATE = 1e4
+REQUEST_TIMEOUT_S = 10.0  # per socket read or write
+MAX_CONNECTIONS = 32  # werkzeug closes each after one request; a browser opens about 6 at once
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+ALL_INTERFACES = frozenset({"", "0.0.0.0", "::"})
 
 
 class LatentAxes:
@@ -154,12 +175,47 @@ def _bad_request(message: str) -> NoReturn:
     abort(400, description=message)
 
 
+def _json_depth(text: str) -> int:
+    """The deepest nesting of [ and { in a JSON text, brackets inside strings not counted."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def _json_object() -> dict:
+    """The request's JSON object, parsed here: request.get_json lets a RecursionError through."""
     from flask import request
 
-    payload = request.get_json(silent=True)
+    message = "send a JSON object with Content-Type: application/json"
+    if not request.is_json:
+        _bad_request(message)
+    try:
+        text = request.get_data().decode("utf-8")  # over MAX_REQUEST_BYTES: a 413
+    except UnicodeDecodeError:
+        _bad_request("the body is not UTF-8")
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        _bad_request(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        _bad_request("the body is not valid JSON")
     if not isinstance(payload, dict):
-        _bad_request("send a JSON object with Content-Type: application/json")
+        _bad_request(message)
     return payload
 
 
@@ -185,9 +241,31 @@ def _whole_number(payload: dict, key: str, low: int, high: int) -> int:
     return value
 
 
-def create_app(explorer: Explorer) -> Flask:
-    """The Flask app serving the page and its three JSON/PNG endpoints."""
-    from flask import Flask, Response, jsonify
+def _host_name(header: str) -> str:
+    """The name in a Host header, lower case, without port or IPv6 brackets ('' if malformed)."""
+    try:
+        return urlsplit(f"//{header}").hostname or ""
+    except ValueError:
+        return ""
+
+
+def host_is_allowed(header: str, host: str) -> bool:
+    """Whether a request's Host header names this server, listening on `host` (see the top)."""
+    name, host = _host_name(header), host.strip("[]").lower()
+    if name in LOOPBACK_NAMES or (name and name == host):
+        return True
+    if host not in ALL_INTERFACES:
+        return False
+    try:  # a page served from an IP address is no rebinding: its origin is that address
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return name == socket.gethostname().lower()
+
+
+def create_app(explorer: Explorer, host: str = "127.0.0.1") -> Flask:
+    """The Flask app: the page and its three JSON/PNG endpoints, for a server on `host`."""
+    from flask import Flask, Response, jsonify, request
     from werkzeug.exceptions import HTTPException
 
     app = Flask("aegen.views.explore")
@@ -197,6 +275,11 @@ def create_app(explorer: Explorer) -> Flask:
     @app.errorhandler(HTTPException)
     def json_error(error: HTTPException):
         return jsonify(error=error.description, status=error.code), error.code
+
+    @app.before_request
+    def check_host() -> None:
+        if not host_is_allowed(request.headers.get("Host", ""), host):
+            _bad_request("unknown Host header; open the address aegen explore printed")
 
     @app.get("/")
     def index() -> Response:
@@ -228,17 +311,45 @@ def create_app(explorer: Explorer) -> Flask:
 
 def make_server(
     run_dir: Path, host: str = "127.0.0.1", port: int = 8765, data_root: str | Path | None = None
-):
+) -> BaseWSGIServer:
     """A ready werkzeug server for the run (port 0 picks a free one; see `.port`)."""
     try:
         import flask  # noqa: F401  (the app itself is built in create_app)
-        from werkzeug.serving import make_server as werkzeug_server
     except ImportError:
         raise ConfigError("aegen explore needs Flask: pip install 'aegen[explore]'") from None
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per slider move
     _check_address(host, port)
-    app = create_app(Explorer(load(run_dir, data_root)))
-    return werkzeug_server(host, port, app, threaded=True)
+    app = create_app(Explorer(load(run_dir, data_root)), host)
+    return _threaded_server(host, port, app)
+
+
+def _threaded_server(host: str, port: int, app: Flask) -> BaseWSGIServer:
+    """werkzeug's threaded server with socket timeouts and at most MAX_CONNECTIONS threads."""
+    from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+    class Handler(WSGIRequestHandler):
+        timeout = REQUEST_TIMEOUT_S  # socketserver sets it on each connection
+
+    class Server(ThreadedWSGIServer):
+        slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+        def process_request(self, request, client_address) -> None:
+            if not self.slots.acquire(blocking=False):
+                self.shutdown_request(request)  # full: close it rather than start another thread
+                return
+            try:
+                super().process_request(request, client_address)
+            except BaseException:  # no thread started, so none will give the slot back
+                self.slots.release()
+                raise
+
+        def process_request_thread(self, request, client_address) -> None:
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                self.slots.release()
+
+    return Server(host, port, app, Handler)
 
 
 def _check_address(host: str, port: int) -> None:
@@ -256,12 +367,30 @@ def _check_address(host: str, port: int) -> None:
         ) from None
 
 
+def exposure_warning(host: str) -> str | None:
+    """The one-line warning for a host other machines can reach, None for a loopback one."""
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host.lower() == "localhost"
+    if loopback:
+        return None
+    return (
+        f"aegen explore: warning: listening on {host or 'all interfaces'}, the explorer is "
+        "reachable from other machines and has no authentication"
+    )
+
+
 def serve(
     run_dir: Path, host: str = "127.0.0.1", port: int = 8765, data_root: str | Path | None = None
 ) -> None:
     """Serve the explorer until Ctrl-C."""
     server = make_server(run_dir, host, port, data_root)
-    print(f"aegen explore: open http://{host}:{server.port}/  (Ctrl-C stops)", flush=True)
+    warning = exposure_warning(host)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"aegen explore: open http://{shown}:{server.port}/  (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -270,4 +399,12 @@ def serve(
         server.server_close()
 
 
-__all__ = ["Explorer", "LatentAxes", "create_app", "make_server", "serve"]
+__all__ = [
+    "Explorer",
+    "LatentAxes",
+    "create_app",
+    "exposure_warning",
+    "host_is_allowed",
+    "make_server",
+    "serve",
+]

@@ -2,7 +2,9 @@
 
 Everything the page shows is embedded (PNG as data: URLs, the style inline), so the file can be
 mailed, archived or opened on a machine with no internet and no aegen. Pictures the run folder
-already holds are reused; the rest (samples per sampler) are drawn from the run on the spot.
+already holds are reused (read like every run-folder file: a symbolic link, which could point
+at any file of the machine, is skipped with a note); the rest (samples per sampler) are drawn
+from the run on the spot; a history or scores file that cannot be read is a note, not a failure.
 This module only gathers plain data; report.html does all the markup, with autoescape on, so
 nothing a run folder holds (its name, config values, metric keys) can inject markup.
 """
@@ -10,6 +12,7 @@ nothing a run folder holds (its name, config values, metric keys) can inject mar
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,15 @@ import jinja2
 from aegen.errors import AegenError, RunError
 from aegen.store.atomic import write_atomic
 from aegen.store.exports import image_grid_png
-from aegen.store.run_folder import read_config, read_history, read_scores
+from aegen.store.run_folder import (
+    OLD_SCORES,
+    SCORE_NAMES,
+    SCORES,
+    read_config,
+    read_history,
+    read_run_file,
+    read_scores,
+)
 from aegen.trained import load
 from aegen.version import __version__
 from aegen.views.comparison import COLUMNS, comparison_rows
@@ -34,7 +45,7 @@ PICTURES = [
     ("interpolations.png", "Straight lines between the codes of held-out pairs"),
     ("manifold.png", "Decoded grid of 2-d codes"),
 ]
-SCORE_KEYS = ["fd_aegen", "precision", "recall", "label_entropy", "confident_share"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _cell_text(value: Any) -> str:
@@ -107,8 +118,8 @@ def _scores(metrics: dict | None) -> dict[str, Any]:
             [f"NLL, {pixels}, nats (importance-sampled, k={scores['k']})", scores["nll"]],
             [f"ELBO, {pixels}, nats", scores["elbo"]],
         ]
-    samplers = [["real data (training images)", *[metrics["real_data"][k] for k in SCORE_KEYS]]]
-    samplers += [[name, *[s[k] for k in SCORE_KEYS]] for name, s in metrics["samplers"].items()]
+    samplers = [["real data (training images)", *[metrics["real_data"][k] for k in SCORE_NAMES]]]
+    samplers += [[name, *[s[k] for k in SCORE_NAMES]] for name, s in metrics["samplers"].items()]
     accuracy = metrics.get("classifier", {}).get("test_accuracy")
     protocol = {
         "samples": metrics["protocol"].get("samples_per_sampler"),
@@ -123,12 +134,12 @@ def _samples(run_dir: Path, samplers: list[str], data_root: Any) -> list[dict[st
     for name in samplers:
         saved = run_dir / f"samples-{name}.png"
         try:
-            if saved.is_file():
-                png = saved.read_bytes()
+            if os.path.lexists(saved):
+                png = _read_png(saved)
             else:
                 trained = trained or load(run_dir, data_root)
                 png = image_grid_png(trained.sample(N_SAMPLES, seed=0, sampler=name), 8)
-        except AegenError as exc:
+        except (AegenError, OSError) as exc:
             figures.append({"name": name, "error": str(exc)})
             continue
         figures.append(
@@ -143,35 +154,55 @@ def _samples(run_dir: Path, samplers: list[str], data_root: Any) -> list[dict[st
     return figures
 
 
+def _read_png(path: Path) -> bytes:
+    """A picture of the run folder, through the run folder's reader (no links), if it is a PNG."""
+    png = read_run_file(path)
+    if not png.startswith(PNG_SIGNATURE):
+        raise RunError(f"{path} is not a PNG picture")
+    return png
+
+
 def _pictures(run_dir: Path, data_root: Any) -> dict[str, Any]:
-    error = ""
-    if any(not (run_dir / name).is_file() for name, _ in PICTURES[:4]):
+    error, pictures, skipped = "", [], []
+    if any(not os.path.lexists(run_dir / name) for name, _ in PICTURES[:4]):
         try:  # a run copied without its pictures: draw them again
             write_run_pictures(load(run_dir, data_root), read_history(run_dir))
         except AegenError as exc:
             error = str(exc)
-    pictures = [
-        {"src": png_data_url((run_dir / name).read_bytes()), "caption": caption, "alt": caption}
-        for name, caption in PICTURES
-        if (run_dir / name).is_file()
-    ]
-    return {"pictures": pictures, "pictures_error": error}
+    for name, caption in PICTURES:
+        if os.path.lexists(run_dir / name):
+            try:
+                png = _read_png(run_dir / name)
+            except (AegenError, OSError) as exc:
+                skipped.append(str(exc))
+                continue
+            pictures.append({"src": png_data_url(png), "caption": caption, "alt": caption})
+    return {"pictures": pictures, "pictures_error": error, "pictures_skipped": skipped}
 
 
 def _run(run_dir: Path, data_root: Any) -> dict[str, Any]:
     """Everything the page shows of one run, as plain data for the template."""
     config = read_config(run_dir)
+    metrics, scores_error = None, ""
+    if any(os.path.lexists(run_dir / name) for name in (SCORES, OLD_SCORES)):  # evaluated
+        try:
+            metrics = read_scores(run_dir)
+        except RunError as exc:
+            scores_error = str(exc)
+    history, history_error = [], ""
     try:
-        metrics = read_scores(run_dir)
-    except RunError:
-        metrics = None
+        history = read_history(run_dir)
+    except RunError as exc:
+        history_error = str(exc)
     samplers = list(metrics["samplers"]) if metrics else list(SAMPLERS)
     return {
         "title": f"{config['model']} on {config['data']['dataset']}",
         "path": str(run_dir),
         "config_rows": _config_rows(config),
-        **_history(read_history(run_dir)),
+        **_history(history),
+        "history_error": history_error,
         **_scores(metrics),
+        "scores_error": scores_error,
         "samples": _samples(run_dir, samplers, data_root),
         **_pictures(run_dir, data_root),
     }

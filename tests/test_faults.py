@@ -1,0 +1,265 @@
+"""Fault injection: a run killed at any write point, or at a random step, and then resumed ends
+exactly where an uninterrupted run ends; SIGINT and SIGTERM stop with one line and resume the
+same way; one writer per run folder.
+
+Each trial is a real `aegen train` process whose atomic writes (aegen.store.atomic) report every
+write point: a temporary file made, a file or folder fsynced, a file renamed into place. The
+process kills itself at the N-th point (or at a training step), the run is then recovered as a
+user would (`--resume`, or the same command again when not even config.json was written), and
+the folder is compared with an uninterrupted run's: weights, checkpoint tensors, history (all
+but the seconds), config, and the list of files. The quick tier takes a spread of points; the
+slow tier every one of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from aegen.cli import main
+from aegen.store.lock import RunFolderLock
+from aegen.store.tensor_files import load_tensors
+
+RUN = ["train", "ae", "--epochs", "3", "--val-fraction", "0.5", "--device", "cpu", "--quiet"]
+WRITES_PER_EPOCH = 3  # checkpoint, weights, history
+POINTS_PER_WRITE = 4  # temporary file made, file fsynced, renamed, folder fsynced
+
+TRIAL = r"""
+import os, signal, sys, tempfile
+from aegen.store import atomic
+from aegen.training import trainer
+
+kill_at, step_at = int(os.environ["KILL_AT"]), int(os.environ["KILL_AT_STEP"])
+sig = int(os.environ["KILL_SIGNAL"])
+points = steps = 0
+
+def point():
+    global points
+    points += 1
+    if points == kill_at:
+        os.kill(os.getpid(), sig)
+
+class CountingOS:
+    def __getattr__(self, name):
+        return getattr(os, name)
+    def fsync(self, fd):
+        os.fsync(fd); point()
+    def replace(self, source, target):
+        os.replace(source, target); point()
+
+class CountingTempfile:
+    def __getattr__(self, name):
+        return getattr(tempfile, name)
+    def mkstemp(self, *args, **kwargs):
+        made = tempfile.mkstemp(*args, **kwargs); point(); return made
+
+atomic.os, atomic.tempfile = CountingOS(), CountingTempfile()
+plain_step = trainer.Trainer._step
+
+def counted_step(self, index):
+    global steps
+    steps += 1
+    if steps == step_at:
+        os.kill(os.getpid(), sig)
+    return plain_step(self, index)
+
+trainer.Trainer._step = counted_step
+from aegen.cli import main
+status = main(sys.argv[1:])
+print(f"write points: {points}, steps: {steps}", file=sys.stderr)
+sys.exit(status)
+"""
+
+
+def aegen(
+    run_dir: Path, *extra: str, kill_at: int = 0, step_at: int = 0, sig: int = signal.SIGKILL
+) -> subprocess.CompletedProcess:
+    """One `aegen train` process (one thread, so every run computes the same floats)."""
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "KILL_AT": str(kill_at),
+        "KILL_AT_STEP": str(step_at),
+        "KILL_SIGNAL": str(int(sig)),
+    }
+    return subprocess.run(
+        [sys.executable, "-c", TRIAL, *RUN, "--out", str(run_dir), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def recover(run_dir: Path) -> subprocess.CompletedProcess:
+    """What a user does after a crash: resume, or start again if no config.json was written."""
+    resume = ("--resume",) if (run_dir / "config.json").is_file() else ()
+    return aegen(run_dir, *resume)
+
+
+def snapshot(run_dir: Path) -> dict:
+    """Everything that must agree with an uninterrupted run (timings left out)."""
+    weights = load_tensors(run_dir / "model.safetensors")[0]
+    checkpoint, metadata = load_tensors(run_dir / "checkpoint.safetensors")
+    untimed = [
+        {k: v for k, v in m.items() if k != "seconds"} for m in json.loads(metadata["history"])
+    ]
+    history = [
+        {k: v for k, v in json.loads(line).items() if k != "seconds"}
+        for line in (run_dir / "history.jsonl").read_text().splitlines()
+    ]
+    return {
+        "files": sorted(p.name for p in run_dir.iterdir()),
+        "weights": {k: v.numpy().tobytes() for k, v in weights.items()},
+        "checkpoint": {k: v.numpy().tobytes() for k, v in checkpoint.items()},
+        "epoch": metadata["epoch"],
+        "checkpoint_history": untimed,
+        "history": history,
+        "config": json.loads((run_dir / "config.json").read_text()),
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[dict, int, int]:
+    """An uninterrupted run: its snapshot, and how many write points and steps it has."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    done = aegen(run_dir)
+    assert done.returncode == 0, done.stderr
+    counts = done.stderr.strip().splitlines()[-1]  # "write points: N, steps: S"
+    points, steps = (int(part.split(": ")[1]) for part in counts.split(", "))
+    return snapshot(run_dir), points, steps
+
+
+def kill_then_recover(run_dir: Path, **fault) -> tuple[subprocess.CompletedProcess, dict]:
+    killed = aegen(run_dir, **fault)
+    recovered = recover(run_dir)
+    assert recovered.returncode == 0, recovered.stderr
+    return killed, snapshot(run_dir)
+
+
+def quick_points(points: int) -> list[int]:
+    """A spread of write points: config.json's temporary file, each point of the first
+    epoch's checkpoint, the last epoch's weights renamed, and the last picture in place."""
+    first_checkpoint = POINTS_PER_WRITE + 1
+    per_epoch = WRITES_PER_EPOCH * POINTS_PER_WRITE
+    last_weights_renamed = first_checkpoint + 2 * per_epoch + POINTS_PER_WRITE + 2
+    return [
+        1,
+        *range(first_checkpoint, first_checkpoint + POINTS_PER_WRITE),
+        last_weights_renamed,
+        points,
+    ]
+
+
+def check_every(tmp_path: Path, reference: tuple[dict, int, int], faults: list[dict]) -> None:
+    """Run the trials two at a time and require each recovered folder to equal the reference."""
+    expected = reference[0]
+
+    def trial(index_fault: tuple[int, dict]) -> str | None:
+        index, fault = index_fault
+        killed, got = kill_then_recover(tmp_path / f"trial-{index}", **fault)
+        if killed.returncode != -signal.SIGKILL:
+            return f"{fault}: the process was not killed ({killed.returncode})"
+        differing = [key for key in expected if got[key] != expected[key]]
+        return f"{fault}: {differing} differ from the uninterrupted run" if differing else None
+
+    with ThreadPoolExecutor(2) as pool:
+        failures = [f for f in pool.map(trial, enumerate(faults)) if f]
+    assert not failures, "\n".join(failures)
+
+
+def test_the_write_points_are_where_the_protocol_says(reference):
+    _, points, steps = reference
+    epochs_and_config = (1 + 3 * WRITES_PER_EPOCH) * POINTS_PER_WRITE
+    # + the fitted sampler (samples.png draws from it) and five pictures
+    assert points == epochs_and_config + 6 * POINTS_PER_WRITE
+    assert steps == 3 * 20  # 2,500 training images in batches of 128
+
+
+def random_steps(steps: int, count: int, seed: int) -> list[dict]:
+    return [{"step_at": s} for s in random.Random(seed).sample(range(1, steps + 1), count)]
+
+
+def test_a_kill_at_a_spread_of_write_points_and_steps_converges(tmp_path, reference):
+    _, points, steps = reference
+    faults = [{"kill_at": p} for p in quick_points(points)] + random_steps(steps, 1, seed=0)
+    check_every(tmp_path, reference, faults)
+
+
+@pytest.mark.slow
+def test_a_kill_at_every_write_point_and_random_steps_converges(tmp_path, reference):
+    """Every write point of the run (config, first, middle and last epoch, sampler, pictures)."""
+    _, points, steps = reference
+    faults = [{"kill_at": p} for p in range(1, points + 1)] + random_steps(steps, 6, seed=1)
+    check_every(tmp_path, reference, faults)
+
+
+SIGNAL_TRIALS = [
+    (signal.SIGINT, 130, {"step_at": 10}),
+    (signal.SIGTERM, 143, {"step_at": 45}),
+    (signal.SIGINT, 130, {"kill_at": 19}),
+    (signal.SIGTERM, 143, {"kill_at": 7}),
+]
+
+
+@pytest.mark.parametrize("sig, status, where", SIGNAL_TRIALS)
+def test_sigint_and_sigterm_stop_with_one_line_and_resume(tmp_path, reference, sig, status, where):
+    stopped = aegen(tmp_path / "run", **where, sig=sig)
+    lines = [line for line in stopped.stderr.splitlines() if not line.startswith("write points")]
+    assert stopped.returncode == status and len(lines) == 1, stopped.stderr
+    assert lines[0].startswith("aegen: interrupted")
+    if where.get("step_at") == 10:  # inside epoch 1: nothing is kept, and it says so
+        assert "no epoch had finished" in lines[0]
+    elif where.get("step_at") == 45:
+        assert "keeps epochs 1-2" in lines[0]
+    assert not list((tmp_path / "run").glob(".*.tmp"))  # the interrupted write cleaned up
+    recovered = recover(tmp_path / "run")
+    assert recovered.returncode == 0, recovered.stderr
+    assert snapshot(tmp_path / "run") == reference[0]
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    with RunFolderLock(run_dir):
+        for argv in (
+            ["train", "ae", "--out", str(run_dir)],
+            ["train", "ae", "--out", str(run_dir), "--resume"],
+        ):
+            assert main(argv) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert (
+                len(err) == 1
+                and f"being written by another aegen process (PID {os.getpid()})" in err[0]
+            )
+    assert not (run_dir / ".lock").exists()
+
+
+def test_a_stale_lock_of_a_killed_writer_is_taken_over(tmp_path):
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from aegen.store.lock import RunFolderLock\n"
+            f"with RunFolderLock({str(run_dir)!r}):\n"
+            "    print('held', flush=True); time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait()
+    assert (run_dir / ".lock").exists()  # killed: the file stays, its flock does not
+    (run_dir / ".config.json.abc.tmp").write_bytes(b"half a file")  # what a kill leaves
+    assert main(["train", "ae", "--epochs", "1", "--out", str(run_dir), "--quiet"]) == 0
+    assert not list(run_dir.glob(".*"))  # lock released, orphan removed
