@@ -19,6 +19,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -263,3 +264,56 @@ def test_a_stale_lock_of_a_killed_writer_is_taken_over(tmp_path):
     (run_dir / ".config.json.abc.tmp").write_bytes(b"half a file")  # what a kill leaves
     assert main(["train", "ae", "--epochs", "1", "--out", str(run_dir), "--quiet"]) == 0
     assert not list(run_dir.glob(".*"))  # lock released, orphan removed
+
+
+def test_two_trainings_into_one_folder_the_second_is_refused_while_the_first_runs(capsys, tmp_path):
+    """Two real processes: the live writer keeps the folder; `--out` and `--resume` beside it
+    are refused with its PID, and the folder is the first run's alone."""
+    run_dir = tmp_path / "run"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "aegen", *RUN[:3], "200", *RUN[4:], "--out", str(run_dir)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "checkpoint.safetensors").exists():  # the first is training
+            assert time.monotonic() < deadline and first.poll() is None, first.stderr
+            time.sleep(0.2)
+        for extra in ([], ["--resume"]):
+            assert main([*RUN, "--seed", "7", "--out", str(run_dir), *extra]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and f"(PID {first.pid})" in err[0]
+        assert json.loads((run_dir / "config.json").read_text())["train"]["seed"] == 0
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+    assert first.returncode == 143 and "keeps epoch" in first.stderr.read()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, status, epoch", [(signal.SIGINT, 130, 2), (signal.SIGTERM, 143, 3)])
+def test_a_signal_at_every_write_point_of_an_epoch_stops_in_one_line_and_converges(
+    tmp_path, reference, sig, status, epoch
+):
+    """Ctrl-C or SIGTERM at each write point of one epoch's commit: checkpoint, weights, history."""
+    first = POINTS_PER_WRITE + 1 + (epoch - 1) * WRITES_PER_EPOCH * POINTS_PER_WRITE
+    points = range(first, first + WRITES_PER_EPOCH * POINTS_PER_WRITE)
+
+    def trial(point: int) -> str | None:
+        run_dir = tmp_path / f"point-{point}"
+        stopped = aegen(run_dir, kill_at=point, sig=sig)
+        lines = [
+            line for line in stopped.stderr.splitlines() if not line.startswith("write points")
+        ]
+        if stopped.returncode != status or len(lines) != 1 or "interrupted" not in lines[0]:
+            return f"point {point}: exit {stopped.returncode}, {stopped.stderr!r}"
+        recovered = recover(run_dir)
+        if recovered.returncode != 0 or snapshot(run_dir) != reference[0]:
+            return f"point {point}: the recovered folder differs ({recovered.stderr!r})"
+        return None
+
+    with ThreadPoolExecutor(2) as pool:
+        failures = [f for f in pool.map(trial, points) if f]
+    assert not failures, "\n".join(failures)
