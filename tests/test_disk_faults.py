@@ -139,3 +139,33 @@ def test_a_label_out_of_range_is_one_line(capsys, tmp_path):
         )
         == 0
     )
+
+
+def test_a_nan_in_the_validation_loss_commits_nothing(capsys, tmp_path):
+    """One huge step breaks the weights without a NaN training loss: the validation loss is
+    looked at before the epoch commits, so nothing of it is written."""
+    run_dir = tmp_path / "run"
+    argv = ["train", "ae", "--epochs", "1", "--batch-size", "8192", "--lr", "1e38", "--quiet"]
+    assert main([*argv, "--out", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the validation loss became nan after epoch 1" in err[0]
+    assert "no epoch had finished" in err[0]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json"]
+
+
+def test_a_huge_model_option_and_a_mistyped_resume_folder_are_one_line(capsys, tmp_path):
+    assert (
+        main(["train", "ae", "--option", "latent_dim=100000000000", "--out", str(tmp_path / "run")])
+        == 2
+    )
+    assert "cannot build ae with these options" in capsys.readouterr().err
+    assert main(["train", "ae", "--resume", "--out", str(tmp_path / "typo" / "deeper")]) == 2
+    assert "is not a folder" in capsys.readouterr().err and not (tmp_path / "typo").exists()
+
+
+def test_resume_refuses_a_run_whose_checkpoint_is_gone(capsys, run_copy):
+    (run_copy / "checkpoint.safetensors").unlink()
+    before = folder_bytes(run_copy)
+    assert main(["train", "ae", "--resume", "--epochs", "3", "--out", str(run_copy)]) == 2
+    assert "has a training history but no checkpoint.safetensors" in capsys.readouterr().err
+    assert folder_bytes(run_copy) == before

@@ -317,3 +317,14 @@ def test_a_signal_at_every_write_point_of_an_epoch_stops_in_one_line_and_converg
     with ThreadPoolExecutor(2) as pool:
         failures = [f for f in pool.map(trial, points) if f]
     assert not failures, "\n".join(failures)
+
+
+def test_a_lock_file_planted_as_a_symlink_is_not_followed(tmp_path):
+    run_dir, target = tmp_path / "run", tmp_path / "precious"
+    run_dir.mkdir()
+    target.write_text("keep me")
+    (run_dir / ".lock").symlink_to(target)
+    with pytest.raises(OSError):
+        with RunFolderLock(run_dir):
+            pass
+    assert target.read_text() == "keep me"

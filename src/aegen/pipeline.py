@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import inspect
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ from aegen.store.lock import LOCK, RunFolderLock, orphan_files, remove_orphans
 from aegen.store.run_folder import (
     CHECKPOINT,
     CONFIG,
-    WEIGHTS,
     read_config,
+    read_history,
     write_config,
     write_history,
 )
@@ -88,6 +89,8 @@ def train(
         main = distributed.is_main()  # under torchrun only rank 0 writes files and logs
         if resume:
             run_dir = Path(str(out))
+            if not run_dir.is_dir():  # say so before the lock makes the folder
+                read_config(run_dir)
             with _writer_lock(run_dir, main):
                 return _train(model, *_resumed_run(model, run_dir, settings), True, main, progress)
         chosen = settings_from(settings, "aegen.train's arguments")
@@ -154,21 +157,25 @@ def _train(
     )
     start = 0
     history: list[dict] = []
-    if resume and (run_dir / CHECKPOINT).is_file():  # no checkpoint yet: start from scratch
+    if resume and os.path.lexists(run_dir / CHECKPOINT):  # none yet: start from the seeded start
         start, history = load_checkpoint(run_dir, net, model, trainer.optimizers)
         for optimizer in trainer.optimizers.values():  # a resumed run may take a new rate
-            for group in optimizer.param_groups:
+            for group in optimizer.param_groups:  # and another device (CUDA graphs or not)
                 group["lr"] = chosen.lr
+                group["capturable"] = trainer.graphed_step is not None
         if main:
             save_weights(run_dir, net, model)  # derived from the checkpoint, as after its epoch
             write_history(run_dir, history)
             log.info(f"resuming {run_dir} after epoch {start} of {chosen.epochs}")
+
+    committed = [start]  # the epochs the checkpoint on disk holds
 
     def finish_epoch(metrics: dict) -> None:
         history.append(metrics)
         if not main:
             return
         save_checkpoint(run_dir, net, model, trainer.optimizers, metrics["epoch"], history)
+        committed[0] = metrics["epoch"]
         save_weights(run_dir, net, model)
         write_history(run_dir, history)
         log.info(format_epoch(metrics, chosen.epochs))
@@ -183,13 +190,11 @@ def _train(
     try:
         trainer.fit(start, finish_epoch, progress)
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted; {_what_is_kept(run_dir, len(history))}") from None
+        raise Interrupted(f"interrupted; {_what_is_kept(run_dir, committed[0])}") from None
     except TrainingError as exc:
-        raise TrainingError(f"{exc}; {_what_is_kept(run_dir, len(history))}") from None
+        raise TrainingError(f"{exc}; {_what_is_kept(run_dir, committed[0])}") from None
     trained = TrainedModel(run_dir, net.cpu(), config, chosen.data_root)
     if main:
-        if not (run_dir / WEIGHTS).is_file():
-            save_weights(run_dir, net, model)
         write_run_pictures(trained, history)
     return trained
 
@@ -211,7 +216,12 @@ def seeded_model(model: str, options: dict[str, Any], seed: int) -> Autoencoder:
     """A fresh model whose initial weights depend on the run's seed only."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_model(model, options)
+        try:
+            return build_model(model, options)
+        except (RuntimeError, MemoryError, OverflowError, ValueError) as exc:
+            # Options torch cannot allocate or lay out: the first line of its message only.
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise ConfigError(f"cannot build {model} with these options ({reason})") from exc
 
 
 def _run_config(
@@ -253,6 +263,11 @@ def _resumed_run(
     """The run folder, model and settings of a run to continue: its recorded settings, with the
     given ones applied where they are resumable and refused where they differ otherwise."""
     config = read_config(run_dir)
+    if not os.path.lexists(run_dir / CHECKPOINT) and read_history(run_dir):
+        raise RunError(
+            f"{run_dir} has a training history but no {CHECKPOINT}: the run cannot be "
+            "continued; train a new run with --out elsewhere"
+        )
     if config.get("model") != model:
         raise RunError(f"{run_dir} holds a {config.get('model')!r} run, not {model!r}")
     try:

@@ -39,7 +39,8 @@ class RunFolderLock:
         if fcntl is None:
             return self
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            # O_NOFOLLOW: a symlink planted as .lock must not make us truncate its target.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -52,14 +53,19 @@ class RunFolderLock:
             # The holder before us may have removed the file as we opened it: lock the file
             # that is at the path now, or two writers would each hold a different file.
             try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+                held, current = os.fstat(fd), os.stat(self.path)
+                same = (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino)
             except FileNotFoundError:
                 same = False
             if same:
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            os.close(fd)  # releases the lock: nothing of ours is held after an error
+            raise RunError(f"cannot write {self.path} ({exc.strerror or exc})") from exc
         self.fd = fd
         return self
 

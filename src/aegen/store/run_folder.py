@@ -143,7 +143,7 @@ def _current_or_old(run_dir: Path, name: str, old_name: str) -> Path:
     return old if not os.path.lexists(path) and os.path.lexists(old) else path
 
 
-# Reading helpers: every run-folder file is read through read_run_file or _read_tensors.
+# Reading helpers: every run-folder file is read through read_run_file or tensor_files.read_tensors.
 
 MAX_FILE_BYTES = 64 * 2**20  # config, history and scores are kilobytes, pictures a few hundred
 

@@ -19,6 +19,7 @@ a model with one optimizer has its whole step recorded as a CUDA graph and repla
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import overload
@@ -137,6 +138,12 @@ class Trainer:
             started = time.perf_counter()
             metrics = {"epoch": epoch, **self.train_epoch(epoch, progress)}
             held_out = self.validation_loss(self.val_images, epoch, self.val_labels)
+            broken = [k for k, v in held_out.items() if not math.isfinite(v)]
+            if broken:  # the epoch's last updates broke the weights: commit nothing of it
+                raise TrainingError(
+                    f"the validation {broken[0]} became {held_out[broken[0]]} after epoch {epoch}; "
+                    f"the learning rate ({self.lr}) is probably too high"
+                )
             metrics.update({f"val_{k}": v for k, v in held_out.items()})
             metrics["seconds"] = round(time.perf_counter() - started, 3)
             history.append(metrics)
