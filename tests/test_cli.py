@@ -25,7 +25,9 @@ def test_train_sample_reconstruct_encode_end_to_end(capsys, tmp_path):
     status, out, _ = run_cli(capsys, "sample", run_dir, "-n", "10", "--out", tmp_path / "s.npy")
     samples = np.load(tmp_path / "s.npy")
     assert (
-        status == 0 and samples.shape == (10, 28, 28) and 0 <= samples.min() <= samples.max() <= 1
+        status == 0
+        and samples.shape == (10, 1, 28, 28)
+        and 0 <= samples.min() <= samples.max() <= 1
     )
 
     status, out, _ = run_cli(capsys, "sample", run_dir, "--sampler", "prior")

@@ -131,7 +131,8 @@ def test_compare_writes_table_json_and_picture(
         ("vae", "gaussian"),
     ]
     table = (tmp_path / "cmp" / "comparison.md").read_text()
-    assert "| mnist-5k | vae | prior |" in table and "FD-aegen" in table
+    assert "| mnist-5k | trained-cnn (" in table and "| vae | prior |" in table
+    assert "FD-aegen" in table and "judge" in table
     assert json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"] == rows
     assert (tmp_path / "cmp" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
 

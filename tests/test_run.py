@@ -17,7 +17,18 @@ def test_run_folder_is_self_describing(trained_runs, name):
     run_dir = trained_runs[name].run_dir
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model"] == name and config["format"] == 1
-    assert config["data"] == {"dataset": "mnist-5k", "root": None, "n_train": 4500, "n_val": 500}
+    assert config["data"] == {
+        "dataset": "mnist-5k",
+        "root": None,
+        "image_size": None,
+        "channels": None,
+        "image_shape": [1, 28, 28],
+        "classes": [str(d) for d in range(10)],
+        "test_split": True,
+        "digest": "",
+        "n_train": 4500,
+        "n_val": 500,
+    }
     assert config["train"]["lr"] == 1e-3 and config["train"]["batch_size"] == 128
     assert config["train"]["weight_decay"] == (0.0 if name == "vae" else 1e-5)
     lines = (run_dir / "history.jsonl").read_text().splitlines()

@@ -146,7 +146,7 @@ def _add_setting_flags(
             )
         else:
             metavar = meta["metavar"] or (
-                "{" + ",".join(meta["choices"]) + "}"
+                "{" + ",".join(map(str, meta["choices"])) + "}"
                 if meta["choices"]
                 else {int: "N", float: "X"}.get(kind, name.upper())
             )

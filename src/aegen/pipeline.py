@@ -18,12 +18,19 @@ from typing import Any
 
 import torch
 
-from aegen.errors import ConfigError, Interrupted, RunError, TrainingError
-from aegen.models import Autoencoder, build_model, config_to_dict
+from aegen.errors import ConfigError, DataError, Interrupted, RunError, TrainingError
+from aegen.models import Autoencoder, build_model, config_to_dict, preset
 from aegen.scoring.scores import score_run
 from aegen.store.checkpoint import load_checkpoint, save_checkpoint
-from aegen.store.datasets import check_dataset_name, load_dataset, train_val_split
+from aegen.store.datasets import (
+    ImageSet,
+    check_dataset_name,
+    has_test_split,
+    load_dataset,
+    train_val_split,
+)
 from aegen.store.lock import LOCK, RunFolderLock, orphan_files, remove_orphans
+from aegen.store.own_images import is_path
 from aegen.store.run_folder import (
     CHECKPOINT,
     CONFIG,
@@ -33,7 +40,7 @@ from aegen.store.run_folder import (
     write_history,
 )
 from aegen.store.tensor_files import save_weights
-from aegen.trained import TrainedModel, load, recorded_model
+from aegen.trained import TrainedModel, check_same_data, load, recorded_model
 from aegen.training import distributed
 from aegen.training.device import flushing_denormals, resolve_device
 from aegen.training.settings import RESUMABLE, SETTINGS, TrainSettings, settings_from
@@ -58,8 +65,9 @@ def evaluate(
 
 
 def default_run_dir(model: str, dataset: str, parent: Path = Path("runs")) -> Path:
-    """runs/MODEL-DATASET, or the first of -2, -3, ... not yet taken."""
-    candidate, n = parent / f"{model}-{dataset}", 1
+    """runs/MODEL-DATASET (a folder or file: its name), or the first of -2, -3, ... not taken."""
+    name = Path(dataset).stem if is_path(dataset) else dataset
+    candidate, n = parent / f"{model}-{name}", 1
     while candidate.exists():
         n += 1
         candidate = parent / f"{model}-{dataset}-{n}"
@@ -95,10 +103,16 @@ def train(
                 return _train(model, *_resumed_run(model, run_dir, settings), True, main, progress)
         chosen = settings_from(settings, "aegen.train's arguments")
         check_dataset_name(chosen.dataset)
-        net = seeded_model(model, chosen.model_options, chosen.seed)
+        preset(model)  # an unknown model before any data is read
+        resolve_device(chosen.device)  # a missing device or bad data: no folder made
+        if is_path(chosen.dataset):  # recorded absolute, so the run opens from anywhere
+            chosen = dataclasses.replace(
+                chosen, dataset=str(Path(chosen.dataset).expanduser().resolve())
+            )
+        data = training_data(chosen)
+        options = options_for_data(model, chosen.model_options, data)
+        net = seeded_model(model, options, chosen.seed)
         run_dir = Path(out) if out is not None else default_run_dir(model, chosen.dataset)
-        resolve_device(chosen.device)  # a missing device or data set: no folder made
-        load_dataset(chosen.dataset, "train", chosen.data_root)
         with _writer_lock(run_dir, main):
             if main and _holds_a_run(run_dir):
                 raise RunError(
@@ -135,9 +149,11 @@ def _train(
     it, and derived again whenever the run resumes, so a kill at any point converges."""
     device = resolve_device(chosen.device)  # a missing device stops the run before any file
     chosen = chosen.with_model_defaults(net.default_lr, net.default_weight_decay)
-    full = load_dataset(chosen.dataset, "train", chosen.data_root)
+    full = training_data(chosen)
+    if resume:
+        check_same_data(run_dir, read_config(run_dir)["data"], full)
     train_index, val_index = train_val_split(len(full), chosen.val_fraction, chosen.seed)
-    config = _run_config(model, net, chosen, device, len(train_index), len(val_index))
+    config = _run_config(model, net, chosen, device, full, len(train_index), len(val_index))
     if main:
         remove_orphans(run_dir)
         try:  # fail before any training when the folder cannot be written
@@ -224,11 +240,59 @@ def seeded_model(model: str, options: dict[str, Any], seed: int) -> Autoencoder:
             raise ConfigError(f"cannot build {model} with these options ({reason})") from exc
 
 
+def training_data(chosen: TrainSettings) -> ImageSet:
+    """The training split of the chosen data, at the chosen size and channels."""
+    return load_dataset(
+        chosen.dataset,
+        "train",
+        chosen.data_root,
+        image_size=chosen.image_size,
+        channels=chosen.channels,
+    )
+
+
+def options_for_data(model: str, options: dict[str, Any], data: ImageSet) -> dict[str, Any]:
+    """The model options with the data's image size and channels (and, for a conditional
+    model, its classes) filled in; an option given that contradicts the data is one line."""
+    channels, height, width = data.image_shape
+    if height != width:
+        raise DataError(
+            f"{data.name} holds {width}x{height} images; aegen's models take square ones: "
+            "pass --image-size S to resize and centre-crop them to SxS"
+        )
+    fitted = {"image_size": height, "channels": channels}
+    fields = {f.name for f in dataclasses.fields(preset(model).config_class)}
+    if "num_classes" in fields:  # a conditional model: the labels pick the class
+        if len(data.classes) < 2:
+            raise DataError(
+                f"{model} is conditional and needs images of two or more classes; "
+                f"{data.name} has {'one class' if data.classes else 'no labels'} "
+                "(give a folder with a sub-folder per class, or an .npz with labels)"
+            )
+        given = options.get("num_classes", len(data.classes))
+        fitted["num_classes"] = given if isinstance(given, int) else len(data.classes)
+        if isinstance(given, int) and given < len(data.classes):
+            raise ConfigError(
+                f"the model option num_classes={given} is fewer than the data's "
+                f"{len(data.classes)} classes"
+            )
+    for key in ("image_size", "channels"):
+        if key in options and options[key] != fitted[key]:
+            flag = "--image-size" if key == "image_size" else "--channels"
+            raise ConfigError(
+                f"the model option {key}={options[key]} disagrees with the data "
+                f"({key.replace('_', ' ')} {fitted[key]}); pass {flag} {options[key]} to "
+                "convert the data instead"
+            )
+    return {**options, **fitted}
+
+
 def _run_config(
     model: str,
     net: Autoencoder,
     chosen: TrainSettings,
     device: torch.device,
+    data: ImageSet,
     n_train: int,
     n_val: int,
 ) -> dict[str, Any]:
@@ -241,6 +305,12 @@ def _run_config(
         "data": {
             "dataset": chosen.dataset,
             "root": chosen.data_root,
+            "image_size": chosen.image_size,
+            "channels": chosen.channels,
+            "image_shape": list(data.image_shape),
+            "classes": list(data.classes),
+            "test_split": has_test_split(chosen.dataset),
+            "digest": data.digest,
             "n_train": n_train,
             "n_val": n_val,
         },
@@ -253,7 +323,14 @@ def recorded_settings(config: dict[str, Any]) -> TrainSettings:
     """The settings a run folder's config.json records (settings it predates keep defaults)."""
     values = {k: v for k, v in config.get("train", {}).items() if k in SETTINGS}
     data = config.get("data", {})
-    values.update({"dataset": data.get("dataset"), "data_root": data.get("root")})
+    values.update(
+        {
+            "dataset": data.get("dataset"),
+            "data_root": data.get("root"),
+            "image_size": data.get("image_size"),
+            "channels": data.get("channels"),
+        }
+    )
     return settings_from({k: v for k, v in values.items() if v is not None}, f"{CONFIG}")
 
 

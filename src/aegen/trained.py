@@ -14,11 +14,12 @@ from typing import Any
 
 import torch
 
-from aegen.errors import ConfigError, RunError
+from aegen.errors import ConfigError, DataError, RunError
 from aegen.latent.samplers import Sampler, make_sampler
 from aegen.models import Autoencoder, build_model
 from aegen.store.datasets import (
     ImageSet,
+    has_test_split,
     load_dataset,
     to_model_range,
     to_unit_range,
@@ -28,7 +29,8 @@ from aegen.store.run_folder import CONFIG, WEIGHTS, read_config
 from aegen.store.tensor_files import load_tensors, load_weights, save_tensors
 
 EVAL_BATCH = 1024
-MAX_SAMPLES = 100_000  # per call to sample(): bounded memory, stated in the README
+MAX_SAMPLES = 100_000  # per call to sample(), and at most MAX_SAMPLE_BYTES: stated in the README
+MAX_SAMPLE_BYTES = 2 * 2**30
 
 
 class TrainedModel:
@@ -75,7 +77,7 @@ class TrainedModel:
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Codes [N, latent_dim] -> images [N, 1, 28, 28] in [0, 1]; a conditional model also
+        """Codes [N, latent_dim] -> images [N, C, H, W] in [0, 1]; a conditional model also
         needs labels: class indices [N] or class weights [N, classes]."""
         codes = torch.as_tensor(codes, dtype=torch.float32)
         if codes.dim() != 2 or codes.shape[1] != self.latent_dim:
@@ -96,15 +98,17 @@ class TrainedModel:
         sampler: str | None = None,
         label: int | torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """n new images [n, 1, 28, 28] in [0, 1] decoded from codes the sampler draws.
+        """n new images [n, C, H, W] in [0, 1] decoded from codes the sampler draws.
 
         For a conditional model `label` picks the class (one index, or one per image); without
         it the classes are drawn uniformly (seeded).
         """
-        if not 1 <= n <= MAX_SAMPLES:
+        pixels = self.model.image_shape[0] * self.model.image_shape[1] * self.model.image_shape[2]
+        most = min(MAX_SAMPLES, MAX_SAMPLE_BYTES // (4 * pixels))
+        if not 1 <= n <= most:
             raise ConfigError(
-                f"the number of samples must lie in 1..{MAX_SAMPLES:,d} per call "
-                f"(about {MAX_SAMPLES * 784 * 4 / 2**20:,.0f} MiB of 28x28 images), got {n}"
+                f"the number of samples must lie in 1..{most:,d} per call (at most "
+                f"{MAX_SAMPLE_BYTES // 2**30} GiB of images), got {n}"
             )
         if not 0 <= seed < 2**63:
             raise ConfigError(f"the seed must lie in 0..{2**63 - 1}, got {seed}")
@@ -167,14 +171,24 @@ class TrainedModel:
         except ConfigError as exc:
             raise RunError(f"{path} is no usable {sampler.name} sampler ({exc}); {hint}") from exc
 
+    @property
+    def has_test_split(self) -> bool:
+        """Whether the run's data has a test split; a user's folder or array has none, and its
+        held-out validation images are the reference instead."""
+        return has_test_split(self.config["data"]["dataset"])
+
     def split(self, which: str = "val") -> ImageSet:
-        """The run's images: 'train' and 'val' (the seeded split it trained with) or 'test'."""
+        """The run's images: 'train' and 'val' (the seeded split it trained with) or 'test'
+        (for data without a test split: the held-out 'val' images, never trained on)."""
         data = self.config["data"]
-        if which == "test":
-            return load_dataset(data["dataset"], "test", self.data_root)
-        if which not in ("train", "val"):
+        if which not in ("train", "val", "test"):
             raise ConfigError(f"unknown split {which!r}; choose train, val or test")
-        full = load_dataset(data["dataset"], "train", self.data_root)
+        shape = {"image_size": data.get("image_size"), "channels": data.get("channels")}
+        if which == "test" and self.has_test_split:
+            return load_dataset(data["dataset"], "test", self.data_root, **shape)
+        which = "val" if which == "test" else which
+        full = load_dataset(data["dataset"], "train", self.data_root, **shape)
+        check_same_data(self.run_dir, data, full)
         train_index, val_index = train_val_split(
             len(full), self.config["train"]["val_fraction"], self.config["train"]["seed"]
         )
@@ -226,6 +240,17 @@ class TrainedModel:
                 function(chunk, chunk_labels)
                 for chunk, chunk_labels in zip(x.split(EVAL_BATCH), labels.split(EVAL_BATCH))
             ]
+        )
+
+
+def check_same_data(run_dir: Path, recorded: dict[str, Any], data: ImageSet) -> None:
+    """Refuse to continue or score a run whose own images changed since it trained: its split
+    (and so its held-out reference) would silently be another."""
+    digest = recorded.get("digest")
+    if digest and data.digest and digest != data.digest:
+        raise DataError(
+            f"{data.name} changed since {run_dir} trained on it (other images or labels); "
+            "restore it, or train a new run"
         )
 
 

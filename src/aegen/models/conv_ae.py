@@ -1,4 +1,9 @@
-"""The convolutional autoencoder: 16 and 8 channels down to an 8x2x2 code, ConvTranspose back up."""
+"""The convolutional autoencoder: 16 and 8 channels down to an 8x2x2 code, ConvTranspose back up.
+
+At 28x28 it is the article's network exactly. Other sizes (multiples of 16: 32, 48, 64, ...) use
+the same two convolutions and pools with stride 2 throughout, down to an 8 x S/16 x S/16 code
+(8x2x2 at 32 px), and four stride-2 transposed convolutions back up.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +19,21 @@ from aegen.models.base import Autoencoder, LossOutput, ModelConfig, option
 
 @dataclass
 class ConvAEConfig(ModelConfig):
-    """Channel counts; strides and kernels are fixed for 28x28 inputs (28 -> 10 -> 5 -> 3 -> 2)."""
+    """Channel counts; at 28 px strides and kernels are the article's (28 -> 10 -> 5 -> 3 -> 2)."""
 
     hidden_channels: tuple[int, ...] = option(
-        (16, 8), "channels of the two convolutions; the code is the second x 2 x 2"
+        (16, 8), "channels of the two convolutions; the code is the second x 2 x 2 (28, 32 px)"
     )
 
     def check(self) -> None:
         super().check()
-        if self.image_size != 28 or len(self.hidden_channels) != 2:
-            raise ConfigError("conv-ae is built for 28x28 images and two hidden channel counts")
+        if self.image_size != 28 and self.image_size % 16:
+            raise ConfigError(
+                "conv-ae takes 28 px images (the article's layout) or a multiple of 16 "
+                f"(32, 48, 64, ...), got {self.image_size}"
+            )
+        if len(self.hidden_channels) != 2:
+            raise ConfigError("conv-ae needs two hidden channel counts")
 
 
 class ConvAE(Autoencoder):
@@ -39,25 +49,14 @@ class ConvAE(Autoencoder):
         config = config or ConvAEConfig()
         super().__init__(config)
         c, (wide, narrow) = config.channels, config.hidden_channels
-        self.image_shape = (c, 28, 28)
-        self.code_shape = (narrow, 2, 2)
-        self.latent_dim = narrow * 4
-        self.encoder = nn.Sequential(
-            nn.Conv2d(c, wide, 3, stride=3, padding=1),  # -> wide x 10 x 10
-            nn.ReLU(),
-            nn.MaxPool2d(2, stride=2),  # -> wide x 5 x 5
-            nn.Conv2d(wide, narrow, 3, stride=2, padding=1),  # -> narrow x 3 x 3
-            nn.ReLU(),
-            nn.MaxPool2d(2, stride=1),  # -> narrow x 2 x 2
-        )
-        self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(narrow, wide, 3, stride=2),  # -> wide x 5 x 5
-            nn.ReLU(),
-            nn.ConvTranspose2d(wide, narrow, 5, stride=3, padding=1),  # -> narrow x 15 x 15
-            nn.ReLU(),
-            nn.ConvTranspose2d(narrow, c, 2, stride=2, padding=1),  # -> c x 28 x 28
-            nn.Tanh(),
-        )
+        side = config.image_size
+        self.image_shape = (c, side, side)
+        self.code_shape = (narrow, 2, 2) if side == 28 else (narrow, side // 16, side // 16)
+        self.latent_dim = narrow * self.code_shape[1] * self.code_shape[2]
+        if side == 28:
+            self.encoder, self.decoder = _article_layers(c, wide, narrow)
+        else:
+            self.encoder, self.decoder = _stride_two_layers(c, wide, narrow)
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.encoder(x).flatten(1)
@@ -68,3 +67,47 @@ class ConvAE(Autoencoder):
     def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> LossOutput:
         mse = F.mse_loss(self(x), x)
         return LossOutput(mse, {})
+
+
+def _article_layers(c: int, wide: int, narrow: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """The article's encoder and decoder for 28x28 images."""
+    encoder = nn.Sequential(
+        nn.Conv2d(c, wide, 3, stride=3, padding=1),  # -> wide x 10 x 10
+        nn.ReLU(),
+        nn.MaxPool2d(2, stride=2),  # -> wide x 5 x 5
+        nn.Conv2d(wide, narrow, 3, stride=2, padding=1),  # -> narrow x 3 x 3
+        nn.ReLU(),
+        nn.MaxPool2d(2, stride=1),  # -> narrow x 2 x 2
+    )
+    decoder = nn.Sequential(
+        nn.ConvTranspose2d(narrow, wide, 3, stride=2),  # -> wide x 5 x 5
+        nn.ReLU(),
+        nn.ConvTranspose2d(wide, narrow, 5, stride=3, padding=1),  # -> narrow x 15 x 15
+        nn.ReLU(),
+        nn.ConvTranspose2d(narrow, c, 2, stride=2, padding=1),  # -> c x 28 x 28
+        nn.Tanh(),
+    )
+    return encoder, decoder
+
+
+def _stride_two_layers(c: int, wide: int, narrow: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """Encoder and decoder for S x S images, S a multiple of 16: each layer halves or doubles."""
+    encoder = nn.Sequential(
+        nn.Conv2d(c, wide, 3, stride=2, padding=1),  # -> wide x S/2
+        nn.ReLU(),
+        nn.MaxPool2d(2, stride=2),  # -> wide x S/4
+        nn.Conv2d(wide, narrow, 3, stride=2, padding=1),  # -> narrow x S/8
+        nn.ReLU(),
+        nn.MaxPool2d(2, stride=2),  # -> narrow x S/16
+    )
+    decoder = nn.Sequential(
+        nn.ConvTranspose2d(narrow, wide, 4, stride=2, padding=1),  # -> wide x S/8
+        nn.ReLU(),
+        nn.ConvTranspose2d(wide, wide, 4, stride=2, padding=1),  # -> wide x S/4
+        nn.ReLU(),
+        nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1),  # -> narrow x S/2
+        nn.ReLU(),
+        nn.ConvTranspose2d(narrow, c, 4, stride=2, padding=1),  # -> c x S
+        nn.Tanh(),
+    )
+    return encoder, decoder

@@ -30,8 +30,13 @@ class ConvVAEConfig(ModelConfig):
 
     def check(self) -> None:
         super().check()
-        if self.image_size % 4 or len(self.hidden_channels) != 2:
-            raise ConfigError("conv-vae needs an image size divisible by 4 and two channel counts")
+        if self.image_size % 4:
+            raise ConfigError(
+                "conv-vae takes image sizes divisible by 4 (28, 32, 64, ...), "
+                f"got {self.image_size}"
+            )
+        if len(self.hidden_channels) != 2:
+            raise ConfigError("conv-vae needs two hidden channel counts")
         check_objective(self)
 
 

@@ -35,8 +35,12 @@ class VAEGANConfig(ModelConfig):
 
     def check(self) -> None:
         super().check()
-        if self.image_size % 4 or len(self.hidden_channels) != 2:
-            raise ConfigError("vae-gan needs an image size divisible by 4 and two channel counts")
+        if self.image_size % 4:
+            raise ConfigError(
+                f"vae-gan takes image sizes divisible by 4 (28, 32, 64, ...), got {self.image_size}"
+            )
+        if len(self.hidden_channels) != 2:
+            raise ConfigError("vae-gan needs two hidden channel counts")
         if self.gamma < 0 or self.kl_weight < 0:
             raise ConfigError("gamma and kl_weight must be >= 0")
 

@@ -5,6 +5,12 @@ images (FD-aegen, precision, recall), and its predictions give class coverage. I
 (FID) are not available offline and were made for photographs; a classifier trained on the data
 set itself is the standard substitute for MNIST-like data, and its test accuracy is reported with
 every score so that the judge itself is measured.
+
+A user's own labelled images get the same CNN, sized to their shape, trained on the run's
+training split and measured on its held-out images. Unlabelled images have nothing to train a
+classifier on: their features come from the same CNN left at a fixed seeded random
+initialisation ("random-cnn"), which needs no download and no labels but separates images less
+sharply than a trained judge (README: "Which scores to trust").
 """
 
 from __future__ import annotations
@@ -47,17 +53,18 @@ RECIPES = {
 
 
 class Classifier(nn.Module):
-    """Two 5x5 conv layers with pooling, a 128-wide feature layer, then 10 logits."""
+    """Two 5x5 conv layers with pooling, a 128-wide feature layer, then one logit per class."""
 
-    def __init__(self, classes: int = 10):
+    def __init__(self, classes: int = 10, channels: int = 1, image_size: int = 28):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 5, padding=2)  # -> 16 x 28 x 28, pooled to 14 x 14
-        self.conv2 = nn.Conv2d(16, 32, 5, padding=2)  # -> 32 x 14 x 14, pooled to 7 x 7
-        self.fc = nn.Linear(32 * 7 * 7, FEATURES)
+        side = image_size // 4
+        self.conv1 = nn.Conv2d(channels, 16, 5, padding=2)  # -> 16 x S x S, pooled to S/2
+        self.conv2 = nn.Conv2d(16, 32, 5, padding=2)  # -> 32 x S/2 x S/2, pooled to S/4
+        self.fc = nn.Linear(32 * side * side, FEATURES)
         self.head = nn.Linear(FEATURES, classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images [B, 1, 28, 28] in [0, 1] -> penultimate features [B, 128]."""
+        """Images [B, C, S, S] in [0, 1] -> penultimate features [B, 128]."""
         h = F.max_pool2d(F.relu(self.conv1(x - 0.5)), 2)
         h = F.max_pool2d(F.relu(self.conv2(h)), 2)
         return F.relu(self.fc(h.flatten(1)))
@@ -82,7 +89,7 @@ def random_affine(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 @torch.no_grad()
 def accuracy(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Share of uint8 images [N, 28, 28] classified as their label."""
+    """Share of uint8 images [N, (C,) H, W] classified as their label."""
     classifier.eval()
     predictions = torch.cat(
         [classifier(unit_images(chunk)).argmax(1) for chunk in images.split(2048)]
@@ -106,10 +113,12 @@ def train_classifier(
     seed: int = 0,
     progress: bool | None = None,
 ) -> Classifier:
-    """Adam with a one-cycle schedule and the recipe's augmentation on uint8 images [N, 28, 28]."""
+    """Adam with a one-cycle schedule and the recipe's augmentation on uint8 images
+    [N, H, W] or [N, C, H, W]."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    classifier = Classifier(int(labels.max()) + 1)
+    shape = unit_images(images[:1]).shape
+    classifier = Classifier(int(labels.max()) + 1, shape[1], shape[2])
     augment = AUGMENTATIONS[recipe.augmentation]
     epochs = max(3, round(recipe.images_seen / len(images)))
     batch = 128
@@ -177,3 +186,51 @@ def _number(text: str) -> float | int | str:
         except ValueError:
             pass
     return text
+
+
+OWN_RECIPE = Recipe(200_000, "affine")  # small moves suit most images; bounded time on a CPU
+
+
+def own_data_classifier(
+    name: str,
+    train: tuple[torch.Tensor, torch.Tensor],
+    held_out: tuple[torch.Tensor, torch.Tensor],
+    classes: int,
+    key: str,
+) -> tuple[Classifier, dict]:
+    """The judge for a user's labelled images: trained on the run's training split, measured
+    on its held-out split, cached under key (the data's digest and the split)."""
+    path = cache_root() / "classifiers" / f"own-{key}-v{CLASSIFIER_VERSION}.safetensors"
+    shape = unit_images(train[0][:1]).shape
+    if path.is_file():
+        classifier = Classifier(classes, shape[1], shape[2])
+        tensors, metadata = load_tensors(path)
+        classifier.load_state_dict(tensors)
+        return classifier.eval(), {k: _number(v) for k, v in metadata.items()}
+    log.info(f"training a classifier on {name} for sample-quality scores (once; cached in {path})")
+    classifier = train_classifier(*train, OWN_RECIPE)
+    record = {
+        "kind": "trained-cnn",
+        "dataset": name,
+        "version": CLASSIFIER_VERSION,
+        "train_images": len(train[0]),
+        "augmentation": OWN_RECIPE.augmentation,
+        "test_accuracy": round(accuracy(classifier, *held_out), 4),
+        "accuracy_on": "the run's held-out validation images",
+    }
+    log.info(f"  classifier accuracy on the held-out images: {record['test_accuracy']:.2%}")
+    save_tensors(path, classifier.state_dict(), {k: str(v) for k, v in record.items()})
+    return classifier, record
+
+
+RANDOM_SEED = 0
+
+
+def random_feature_cnn(channels: int, image_size: int) -> tuple[Classifier, dict]:
+    """The feature extractor for unlabelled images: the classifier's CNN at a fixed seeded random
+    initialisation (no labels, no download); its head is meaningless and never used."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_SEED)
+        network = Classifier(1, channels, image_size)
+    record = {"kind": "random-cnn", "seed": RANDOM_SEED, "version": CLASSIFIER_VERSION}
+    return network.eval(), record

@@ -2,14 +2,16 @@
 written to the run's scores.json.
 
 Protocol (fixed seeds, so the same run and seed give the same numbers): the data set's test
-split is the real reference; every sampler draws the same number of samples (default 10,000);
-features and predictions come from the data set's cached classifier (see classifier.py), whose
-test accuracy is stored with the scores. As a floor, the same scores are computed for real
-training images against the test split ("real data" row).
+split is the real reference (for a user's folder or array, which has none, the run's held-out
+validation images, never trained on); every sampler draws the same number of samples (default
+10,000); features and predictions come from the judge (see classifier.py), named in the protocol
+with its accuracy, so that scores from different judges are never compared. As a floor, the same
+scores are computed for real training images against the reference ("real data" row).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import torch
@@ -17,7 +19,12 @@ from torch.nn import functional as F
 
 from aegen.latent.likelihood import binarise, elbo_and_nll
 from aegen.models.vae import BernoulliVAE
-from aegen.scoring.classifier import Classifier, load_classifier
+from aegen.scoring.classifier import (
+    Classifier,
+    load_classifier,
+    own_data_classifier,
+    random_feature_cnn,
+)
 from aegen.scoring.quality import (
     CONFIDENT,
     NEIGHBOURS,
@@ -26,7 +33,7 @@ from aegen.scoring.quality import (
     precision_recall,
 )
 from aegen.store.atomic import write_json
-from aegen.store.datasets import to_model_range, unit_images
+from aegen.store.datasets import ImageSet, to_model_range, unit_images
 from aegen.store.exports import save_image_grid
 from aegen.store.run_folder import SCORES
 from aegen.trained import TrainedModel
@@ -36,7 +43,7 @@ log = logging.getLogger("aegen")
 
 @torch.no_grad()
 def classify(classifier: Classifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features [N, 128] and class probabilities [N, classes] of images [N, 1, 28, 28] in [0, 1]."""
+    """Features [N, 128] and class probabilities [N, classes] of images [N, C, H, W] in [0, 1]."""
     classifier.eval()
     features, probabilities = [], []
     for chunk in images.split(2048):
@@ -47,24 +54,49 @@ def classify(classifier: Classifier, images: torch.Tensor) -> tuple[torch.Tensor
 
 
 def quality_scores(
-    classifier: Classifier, images: torch.Tensor, real_features: torch.Tensor
+    classifier: Classifier, images: torch.Tensor, real_features: torch.Tensor, labelled: bool = True
 ) -> dict:
-    """FD-aegen, precision, recall and class coverage of images against real test features."""
+    """FD-aegen, precision, recall and (when the judge knows classes) class coverage of images
+    against the real reference's features."""
     features, probabilities = classify(classifier, images)
     precision, recall = precision_recall(real_features, features)
     return {
         "fd_aegen": frechet_distance(features, real_features),
         "precision": precision,
         "recall": recall,
-        **class_coverage(probabilities),
+        **(class_coverage(probabilities) if labelled else {}),
     }
+
+
+def judge(trained: TrainedModel, reference: ImageSet) -> tuple[Classifier, dict]:
+    """The classifier whose features score this run: the data set's own cached one for the
+    built-in sets at their native 28x28x1; for other labelled images one trained on the run's
+    training split; for unlabelled images the seeded random CNN."""
+    data = trained.config["data"]
+    shape = tuple(trained.model.image_shape)
+    if trained.has_test_split and shape == (1, 28, 28):
+        return load_classifier(data["dataset"], trained.data_root)
+    train = trained.split("train")
+    if not train.labelled:
+        return random_feature_cnn(shape[0], shape[1])
+    split_key = f"{trained.config['train']['seed']}-{trained.config['train']['val_fraction']}"
+    key = hashlib.sha256(
+        f"{data['dataset']}|{train.digest}|{shape}|{split_key}".encode()
+    ).hexdigest()[:24]
+    return own_data_classifier(
+        data["dataset"],
+        (train.images, train.labels),
+        (reference.images, reference.labels),
+        len(train.classes),
+        key,
+    )
 
 
 @torch.no_grad()
 def reconstruction_scores(
     trained: TrainedModel, images: torch.Tensor, labels: torch.Tensor, seed: int
 ) -> dict:
-    """Mean model loss (its own units) and per-pixel MSE in [0, 1] on uint8 images [N, 28, 28]."""
+    """Mean model loss (its own units) and per-pixel MSE in [0, 1] on uint8 images."""
     model = trained.model.eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -92,18 +124,30 @@ def score_run(
     samplers = samplers or ["prior", "gaussian", "gmm"]
     dataset = trained.config["data"]["dataset"]
     test = trained.split("test")
-    net, record = classifier or load_classifier(dataset, trained.data_root)
+    net, record = classifier or judge(trained, test)
+    labelled = record.get("kind") != "random-cnn"
     real = unit_images(test.images)
     real_features, _ = classify(net, real)
+    reference = (
+        f"{dataset} test split ({len(test)} images)"
+        if trained.has_test_split
+        else f"the run's held-out validation images ({len(test)}; the data has no test split)"
+    )
     metrics: dict = {
         "run": str(trained.run_dir),
         "model": trained.name,
         "dataset": dataset,
         "protocol": {
-            "reference": f"{dataset} test split ({len(test)} images)",
+            "reference": reference,
             "samples_per_sampler": n_samples,
             "seed": seed,
-            "features": "penultimate layer (128) of aegen's classifier",
+            "features": (
+                "penultimate layer (128) of aegen's classifier"
+                if labelled
+                else "penultimate layer (128) of aegen's classifier CNN at a fixed random "
+                "initialisation (random-cnn, seed 0): the data has no labels to train a judge"
+            ),
+            "judge": record.get("kind", "trained-cnn"),
             "precision_recall_k": NEIGHBOURS,
             "confident_probability": CONFIDENT,
         },
@@ -125,17 +169,22 @@ def score_run(
         log.info(f"{trained.name}: likelihood {metrics['likelihood']}")
     train_images = trained.split("train").images[:n_samples]
     metrics["protocol"]["real_data_images"] = len(train_images)
-    metrics["real_data"] = quality_scores(net, unit_images(train_images), real_features)
+    metrics["real_data"] = quality_scores(net, unit_images(train_images), real_features, labelled)
     metrics["samplers"] = {}
     for name in samplers:
         samples = trained.sample(n_samples, seed=seed, sampler=name)
-        metrics["samplers"][name] = quality_scores(net, samples, real_features)
+        metrics["samplers"][name] = quality_scores(net, samples, real_features, labelled)
         save_image_grid(trained.run_dir / f"samples-{name}.png", samples[:64])
         scores = metrics["samplers"][name]
+        coverage = (
+            f"  label entropy {scores['label_entropy']:.3f}  confident "
+            f"{scores['confident_share']:.3f}"
+            if labelled
+            else ""
+        )
         log.info(
             f"{trained.name} / {name}: FD-aegen {scores['fd_aegen']:.2f}  precision "
-            f"{scores['precision']:.3f}  recall {scores['recall']:.3f}  label entropy "
-            f"{scores['label_entropy']:.3f}  confident {scores['confident_share']:.3f}"
+            f"{scores['precision']:.3f}  recall {scores['recall']:.3f}{coverage}"
         )
     write_json(trained.run_dir / SCORES, metrics)
     return metrics

@@ -8,6 +8,7 @@ such as Debian's, differ in gz bytes but not in content).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -25,6 +26,8 @@ from aegen.errors import DataError
 from aegen.names import closest
 from aegen.store.atomic import write_atomic
 from aegen.store.cache import cache_root
+from aegen.store.image_set import ImageSet
+from aegen.store.own_images import fit_images, is_path, load_own_images
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 FASHION_CLASSES = (
@@ -125,20 +128,6 @@ DATASET_NAMES = (*SOURCES, EMBEDDED)
 SPLITS = ("train", "test")
 
 
-@dataclass(frozen=True)
-class ImageSet:
-    """Images as one uint8 tensor [N, 28, 28] with int64 labels [N]."""
-
-    name: str
-    split: str
-    images: torch.Tensor
-    labels: torch.Tensor
-    classes: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
 def default_data_root() -> Path:
     """The data root: $AEGEN_DATA if set, else the data folder in aegen's cache (cache.py)."""
     env = os.environ.get("AEGEN_DATA")
@@ -147,20 +136,40 @@ def default_data_root() -> Path:
 
 def check_dataset_name(name: str) -> None:
     """Refuse an unknown data set name, suggesting the closest known one."""
-    if name not in DATASET_NAMES:
+    if name not in DATASET_NAMES and not is_path(name):
         raise DataError(
-            f"unknown dataset {name!r}{closest(name, DATASET_NAMES)}; "
-            f"choose one of {', '.join(DATASET_NAMES)}"
+            f"unknown dataset {name!r}{closest(name, DATASET_NAMES)}; choose one of "
+            f"{', '.join(DATASET_NAMES)}, or give a folder of images or a .npy/.npz file"
         )
 
 
+def has_test_split(name: str) -> bool:
+    """Whether a data set has a test split of its own (a user's folder or array has none)."""
+    return name in DATASET_NAMES
+
+
 def load_dataset(
-    name: str, split: str = "train", root: str | Path | None = None, download: bool = True
+    name: str,
+    split: str = "train",
+    root: str | Path | None = None,
+    download: bool = True,
+    image_size: int | None = None,
+    channels: int | None = None,
 ) -> ImageSet:
-    """Load a data set split by name; IDX files are downloaded and verified when missing."""
+    """Load a data set split by name, or a folder or array by path (train split only), with its
+    images resized to image_size and converted to channels where those are given. IDX files are
+    downloaded and verified when missing."""
     check_dataset_name(name)
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose 'train' or 'test'")
+    if not has_test_split(name):
+        if split == "test":
+            raise DataError(f"{name} has no test split; its held-out images are the reference")
+        return load_own_images(name, image_size, channels)
+    if image_size is not None or channels is not None:
+        builtin = load_dataset(name, split, root, download)
+        shaped = fit_images(builtin.images.unsqueeze(1), image_size, channels)
+        return dataclasses.replace(builtin, images=shaped)
     chosen = root if root is not None else os.environ.get("AEGEN_DATA")
     root = Path(chosen).expanduser() if chosen else default_data_root()
     needs_files = not (name == EMBEDDED and split == "train")
@@ -318,14 +327,14 @@ def train_val_split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tenso
 
 
 def to_model_range(images: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
-    """uint8 images [B, 28, 28] -> float [B, 1, 28, 28] scaled into the model's value range."""
+    """uint8 images [B, H, W] or [B, C, H, W] -> float [B, C, H, W] in the model's value range."""
     low, high = value_range
     x = images.unsqueeze(1).float() if images.dim() == 3 else images.float()
     return x.mul_((high - low) / 255.0).add_(low)
 
 
 def unit_images(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images [N, 28, 28] -> float [N, 1, 28, 28] in [0, 1], as pictures and judges want."""
+    """uint8 images [N, H, W] or [N, C, H, W] -> float [N, C, H, W] in [0, 1] (pictures, judges)."""
     return to_model_range(images, (0.0, 1.0))
 
 

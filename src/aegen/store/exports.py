@@ -13,11 +13,15 @@ from aegen.errors import ConfigError
 from aegen.store.atomic import write_atomic
 
 GRID_SCALE = 2  # MNIST digits are 28 px: draw each pixel as 2x2 so a grid is readable
+LARGE_IMAGE = 48  # images this wide or wider are drawn at their own size
 
 
-def image_grid_png(images: torch.Tensor, columns: int, scale: int = GRID_SCALE) -> bytes:
-    """Images [N, C, H, W] in [0, 1] -> PNG bytes of a grid with `columns` per row."""
+def image_grid_png(images: torch.Tensor, columns: int, scale: int | None = None) -> bytes:
+    """Images [N, C, H, W] in [0, 1] (C 1 or 3) -> PNG bytes of a grid with `columns` per row;
+    small images are drawn scale x larger (default: GRID_SCALE below LARGE_IMAGE pixels)."""
     images = images.detach().cpu().float().clamp(0, 1)
+    if scale is None:
+        scale = GRID_SCALE if images.shape[-1] < LARGE_IMAGE else 1
     if scale > 1:
         images = images.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
     buffer = io.BytesIO()
@@ -52,14 +56,15 @@ def check_image_output(path: Path, count: int) -> None:
 
 
 def save_images(path: Path, images: torch.Tensor, columns: int = 8) -> None:
-    """Images [N, 1, 28, 28] in [0, 1] as a PNG grid, a .npy array [N, 28, 28] or a .pt tensor."""
+    """Images [N, C, H, W] in [0, 1] as a PNG grid (in colour for C = 3), a .npy array or a .pt
+    tensor, both [N, C, H, W] float32."""
     check_image_output(path, len(images))
     suffix = path.suffix.lower()
     if suffix == ".png":
         save_image_grid(path, images, columns)
     elif suffix == ".npy":
         buffer = io.BytesIO()
-        np.save(buffer, images.squeeze(1).numpy(), allow_pickle=False)
+        np.save(buffer, images.contiguous().numpy(), allow_pickle=False)
         write_atomic(path, buffer.getvalue())
     else:
         buffer = io.BytesIO()

