@@ -24,9 +24,9 @@ from safetensors.torch import load_file, save_file
 from aegen.cli import main
 
 COVERAGE = (
-    "12 files x 5-39 damages each (147 damaged copies of a run folder) x 7 commands x 2 models "
-    "= 2058 command runs with -m slow; by default the ae run's 147 copies under the commands "
-    "that read the damaged file: 248 runs"
+    "12 files x 5-45 damages each (153 damaged copies of a run folder) x 7 commands x 2 models "
+    "= 2142 command runs with -m slow; by default the ae run's 153 copies under the commands "
+    "that read the damaged file: 260 runs"
 )
 
 MODELS = ("ae", "vae")  # a plain and a variational model; conv-ae's files are checked alike
@@ -67,6 +67,9 @@ KEYS = {
         "data.root",
         "data.n_train",
         "data.n_val",
+        "data.image_size",
+        "data.channels",
+        "data.digest",
     ],
     "scores.json": [
         "model",

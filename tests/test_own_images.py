@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tinted import write_tinted_folder
+from tinted import tinted, write_tinted_folder
 
 from aegen.errors import DataError
-from aegen.store import own_images
+from aegen.store import decode, own_images
 from aegen.store.datasets import load_dataset
 from aegen.store.own_images import fit_images
 
@@ -207,7 +207,7 @@ def test_a_damaged_cache_entry_is_decoded_again(tmp_path, digits):
     assert torch.equal(load_dataset(str(folder)).images, first.images)
 
 
-def test_worker_processes_decode_what_one_process_decodes(tmp_path, digits, monkeypatch):
+def test_decoding_threads_decode_what_one_thread_decodes(tmp_path, digits, monkeypatch):
     folder = write_tinted_folder(*digits, tmp_path / "tinted")
     serial = load_dataset(str(folder), image_size=20)
     own_images._load_cached.cache_clear()
@@ -229,3 +229,26 @@ def test_fit_images_to_grayscale_uses_luma():
     red = torch.zeros(1, 3, 4, 4, dtype=torch.uint8)
     red[:, 0] = 255
     assert fit_images(red, None, 1).unique().item() == round(0.299 * 255)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+@pytest.mark.parametrize("channels", [None, 1, 3])
+def test_both_decoders_give_pillows_pixels(tmp_path, digits, suffix, channels):
+    colour = tinted(digits[0][:4], digits[1][:4])
+    gray = digits[0][:4].numpy()
+    for i, array in enumerate([*colour, *gray]):
+        path = tmp_path / f"{i}{suffix}"
+        Image.fromarray(array).save(path)
+        fast = decode._decode_fast(str(path), channels)
+        slow = decode._decode_pillow(str(path), None, channels)
+        assert fast is not None and isinstance(slow, torch.Tensor)
+        assert torch.equal(fast, slow), (path, channels)
+
+
+def test_transparency_is_drawn_over_white_and_16_bit_is_scaled(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint8)  # fully transparent black
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    Image.fromarray(np.full((4, 4), 65535, np.uint16)).save(tmp_path / "b.png")
+    assert decode.decode_file(str(tmp_path / "a.png"), None, None).unique().tolist() == [255]
+    deep = decode.decode_file(str(tmp_path / "b.png"), None, None)
+    assert deep.shape == (1, 4, 4) and deep.unique().tolist() == [255]

@@ -196,11 +196,13 @@ def test_a_run_refuses_a_folder_that_changed_since_it_trained(capsys, tmp_path):
         Image.fromarray(np.full((16, 16), i * 10, np.uint8)).save(folder / f"{i}.png")
     run = tmp_path / "run"
     assert cli(capsys, "train", "ae", "--dataset", folder, "--epochs", "1", "--out", run)[0] == 0
+    status, out, err = cli(capsys, "train", "ae", "--epochs", "2", "--out", run, "--resume")
+    assert status == 0 and "epoch 2/2" in out, err  # the same data: it continues
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(folder / "extra.png")
     status, _, err = cli(capsys, "reconstruct", run, "--out", tmp_path / "r.png")
     assert status == 2 and "changed since" in err
     status, _, err = cli(
-        capsys, "train", "ae", "--dataset", folder, "--epochs", "2", "--out", run, "--resume"
+        capsys, "train", "ae", "--dataset", folder, "--epochs", "3", "--out", run, "--resume"
     )
     assert status == 2 and "changed since" in err
 
@@ -217,3 +219,40 @@ def test_every_model_takes_28_32_and_64_px_in_gray_and_colour(model, size, chann
     assert rebuilt.shape == x.shape and low <= rebuilt.min() and rebuilt.max() <= high
     loss = net.loss(x * (high - low) + low, labels).loss
     assert torch.isfinite(loss)
+
+
+def test_the_explorer_serves_an_unlabelled_colour_run(capsys, tmp_path):
+    pytest.importorskip("flask", reason="the explorer needs Flask: pip install 'aegen[explore]'")
+    import io
+
+    from aegen.pipeline import load
+    from aegen.views.explore import Explorer
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "a.npy", rng.integers(0, 256, (80, 32, 32, 3), dtype=np.uint8))
+    run = tmp_path / "run"
+    status, _, err = cli(
+        capsys, "train", "conv-vae", "--dataset", tmp_path / "a.npy", "--epochs", "1", "--out", run
+    )
+    assert status == 0, err
+    explorer = Explorer(load(run))
+    info = explorer.info()
+    assert info["classes"] == [] and {point[-1] for point in info["points"]} == {-1}
+    picture = Image.open(io.BytesIO(explorer.decode([0.0] * len(info["axes"]))))
+    assert picture.mode == "RGB" and picture.size == (32, 32)
+
+
+def test_the_python_api_and_a_config_file_take_a_path(capsys, tmp_path):
+    import aegen
+
+    images = np.random.default_rng(0).integers(0, 256, (40, 12, 12), dtype=np.uint8)
+    np.save(tmp_path / "a.npy", images)
+    run = aegen.train("ae", tmp_path / "a.npy", image_size=8, epochs=1, out=tmp_path / "api")
+    assert run.sample(3).shape == (3, 1, 8, 8)
+    settings = {"dataset": str(tmp_path / "a.npy"), "channels": 3, "epochs": 1}
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    status, _, err = cli(
+        capsys, "train", "vae", "--config", tmp_path / "settings.json", "--out", tmp_path / "cfg"
+    )
+    assert status == 0, err
+    assert aegen.load(tmp_path / "cfg").sample(2).shape == (2, 3, 12, 12)

@@ -30,7 +30,6 @@ from aegen.store.datasets import (
     train_val_split,
 )
 from aegen.store.lock import LOCK, RunFolderLock, orphan_files, remove_orphans
-from aegen.store.own_images import is_path
 from aegen.store.run_folder import (
     CHECKPOINT,
     CONFIG,
@@ -66,7 +65,7 @@ def evaluate(
 
 def default_run_dir(model: str, dataset: str, parent: Path = Path("runs")) -> Path:
     """runs/MODEL-DATASET (a folder or file: its name), or the first of -2, -3, ... not taken."""
-    name = Path(dataset).stem if is_path(dataset) else dataset
+    name = dataset if has_test_split(dataset) else Path(dataset).stem
     candidate, n = parent / f"{model}-{name}", 1
     while candidate.exists():
         n += 1
@@ -105,7 +104,7 @@ def train(
         check_dataset_name(chosen.dataset)
         preset(model)  # an unknown model before any data is read
         resolve_device(chosen.device)  # a missing device or bad data: no folder made
-        if is_path(chosen.dataset):  # recorded absolute, so the run opens from anywhere
+        if not has_test_split(chosen.dataset):  # own images: recorded by absolute path
             chosen = dataclasses.replace(
                 chosen, dataset=str(Path(chosen.dataset).expanduser().resolve())
             )

@@ -17,9 +17,11 @@ os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK  # what open() would give; mkstemp alone makes files private (0600)
 
 
-def write_atomic(path: str | Path, payload: bytes) -> None:
+def write_atomic(path: str | Path, payload: bytes, durable: bool = True) -> None:
     """Replace path with payload in one step. A failure (a full disk, a read-only folder, an
-    interrupt) leaves the old file as it was and no temporary file; an OSError names path."""
+    interrupt) leaves the old file as it was and no temporary file; an OSError names path.
+    durable=False skips the fsyncs, for caches: a power cut may lose the file, never half of it
+    for a reader that checks it (a lost cache costs a recomputation)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,7 +33,8 @@ def write_atomic(path: str | Path, payload: bytes) -> None:
             os.fchmod(handle.fileno(), FILE_MODE)
             handle.write(payload)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -39,7 +42,8 @@ def write_atomic(path: str | Path, payload: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_folder(path.parent)
+    if durable:
+        _fsync_folder(path.parent)
 
 
 def write_json(path: str | Path, value: Any) -> None:

@@ -1,10 +1,10 @@
 """A user's own images: a folder of image files or a .npy/.npz array, as one uint8 tensor.
 
 A folder's sub-folders are its classes (the ImageFolder convention: sorted names); a flat
-folder is unlabelled. Files are decoded once, in worker processes when there are many (decode.py
-imports no torch, so a worker starts in a fraction of a second), and the result is cached under
-a key made of the files' names, sizes and modification times and of the requested size and
-channels: a second run on the same folder starts at once.
+folder is unlabelled. Files are decoded once, by a few threads when there are many (the
+decoders release the GIL; threads, unlike worker processes, never re-run a user's unguarded
+script), and the result is cached under a key made of the files' names, sizes and modification
+times and of the requested size and channels: a second run on the same folder starts at once.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import functools
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 from pathlib import Path
 
@@ -32,13 +31,15 @@ from aegen.store.tensor_files import load_tensors, save_tensors
 log = logging.getLogger("aegen")
 
 DECODER_VERSION = 1  # part of the cache key: a change to decoding makes old entries unused
-PARALLEL_FROM = 2_000  # fewer files decode faster in this process than workers start
-CHUNK = 256  # files per worker task
+PARALLEL_FROM = 512  # fewer files are decoded by this thread alone
+CHUNK = 128  # files per thread task
+MAX_THREADS = 4
 ARRAY_SUFFIXES = (".npy", ".npz")
 
 
 def is_path(dataset: str) -> bool:
-    """Whether a --dataset value names a folder or an array file rather than a built-in set."""
+    """Whether a --dataset value looks like a folder or an array file (a built-in set's name
+    means that set all the same: datasets.py asks first; ./NAME names a folder called NAME)."""
     return (
         os.sep in dataset
         or "/" in dataset
@@ -57,11 +58,10 @@ def load_own_images(path: str, image_size: int | None, channels: int | None) -> 
 
 
 def _signature(source: Path) -> tuple:
-    """What the in-process cache is keyed by: a folder's files or a file's size and time."""
+    """What the in-process cache is keyed by: a folder's image files with their sizes and
+    times, or a file's size and time."""
     if source.is_dir():
-        return tuple(
-            (str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in decode.image_files(source)
-        )
+        return tuple(decode.image_files(source))
     stat = source.stat()
     return (stat.st_size, stat.st_mtime_ns)
 
@@ -72,24 +72,22 @@ def _load_cached(
 ) -> ImageSet:
     source = Path(path)
     if source.is_dir():
-        images, labels, classes = _load_folder(source, image_size, channels)
-    elif source.suffix.lower() in ARRAY_SUFFIXES:
-        images, labels, classes = _load_array(source)
-        images = fit_images(images, image_size, channels)
-    else:
+        return _load_folder(source, list(signature), image_size, channels)
+    if source.suffix.lower() not in ARRAY_SUFFIXES:
         raise DataError(
             f"{source} is neither a folder of images nor a .npy/.npz array; "
             "give one of those or a built-in data set name"
         )
-    digest = content_digest(images, labels)
-    return ImageSet(path, "train", images, labels, classes, digest)
+    images, labels, classes = _load_array(source)
+    images = fit_images(images, image_size, channels)
+    return ImageSet(path, "train", images, labels, classes, content_digest(images, labels))
 
 
 def content_digest(images: torch.Tensor, labels: torch.Tensor) -> str:
     """sha256 of the pixels, their shape and the labels: what a run's split depends on."""
     hasher = hashlib.sha256(str(tuple(images.shape)).encode())
-    hasher.update(images.contiguous().numpy().tobytes())
-    hasher.update(labels.contiguous().numpy().tobytes())
+    hasher.update(images.contiguous().numpy().data)
+    hasher.update(labels.contiguous().numpy().data)
     return hasher.hexdigest()
 
 
@@ -97,48 +95,50 @@ def content_digest(images: torch.Tensor, labels: torch.Tensor) -> str:
 
 
 def _load_folder(
-    folder: Path, image_size: int | None, channels: int | None
-) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
-    files, labels, classes = _folder_files(folder)
+    folder: Path, files: list[decode.ImageFile], image_size: int | None, channels: int | None
+) -> ImageSet:
+    labels, classes = _folder_labels(folder, files)
     key = _cache_key(folder, files, image_size, channels)
     cached = _read_cache(key, len(files))
     if cached is not None:
-        images = cached
+        images, digest = cached
     else:
-        images = _stack(files, _decode_all(files, image_size, channels), image_size, channels)
-        _write_cache(key, images, folder)
-    return images, torch.tensor(labels, dtype=torch.int64), classes
+        decoded = _decode_all([f.path for f in files], image_size, channels)
+        images = _stack([f.path for f in files], decoded)
+        digest = content_digest(images, labels)
+        _write_cache(key, images, folder, digest)
+    return ImageSet(str(folder), "train", images, labels, classes, digest)
 
 
-def _folder_files(folder: Path) -> tuple[list[Path], list[int], tuple[str, ...]]:
-    """Image files with their class indices: sub-folders are classes, a flat folder has none."""
-    files = decode.image_files(folder)
+def _folder_labels(
+    folder: Path, files: list[decode.ImageFile]
+) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """Class indices of the files: sub-folders are classes, a flat folder has none (-1)."""
     if not files:
         raise DataError(
             f"{folder} holds no image files ({', '.join(sorted(decode.IMAGE_SUFFIXES))})"
         )
-    top = [f for f in files if f.parent == folder]
-    nested = [f for f in files if f.parent != folder]
+    parts = [Path(f.path).relative_to(folder).parts for f in files]
+    top = [p for p in parts if len(p) == 1]
+    nested = [p for p in parts if len(p) > 1]
     if not nested:
-        return files, [-1] * len(files), ()
+        return torch.full((len(files),), -1), ()
     if top:
         raise DataError(
-            f"{folder} holds images both at its top ({top[0].name}) and in sub-folders "
-            f"({nested[0].relative_to(folder)}); sub-folders are classes, so move the top "
-            "ones into one, or keep a flat folder"
+            f"{folder} holds images both at its top ({top[0][0]}) and in sub-folders "
+            f"({Path(*nested[0])}); sub-folders are classes, so move the top ones into one, "
+            "or keep a flat folder"
         )
-    classes = tuple(sorted({f.relative_to(folder).parts[0] for f in files}))
+    classes = tuple(sorted({p[0] for p in parts}))
     index = {name: i for i, name in enumerate(classes)}
-    labels = [index[f.relative_to(folder).parts[0]] for f in files]
-    return files, labels, classes
+    return torch.tensor([index[p[0]] for p in parts], dtype=torch.int64), classes
 
 
-def _cache_key(folder: Path, files: list[Path], size: int | None, channels: int | None) -> str:
+def _cache_key(
+    folder: Path, files: list[decode.ImageFile], size: int | None, channels: int | None
+) -> str:
     """A name for the decoded tensor: changes whenever a file is added, removed or modified."""
-    entries = []
-    for path in files:
-        stat = path.stat()
-        entries.append([str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns])
+    entries = [[os.path.relpath(f.path, folder), f.size, f.mtime_ns] for f in files]
     blob = json.dumps([DECODER_VERSION, str(folder), size, channels, entries])
     return hashlib.sha256(blob.encode()).hexdigest()[:40]
 
@@ -147,75 +147,68 @@ def _cache_path(key: str) -> Path:
     return cache_root() / "images" / f"{key}.safetensors"
 
 
-def _read_cache(key: str, count: int) -> torch.Tensor | None:
+def _read_cache(key: str, count: int) -> tuple[torch.Tensor, str] | None:
+    """The cached images and their digest, or None (a damaged entry is decoded again)."""
     path = _cache_path(key)
     if not path.is_file():
         return None
     try:
-        tensors, _ = load_tensors(path)
-    except AegenError as exc:  # a damaged cache entry is decoded again, not trusted
+        tensors, metadata = load_tensors(path)
+    except AegenError as exc:
         log.warning(f"ignoring the damaged image cache {path} ({exc})")
         return None
     images = tensors.get("images")
     if images is None or images.dtype != torch.uint8 or images.dim() != 4 or len(images) != count:
         log.warning(f"ignoring the image cache {path}: it does not hold {count} images")
         return None
-    return images
+    return images, metadata.get("digest", "")
 
 
-def _write_cache(key: str, images: torch.Tensor, folder: Path) -> None:
+def _write_cache(key: str, images: torch.Tensor, folder: Path, digest: str) -> None:
     path = _cache_path(key)
     try:
-        save_tensors(path, {"images": images}, {"source": str(folder)})
+        metadata = {"source": str(folder), "digest": digest}
+        save_tensors(path, {"images": images}, metadata, durable=False)
     except OSError as exc:  # a read-only or full cache costs the next run a decode, no more
         log.warning(f"could not cache the decoded images in {path} ({exc})")
 
 
-def _decode_all(files: list[Path], size: int | None, channels: int | None) -> list[decode.Decoded]:
-    """Every file decoded, in worker processes when there are enough files to pay for them."""
-    paths = [str(f) for f in files]
-    workers = min(os.cpu_count() or 1, 8)
+def _decode_all(paths: list[str], size: int | None, channels: int | None) -> list[decode.Decoded]:
+    """Every file decoded, by a few threads when there are enough files to pay for them."""
+    threads = min(os.cpu_count() or 1, MAX_THREADS)
     chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
     bar = tqdm(total=len(paths), desc="decoding images", unit="img", leave=False, disable=None)
     results: list[decode.Decoded] = []
     with bar:
-        if len(paths) < PARALLEL_FROM or workers < 2:
+        if len(paths) < PARALLEL_FROM or threads < 2:
             for chunk in chunks:
                 results.extend(decode.decode_files(chunk, size, channels))
                 bar.update(len(chunk))
             return results
-        # spawn: a worker imports decode.py alone, never a copy of this process (torch's threads)
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            for chunk, decoded in zip(
-                chunks,
-                pool.map(
-                    decode.decode_files, chunks, [size] * len(chunks), [channels] * len(chunks)
-                ),
-            ):
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            tasks = [pool.submit(decode.decode_files, chunk, size, channels) for chunk in chunks]
+            for task in tasks:
+                decoded = task.result()
                 results.extend(decoded)
-                bar.update(len(chunk))
+                bar.update(len(decoded))
     return results
 
 
-def _stack(
-    files: list[Path], decoded: list[decode.Decoded], size: int | None, channels: int | None
-) -> torch.Tensor:
+def _stack(paths: list[str], decoded: list[decode.Decoded]) -> torch.Tensor:
     """One uint8 tensor [N, C, H, W]; an unreadable file or disagreeing sizes are one line."""
-    first_shape, first_file = None, None
-    for path, pixels in zip(files, decoded):
+    first: torch.Tensor | None = None
+    for path, pixels in zip(paths, decoded):
         if isinstance(pixels, str):
             raise DataError(f"cannot read the image {path} ({pixels})")
-        if first_shape is None:
-            first_shape, first_file = pixels.shape, path
-        elif pixels.shape != first_shape:
-            raise DataError(_disagreement(first_file, first_shape, path, pixels.shape))
-    stacked = np.stack(decoded)  # every entry is an array by now
-    return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
+        if first is None:
+            first, first_path = pixels, path
+        elif pixels.shape != first.shape:
+            raise DataError(_disagreement(first_path, first.shape, path, pixels.shape))
+    return torch.stack(decoded)  # type: ignore[arg-type]  # every entry is a tensor by now
 
 
-def _disagreement(a: Path | None, a_shape: tuple, b: Path, b_shape: tuple) -> str:
-    (ha, wa, ca), (hb, wb, cb) = a_shape, b_shape
+def _disagreement(a: str, a_shape: tuple, b: str, b_shape: tuple) -> str:
+    (ca, ha, wa), (cb, hb, wb) = a_shape, b_shape
     if (ha, wa) != (hb, wb):
         return (
             f"the images differ in size ({a} is {wa}x{ha}, {b} is {wb}x{hb}); "
@@ -314,12 +307,7 @@ def _checked_labels(
 def fit_images(images: torch.Tensor, size: int | None, channels: int | None) -> torch.Tensor:
     """uint8 images [N, C, H, W] converted to `channels` and resized (shorter side to size,
     bicubic and antialiased) and centre-cropped to size x size, as folders are by decode.py."""
-    if channels is not None and channels != images.shape[1]:
-        if channels == 1:  # Pillow's L: ITU-R 601-2 luma
-            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-            images = (images.float() * weights).sum(1, keepdim=True).round().to(torch.uint8)
-        else:
-            images = images.expand(-1, 3, -1, -1).contiguous()
+    images = decode.convert_channels(images, channels)
     if size is None or images.shape[2:] == (size, size):
         return images
     height, width = images.shape[2:]

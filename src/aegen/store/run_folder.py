@@ -73,6 +73,12 @@ def _check_config(path: Path, config: dict[str, Any]) -> None:
     _field(path, data, "n_val", int, "data.")
     if not isinstance(data.get("root"), (str, type(None))):
         raise RunError(f"{path}: data.root must be a string or null")
+    for key, allowed in (("image_size", range(4, 1025)), ("channels", (1, 3))):
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or value not in allowed):
+            raise RunError(f"{path}: data.{key} must be null or one of the sizes aegen takes")
+    if not isinstance(data.get("digest", ""), str):
+        raise RunError(f"{path}: data.digest must be a string")
     if not isinstance(config.get("aegen_version", ""), str):
         raise RunError(f"{path}: aegen_version must be a string")
     if not 0 <= seed < 2**63 or not 0 < fraction < 1:

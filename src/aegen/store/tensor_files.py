@@ -16,10 +16,12 @@ from aegen.store.atomic import write_atomic
 from aegen.store.run_folder import WEIGHTS, check_plain_file
 
 
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Write a safetensors file atomically."""
+def save_tensors(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str], durable: bool = True
+) -> None:
+    """Write a safetensors file atomically (durable=False: no fsync, for caches)."""
     clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    write_atomic(path, save_tensors_bytes(clean, metadata=metadata))
+    write_atomic(path, save_tensors_bytes(clean, metadata=metadata), durable)
 
 
 def load_tensors(
