@@ -66,7 +66,7 @@ def aegen_decode(folder: Path) -> torch.Tensor:
     from aegen.store import decode, own_images
 
     paths = [f.path for f in decode.image_files(folder)]
-    return own_images._stack(paths, own_images._decode_all(paths, None, None))
+    return own_images._decode_all(paths, None, None)
 
 
 def aegen_load(folder: Path, cache: Path) -> torch.Tensor:

@@ -97,6 +97,9 @@ def aegen(
         text=True,
         env=env,
         timeout=300,
+        # As from a terminal: a test suite started in the background by a non-interactive shell
+        # (a CI script's `&`) has SIGINT ignored, and Python then never turns it into Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

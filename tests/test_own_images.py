@@ -185,7 +185,8 @@ def test_a_second_load_reads_the_cache_and_a_changed_file_decodes_again(
     own_images._load_cached.cache_clear()
     monkeypatch.setattr(own_images.decode, "decode_files", _must_not_decode)
     again = load_dataset(str(folder))
-    assert torch.equal(first.images, again.images) and first.digest == again.digest
+    assert torch.equal(first.images, again.images)
+    assert again.digest == own_images.content_digest(first.images, first.labels)
 
     changed = folder / "7" / "00070.png"
     png(changed, np.zeros((32, 32, 3), np.uint8))
@@ -208,15 +209,15 @@ def test_a_damaged_cache_entry_is_decoded_again(tmp_path, digits):
 
 
 def test_decoding_threads_decode_what_one_thread_decodes(tmp_path, digits, monkeypatch):
-    folder = write_tinted_folder(*digits, tmp_path / "tinted")
-    serial = load_dataset(str(folder), image_size=20)
-    own_images._load_cached.cache_clear()
-    monkeypatch.setenv("AEGEN_CACHE", str(tmp_path / "other-cache"))
+    folder = tmp_path / "jpegs"
+    for i, array in enumerate(tinted(*digits[:2])):
+        png(folder / f"{i:03d}.jpg", array)
     monkeypatch.setattr(own_images, "PARALLEL_FROM", 10)
     monkeypatch.setattr(own_images, "CHUNK", 16)
     monkeypatch.setattr(own_images.os, "cpu_count", lambda: 2)
-    parallel = load_dataset(str(folder), image_size=20)
-    assert torch.equal(serial.images, parallel.images)
+    paths = [f.path for f in decode.image_files(folder)]
+    serial = torch.stack([decode._decode_pillow(p, None, None) for p in paths])
+    assert torch.equal(own_images._decode_all(paths, None, None), serial)
 
 
 def test_builtin_sets_take_image_size_and_channels():
@@ -231,9 +232,9 @@ def test_fit_images_to_grayscale_uses_luma():
     assert fit_images(red, None, 1).unique().item() == round(0.299 * 255)
 
 
-@pytest.mark.parametrize("suffix", [".png", ".jpg"])
 @pytest.mark.parametrize("channels", [None, 1, 3])
-def test_both_decoders_give_pillows_pixels(tmp_path, digits, suffix, channels):
+def test_both_decoders_give_pillows_pixels(tmp_path, digits, channels):
+    suffix = ".jpg"  # the only format torchvision.io decodes here (PNG: Pillow, see decode.py)
     colour = tinted(digits[0][:4], digits[1][:4])
     gray = digits[0][:4].numpy()
     for i, array in enumerate([*colour, *gray]):
@@ -252,3 +253,81 @@ def test_transparency_is_drawn_over_white_and_16_bit_is_scaled(tmp_path):
     assert decode.decode_file(str(tmp_path / "a.png"), None, None).unique().tolist() == [255]
     deep = decode.decode_file(str(tmp_path / "b.png"), None, None)
     assert deep.shape == (1, 4, 4) and deep.unique().tolist() == [255]
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_photos_are_turned_upright_by_their_exif_orientation(tmp_path, suffix):
+    wide = np.zeros((10, 20, 3), np.uint8)
+    wide[:, :10] = 255  # white on the left, black on the right
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: shown turned 90 degrees clockwise
+    Image.fromarray(wide).save(tmp_path / f"a{suffix}", exif=exif)
+    slow = decode._decode_pillow(str(tmp_path / f"a{suffix}"), None, None)
+    fast = decode._decode_fast(str(tmp_path / f"a{suffix}"), None)
+    assert isinstance(slow, torch.Tensor) and slow.shape == (3, 20, 10)
+    assert slow[:, :10].float().mean() > 200 and slow[:, 10:].float().mean() < 50  # white on top
+    assert (fast is None) == (suffix == ".png")  # PNG is Pillow's alone
+    assert fast is None or torch.equal(fast, slow)
+
+
+def test_damaged_pngs_are_named_and_never_crash(tmp_path, digits):
+    original = png(tmp_path / "ok.png", tinted(*digits[:2])[0]).read_bytes()
+    for position in range(40, len(original), max(1, len(original) // 40)):
+        damaged = bytearray(original)
+        damaged[position] ^= 0xFF
+        path = tmp_path / "f" / "x.png"
+        png(path, np.zeros((2, 2), np.uint8)).write_bytes(bytes(damaged))
+        result = decode.decode_file(str(path), None, None)
+        assert isinstance(result, (str, torch.Tensor))  # a reason or pixels, never a crash
+
+
+def test_palette_and_gray_alpha_pngs_decode_as_pillow_converts_them(tmp_path):
+    rng = np.random.default_rng(0)
+    palette = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).quantize(16)
+    palette.save(tmp_path / "p.png")
+    expected = torch.from_numpy(np.array(palette.convert("RGB"))).permute(2, 0, 1)
+    assert torch.equal(decode.decode_file(str(tmp_path / "p.png"), None, None), expected)
+    Image.fromarray(np.full((4, 4, 2), [0, 0], np.uint8), "LA").save(tmp_path / "la.png")
+    assert decode.decode_file(str(tmp_path / "la.png"), None, None).unique().tolist() == [255]
+
+
+def test_a_damaged_npz_is_one_line(tmp_path):
+    np.savez_compressed(tmp_path / "d.npz", images=np.zeros((20, 8, 8), np.uint8))
+    data = bytearray((tmp_path / "d.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "d.npz").write_bytes(bytes(data))
+    (tmp_path / "t.npz").write_bytes(bytes(data[: len(data) // 2]))
+    for name in ("d.npz", "t.npz"):
+        with pytest.raises(DataError, match=f"cannot read the array file .*{name}"):
+            load_dataset(str(tmp_path / name))
+
+
+def test_linked_class_folders_are_followed_and_linked_arrays_load(tmp_path, digits):
+    elsewhere = write_tinted_folder(*digits, tmp_path / "elsewhere")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "zeros").symlink_to(elsewhere / "0")
+    (folder / "ones").symlink_to(elsewhere / "1")
+    (folder / "ones" / "loop").symlink_to(folder)  # a cycle is walked once
+    data = load_dataset(str(folder))
+    assert data.classes == ("ones", "zeros") and len(data) == 20
+    np.save(tmp_path / "blob", np.zeros((3, 4, 4), np.uint8))
+    (tmp_path / "blob.npy").rename(tmp_path / "a1b2c3")  # content-addressed, no suffix
+    (tmp_path / "images.npy").symlink_to(tmp_path / "a1b2c3")
+    assert load_dataset(str(tmp_path / "images.npy")).images.shape == (3, 1, 4, 4)
+
+
+def test_an_empty_class_folder_is_named(tmp_path, digits):
+    folder = write_tinted_folder(*digits, tmp_path / "tinted")
+    (folder / "zebra").mkdir()
+    with pytest.raises(DataError, match="the class folder .*zebra holds no images"):
+        load_dataset(str(folder))
+
+
+def test_label_values_become_classes_in_order(tmp_path):
+    np.savez(tmp_path / "d.npz", images=np.zeros((4, 8, 8), np.uint8), labels=[7, 3, 7, 3])
+    data = load_dataset(str(tmp_path / "d.npz"))
+    assert data.classes == ("3", "7") and data.labels.tolist() == [1, 0, 1, 0]
+    np.savez(tmp_path / "e.npz", images=np.zeros((2, 8, 8), np.uint8), labels=[0, 5], classes=["a"])
+    with pytest.raises(DataError, match="one name per label value"):
+        load_dataset(str(tmp_path / "e.npz"))

@@ -24,7 +24,6 @@ def test_run_folder_is_self_describing(trained_runs, name):
         "channels": None,
         "image_shape": [1, 28, 28],
         "classes": [str(d) for d in range(10)],
-        "test_split": True,
         "digest": "",
         "n_train": 4500,
         "n_val": 500,

@@ -185,7 +185,8 @@ def _data_root_argument(command: argparse.ArgumentParser) -> None:
         "--data-root",
         type=Path,
         metavar="DIR",
-        help="where the run's data set lies, if not where it was trained from",
+        help="where the run's built-in data set lies, if not where it was trained from "
+        "(a folder or array of your own is read from the path the run recorded)",
     )
 
 
@@ -315,7 +316,8 @@ def build_parser(
     evaluate = command(
         "evaluate",
         "score reconstructions, likelihoods and samples (writes RUN_DIR/scores.json)",
-        "Score a run on its data set's test split: reconstruction error, "
+        "Score a run on its data set's test split (for your own images: the run's held-out "
+        "images): reconstruction error, "
         "importance-sampled NLL (VAEs), and FD-aegen, precision, recall and label "
         "coverage of each sampler's samples, judged by aegen's own classifier.",
     )

@@ -69,7 +69,7 @@ def default_run_dir(model: str, dataset: str, parent: Path = Path("runs")) -> Pa
     candidate, n = parent / f"{model}-{name}", 1
     while candidate.exists():
         n += 1
-        candidate = parent / f"{model}-{dataset}-{n}"
+        candidate = parent / f"{model}-{name}-{n}"
     return candidate
 
 
@@ -105,9 +105,7 @@ def train(
         preset(model)  # an unknown model before any data is read
         resolve_device(chosen.device)  # a missing device or bad data: no folder made
         if not has_test_split(chosen.dataset):  # own images: recorded by absolute path
-            chosen = dataclasses.replace(
-                chosen, dataset=str(Path(chosen.dataset).expanduser().resolve())
-            )
+            chosen = dataclasses.replace(chosen, dataset=absolute_path(chosen.dataset))
         data = training_data(chosen)
         options = options_for_data(model, chosen.model_options, data)
         net = seeded_model(model, options, chosen.seed)
@@ -239,6 +237,12 @@ def seeded_model(model: str, options: dict[str, Any], seed: int) -> Autoencoder:
             raise ConfigError(f"cannot build {model} with these options ({reason})") from exc
 
 
+def absolute_path(dataset: str) -> str:
+    """A folder or array's path as a run records it: absolute, links kept (a link's name may be
+    what says it is an array), so that the run opens from any working folder."""
+    return os.path.abspath(os.path.expanduser(dataset))
+
+
 def training_data(chosen: TrainSettings) -> ImageSet:
     """The training split of the chosen data, at the chosen size and channels."""
     return load_dataset(
@@ -262,10 +266,11 @@ def options_for_data(model: str, options: dict[str, Any], data: ImageSet) -> dic
     fitted = {"image_size": height, "channels": channels}
     fields = {f.name for f in dataclasses.fields(preset(model).config_class)}
     if "num_classes" in fields:  # a conditional model: the labels pick the class
-        if len(data.classes) < 2:
+        present = len(data.labels.unique()) if data.labelled else 0
+        if present < 2:
             raise DataError(
                 f"{model} is conditional and needs images of two or more classes; "
-                f"{data.name} has {'one class' if data.classes else 'no labels'} "
+                f"{data.name} has {'one class' if present else 'no labels'} "
                 "(give a folder with a sub-folder per class, or an .npz with labels)"
             )
         given = options.get("num_classes", len(data.classes))
@@ -308,7 +313,6 @@ def _run_config(
             "channels": chosen.channels,
             "image_shape": list(data.image_shape),
             "classes": list(data.classes),
-            "test_split": has_test_split(chosen.dataset),
             "digest": data.digest,
             "n_train": n_train,
             "n_val": n_val,
@@ -364,6 +368,8 @@ def _resumed_run(
             f"--resume cannot change the model option {next(iter(changed))!r}; "
             "train a new run with --out elsewhere"
         )
+    if isinstance(given.get("dataset"), (str, Path)) and not has_test_split(str(given["dataset"])):
+        given["dataset"] = absolute_path(str(given["dataset"]))  # as the run recorded it
     for key, value in given.items():
         if key not in SETTINGS:
             settings_from({key: value})  # the unknown-setting error, with a suggestion

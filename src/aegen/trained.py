@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,24 @@ class TrainedModel:
                 f"the number of samples must lie in 1..{most:,d} per call (at most "
                 f"{MAX_SAMPLE_BYTES // 2**30} GiB of images), got {n}"
             )
+        return self.decode(*self._draw(n, seed, sampler, label))
+
+    def sample_in_chunks(
+        self, n: int, seed: int = 0, sampler: str | None = None, chunk: int = 4 * EVAL_BATCH
+    ) -> Iterator[torch.Tensor]:
+        """The images sample(n, seed, sampler) gives, decoded and handed out chunk by chunk, so
+        that any n fits in memory (the scores of large colour images use it)."""
+        codes, labels = self._draw(n, seed, sampler, None)
+        for start in range(0, n, chunk):
+            part = None if labels is None else labels[start : start + chunk]
+            yield self.decode(codes[start : start + chunk], part)
+
+    def _draw(
+        self, n: int, seed: int, sampler: str | None, label: int | torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The seeded codes (and, for a conditional model, labels) that sample() decodes."""
+        if n < 1:
+            raise ConfigError(f"the number of samples must be at least 1, got {n}")
         if not 0 <= seed < 2**63:
             raise ConfigError(f"the seed must lie in 0..{2**63 - 1}, got {seed}")
         generator = torch.Generator().manual_seed(seed)
@@ -134,7 +152,7 @@ class TrainedModel:
             )
         elif label is not None:
             raise ConfigError(f"{self.name} is not a conditional model: it takes no label")
-        return self.decode(codes, labels)
+        return codes, labels
 
     @functools.cached_property
     def train_codes(self) -> torch.Tensor:
@@ -193,16 +211,25 @@ class TrainedModel:
             len(full), self.config["train"]["val_fraction"], self.config["train"]["seed"]
         )
         index = train_index if which == "train" else val_index
-        return ImageSet(full.name, which, full.images[index], full.labels[index], full.classes)
+        images, labels = full.images[index], full.labels[index]
+        return ImageSet(full.name, which, images, labels, full.classes, full.digest)
 
     def _model_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Images as the model takes them: [N, C, H, W] or flat [N, C*H*W], and [N, H, W] for one
+        channel; channels last ([N, H, W, C]) is refused rather than silently scrambled."""
         images = torch.as_tensor(images)
         shape = self.model.image_shape
-        if images.numel() == 0 or images[0].numel() != shape[0] * shape[1] * shape[2]:
-            raise ConfigError(
-                f"images must have shape (N, {shape[1]}, {shape[2]}) or "
-                f"(N, {', '.join(map(str, shape))}), got {tuple(images.shape)}"
+        accepted = [shape, (shape[0] * shape[1] * shape[2],)]
+        if shape[0] == 1:
+            accepted.insert(0, shape[1:])
+        if images.dim() < 2 or len(images) == 0 or tuple(images.shape[1:]) not in accepted:
+            names = " or ".join(f"(N, {', '.join(map(str, s))})" for s in accepted)
+            hint = (
+                "; for channels-last images, pass images.permute(0, 3, 1, 2)"
+                if images.dim() == 4 and tuple(images.shape[1:]) == (*shape[1:], shape[0])
+                else ""
             )
+            raise ConfigError(f"images must have shape {names}, got {tuple(images.shape)}{hint}")
         images = images.reshape(-1, *shape)
         if images.dtype == torch.uint8:
             return to_model_range(images, self.model.value_range)

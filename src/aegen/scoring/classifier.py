@@ -112,13 +112,14 @@ def train_classifier(
     recipe: Recipe,
     seed: int = 0,
     progress: bool | None = None,
+    classes: int | None = None,
 ) -> Classifier:
     """Adam with a one-cycle schedule and the recipe's augmentation on uint8 images
     [N, H, W] or [N, C, H, W]."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     shape = unit_images(images[:1]).shape
-    classifier = Classifier(int(labels.max()) + 1, shape[1], shape[2])
+    classifier = Classifier(classes or int(labels.max()) + 1, shape[1], shape[2])
     augment = AUGMENTATIONS[recipe.augmentation]
     epochs = max(3, round(recipe.images_seen / len(images)))
     batch = 128
@@ -197,9 +198,11 @@ def own_data_classifier(
     held_out: tuple[torch.Tensor, torch.Tensor],
     classes: int,
     key: str,
+    held_out_name: str,
 ) -> tuple[Classifier, dict]:
-    """The judge for a user's labelled images: trained on the run's training split, measured
-    on its held-out split, cached under key (the data's digest and the split)."""
+    """The judge for labelled images aegen has no judge for (a user's own, or a built-in set at
+    another size or in colour): trained on the run's training split, measured on the held-out
+    reference (held_out_name says which), cached under key (the data's digest and the split)."""
     path = cache_root() / "classifiers" / f"own-{key}-v{CLASSIFIER_VERSION}.safetensors"
     shape = unit_images(train[0][:1]).shape
     if path.is_file():
@@ -208,7 +211,7 @@ def own_data_classifier(
         classifier.load_state_dict(tensors)
         return classifier.eval(), {k: _number(v) for k, v in metadata.items()}
     log.info(f"training a classifier on {name} for sample-quality scores (once; cached in {path})")
-    classifier = train_classifier(*train, OWN_RECIPE)
+    classifier = train_classifier(*train, OWN_RECIPE, classes=classes)
     record = {
         "kind": "trained-cnn",
         "dataset": name,
@@ -216,9 +219,9 @@ def own_data_classifier(
         "train_images": len(train[0]),
         "augmentation": OWN_RECIPE.augmentation,
         "test_accuracy": round(accuracy(classifier, *held_out), 4),
-        "accuracy_on": "the run's held-out validation images",
+        "accuracy_on": held_out_name,
     }
-    log.info(f"  classifier accuracy on the held-out images: {record['test_accuracy']:.2%}")
+    log.info(f"  classifier accuracy on {held_out_name}: {record['test_accuracy']:.2%}")
     save_tensors(path, classifier.state_dict(), {k: str(v) for k, v in record.items()})
     return classifier, record
 

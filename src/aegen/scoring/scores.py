@@ -12,7 +12,9 @@ scores are computed for real training images against the reference ("real data" 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
+from collections.abc import Iterable
 
 import torch
 from torch.nn import functional as F
@@ -54,11 +56,20 @@ def classify(classifier: Classifier, images: torch.Tensor) -> tuple[torch.Tensor
 
 
 def quality_scores(
-    classifier: Classifier, images: torch.Tensor, real_features: torch.Tensor, labelled: bool = True
+    classifier: Classifier,
+    images: torch.Tensor | Iterable[torch.Tensor],
+    real_features: torch.Tensor,
+    labelled: bool = True,
 ) -> dict:
     """FD-aegen, precision, recall and (when the judge knows classes) class coverage of images
-    against the real reference's features."""
-    features, probabilities = classify(classifier, images)
+    (one tensor, or chunks of them) against the real reference's features."""
+    parts = (
+        [classify(classifier, images)]
+        if torch.is_tensor(images)
+        else [classify(classifier, chunk) for chunk in images]
+    )
+    features = torch.cat([f for f, _ in parts])
+    probabilities = torch.cat([p for _, p in parts])
     precision, recall = precision_recall(real_features, features)
     return {
         "fd_aegen": frechet_distance(features, real_features),
@@ -68,16 +79,18 @@ def quality_scores(
     }
 
 
-def judge(trained: TrainedModel, reference: ImageSet) -> tuple[Classifier, dict]:
+def judge(
+    trained: TrainedModel, reference: ImageSet, reference_name: str
+) -> tuple[Classifier, dict]:
     """The classifier whose features score this run: the data set's own cached one for the
-    built-in sets at their native 28x28x1; for other labelled images one trained on the run's
-    training split; for unlabelled images the seeded random CNN."""
+    built-in sets at their native 28x28x1; for other images of two or more classes one trained
+    on the run's training split; for unlabelled images (or one class) the seeded random CNN."""
     data = trained.config["data"]
     shape = tuple(trained.model.image_shape)
     if trained.has_test_split and shape == (1, 28, 28):
         return load_classifier(data["dataset"], trained.data_root)
     train = trained.split("train")
-    if not train.labelled:
+    if not train.labelled or len(train.labels.unique()) < 2:
         return random_feature_cnn(shape[0], shape[1])
     split_key = f"{trained.config['train']['seed']}-{trained.config['train']['val_fraction']}"
     key = hashlib.sha256(
@@ -89,6 +102,7 @@ def judge(trained: TrainedModel, reference: ImageSet) -> tuple[Classifier, dict]
         (reference.images, reference.labels),
         len(train.classes),
         key,
+        reference_name,
     )
 
 
@@ -124,15 +138,15 @@ def score_run(
     samplers = samplers or ["prior", "gaussian", "gmm"]
     dataset = trained.config["data"]["dataset"]
     test = trained.split("test")
-    net, record = classifier or judge(trained, test)
-    labelled = record.get("kind") != "random-cnn"
-    real = unit_images(test.images)
-    real_features, _ = classify(net, real)
     reference = (
         f"{dataset} test split ({len(test)} images)"
         if trained.has_test_split
         else f"the run's held-out validation images ({len(test)}; the data has no test split)"
     )
+    net, record = classifier or judge(trained, test, reference)
+    labelled = record.get("kind") != "random-cnn"
+    real = unit_images(test.images)
+    real_features, _ = classify(net, real)
     metrics: dict = {
         "run": str(trained.run_dir),
         "model": trained.name,
@@ -172,9 +186,12 @@ def score_run(
     metrics["real_data"] = quality_scores(net, unit_images(train_images), real_features, labelled)
     metrics["samplers"] = {}
     for name in samplers:
-        samples = trained.sample(n_samples, seed=seed, sampler=name)
-        metrics["samplers"][name] = quality_scores(net, samples, real_features, labelled)
-        save_image_grid(trained.run_dir / f"samples-{name}.png", samples[:64])
+        chunks = trained.sample_in_chunks(n_samples, seed=seed, sampler=name)
+        first = next(chunks)
+        save_image_grid(trained.run_dir / f"samples-{name}.png", first[:64])
+        metrics["samplers"][name] = quality_scores(
+            net, itertools.chain([first], chunks), real_features, labelled
+        )
         scores = metrics["samplers"][name]
         coverage = (
             f"  label entropy {scores['label_entropy']:.3f}  confident "

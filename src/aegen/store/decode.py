@@ -1,12 +1,13 @@
 """Image files -> uint8 pixel tensors [C, H, W], C 1 or 3.
 
 Two decoders give the same pixels (tests/test_own_images.py holds them to it): torchvision.io's
-libjpeg-turbo/libpng bindings, 2-3x faster than Pillow on small images because they skip
-Pillow's per-file Python work and release the GIL (so threads decode in parallel), and Pillow
-for everything else: other formats, transparency, 16-bit images, resizing (its JPEG draft mode
-decodes a large photo at a reduced scale straight away) and the reason a file cannot be read.
-torchvision 0.29 deprecates its decoders in favour of TorchCodec; where a later torchvision has
-removed them, Pillow decodes everything.
+libjpeg-turbo binding for JPEG, 2-3x faster than Pillow on small images because it skips
+Pillow's per-file Python work and releases the GIL (so threads decode in parallel), and Pillow
+for everything else: other formats (PNG too: torchvision 0.29's PNG decoder crashes the process
+on some damaged files), CMYK, resizing (its JPEG draft mode decodes a large photo at a reduced
+scale straight away) and the reason a file cannot be read. torchvision 0.29 deprecates its
+decoders in favour of TorchCodec; where a later torchvision has removed them, Pillow decodes
+everything.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 try:
     from torchvision.io import ImageReadMode, decode_image
@@ -35,7 +36,7 @@ warnings.filterwarnings(
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
 )
-FAST_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})  # decoded by torchvision.io where it can
+FAST_SUFFIXES = frozenset({".jpg", ".jpeg"})  # decoded by torchvision.io where it can
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 
 # A decoded file: its pixels, or the reason it could not be read.
@@ -52,9 +53,15 @@ class ImageFile:
 
 
 def image_files(folder: Path) -> list[ImageFile]:
-    """The image files under folder by extension, hidden files and folders left out, sorted."""
-    found = []
-    for parent, folders, names in os.walk(folder):
+    """The image files under folder by extension, hidden files and folders left out, sorted.
+    Linked folders are followed, as torchvision's ImageFolder does, each real folder once."""
+    found, seen = [], set()
+    for parent, folders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(parent)
+        if real in seen:  # a link back up the tree, or a second link to the same folder
+            folders[:] = []
+            continue
+        seen.add(real)
         folders[:] = [name for name in folders if not name.startswith(".")]
         for name in names:
             if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
@@ -80,19 +87,19 @@ def decode_file(path: str, size: int | None, channels: int | None) -> Decoded:
 
 
 def _decode_fast(path: str, channels: int | None) -> torch.Tensor | None:
-    """torchvision.io's decoding of a plain 8-bit gray or RGB PNG/JPEG, else None (Pillow then
-    decodes it, and says why when it cannot)."""
+    """torchvision.io's decoding of a gray or RGB JPEG, else None (Pillow then decodes it, and
+    says why when it cannot: a truncated or damaged JPEG is refused by both)."""
     if os.path.splitext(path)[1].lower() not in FAST_SUFFIXES:
         return None
     try:
         with open(path, "rb") as handle:
             data = torch.frombuffer(bytearray(handle.read()), dtype=torch.uint8)
         assert decode_image is not None
-        pixels = decode_image(data, mode=ImageReadMode.UNCHANGED)
+        pixels = decode_image(data, mode=ImageReadMode.UNCHANGED, apply_exif_orientation=True)
     except (OSError, RuntimeError, ValueError):
         return None
     if pixels.dtype != torch.uint8 or pixels.dim() != 3 or pixels.shape[0] not in (1, 3):
-        return None  # alpha, 16 bits or several frames: Pillow's rules apply
+        return None  # CMYK and the like: Pillow's rules apply
     return convert_channels(pixels.unsqueeze(0), channels)[0]
 
 
@@ -104,7 +111,7 @@ def _decode_pillow(path: str, size: int | None, channels: int | None) -> Decoded
             if size is not None:
                 image.draft(mode, (size, size))  # JPEG: decode at a reduced scale already
             image.load()
-            pixels = _converted(image, mode)
+            pixels = _converted(ImageOps.exif_transpose(image), mode)  # a photo as it is shown
     except (
         OSError,
         ValueError,
@@ -138,10 +145,11 @@ def convert_channels(images: torch.Tensor, channels: int | None) -> torch.Tensor
 
 
 def _converted(image: Image.Image, mode: str) -> Image.Image:
-    """The image in mode L or RGB; 16-bit and float grayscale are scaled to 0..255 first."""
+    """The image in mode L or RGB. 16-bit grayscale is scaled from 0..65535 to 0..255 (so is a
+    32-bit integer image, clipped there); a float image is taken to lie in [0, 1]."""
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I") and values.max() > 255 else 255.0
+        top = 1.0 if image.mode == "F" else 65535.0
         image = Image.fromarray(np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         # Transparent pixels over white, as an image viewer shows them.

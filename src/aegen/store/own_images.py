@@ -15,6 +15,8 @@ import hashlib
 import json
 import logging
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,7 @@ from aegen.store.tensor_files import load_tensors, save_tensors
 
 log = logging.getLogger("aegen")
 
-DECODER_VERSION = 1  # part of the cache key: a change to decoding makes old entries unused
+DECODER_VERSION = 2  # part of the cache key: a change to decoding makes old entries unused
 PARALLEL_FROM = 512  # fewer files are decoded by this thread alone
 CHUNK = 128  # files per thread task
 MAX_THREADS = 4
@@ -54,6 +56,13 @@ def load_own_images(path: str, image_size: int | None, channels: int | None) -> 
     if not source.exists():
         raise DataError(f"{source} does not exist (give an image folder or a .npy/.npz file)")
     resolved = source.resolve()
+    if not resolved.is_dir() and not {source.suffix.lower(), resolved.suffix.lower()} & set(
+        ARRAY_SUFFIXES
+    ):  # the name as given counts: a link to a content-addressed blob has no suffix
+        raise DataError(
+            f"{source} is neither a folder of images nor a .npy/.npz array; "
+            "give one of those or a built-in data set name"
+        )
     return _load_cached(str(resolved), image_size, channels, _signature(resolved))
 
 
@@ -73,11 +82,6 @@ def _load_cached(
     source = Path(path)
     if source.is_dir():
         return _load_folder(source, list(signature), image_size, channels)
-    if source.suffix.lower() not in ARRAY_SUFFIXES:
-        raise DataError(
-            f"{source} is neither a folder of images nor a .npy/.npz array; "
-            "give one of those or a built-in data set name"
-        )
     images, labels, classes = _load_array(source)
     images = fit_images(images, image_size, channels)
     return ImageSet(path, "train", images, labels, classes, content_digest(images, labels))
@@ -103,8 +107,7 @@ def _load_folder(
     if cached is not None:
         images, digest = cached
     else:
-        decoded = _decode_all([f.path for f in files], image_size, channels)
-        images = _stack([f.path for f in files], decoded)
+        images = _decode_all([f.path for f in files], image_size, channels)
         digest = content_digest(images, labels)
         _write_cache(key, images, folder, digest)
     return ImageSet(str(folder), "train", images, labels, classes, digest)
@@ -130,6 +133,12 @@ def _folder_labels(
             "or keep a flat folder"
         )
     classes = tuple(sorted({p[0] for p in parts}))
+    folders = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name[0] != ".")
+    empty = [name for name in folders if name not in classes]
+    if empty:
+        raise DataError(
+            f"the class folder {folder / empty[0]} holds no images; remove it or add its images"
+        )
     index = {name: i for i, name in enumerate(classes)}
     return torch.tensor([index[p[0]] for p in parts], dtype=torch.int64), classes
 
@@ -137,10 +146,13 @@ def _folder_labels(
 def _cache_key(
     folder: Path, files: list[decode.ImageFile], size: int | None, channels: int | None
 ) -> str:
-    """A name for the decoded tensor: changes whenever a file is added, removed or modified."""
+    """A name for the decoded tensor, "SOURCE-CONTENT": the first part names the folder and the
+    flags (older entries of the same source are replaced), the second changes whenever a file
+    is added, removed or modified."""
+    source = json.dumps([DECODER_VERSION, str(folder), size, channels])
     entries = [[os.path.relpath(f.path, folder), f.size, f.mtime_ns] for f in files]
-    blob = json.dumps([DECODER_VERSION, str(folder), size, channels, entries])
-    return hashlib.sha256(blob.encode()).hexdigest()[:40]
+    content = hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:32]
+    return f"{hashlib.sha256(source.encode()).hexdigest()[:16]}-{content}"
 
 
 def _cache_path(key: str) -> Path:
@@ -165,46 +177,61 @@ def _read_cache(key: str, count: int) -> tuple[torch.Tensor, str] | None:
 
 
 def _write_cache(key: str, images: torch.Tensor, folder: Path, digest: str) -> None:
+    """Cache the decoded images, replacing the entry of an older state of the same folder."""
     path = _cache_path(key)
     try:
+        for older in path.parent.glob(f"{key.split('-')[0]}-*.safetensors"):
+            older.unlink(missing_ok=True)
         metadata = {"source": str(folder), "digest": digest}
         save_tensors(path, {"images": images}, metadata, durable=False)
     except OSError as exc:  # a read-only or full cache costs the next run a decode, no more
         log.warning(f"could not cache the decoded images in {path} ({exc})")
 
 
-def _decode_all(paths: list[str], size: int | None, channels: int | None) -> list[decode.Decoded]:
-    """Every file decoded, by a few threads when there are enough files to pay for them."""
+def _decode_all(paths: list[str], size: int | None, channels: int | None) -> torch.Tensor:
+    """Every file decoded into one uint8 tensor [N, C, H, W], by a few threads when there are
+    enough files to pay for them. Each chunk is checked as it arrives, so an unreadable file or
+    a size that disagrees stops the work at once (queued chunks are cancelled, Ctrl-C too)."""
     threads = min(os.cpu_count() or 1, MAX_THREADS)
     chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
     bar = tqdm(total=len(paths), desc="decoding images", unit="img", leave=False, disable=None)
-    results: list[decode.Decoded] = []
+    check = _ChunkCheck()
     with bar:
         if len(paths) < PARALLEL_FROM or threads < 2:
             for chunk in chunks:
-                results.extend(decode.decode_files(chunk, size, channels))
+                check(chunk, decode.decode_files(chunk, size, channels))
                 bar.update(len(chunk))
-            return results
-        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            return torch.stack(check.images)
+        pool = concurrent.futures.ThreadPoolExecutor(threads)
+        try:
             tasks = [pool.submit(decode.decode_files, chunk, size, channels) for chunk in chunks]
-            for task in tasks:
-                decoded = task.result()
-                results.extend(decoded)
-                bar.update(len(decoded))
-    return results
+            for chunk, task in zip(chunks, tasks):
+                check(chunk, task.result())
+                bar.update(len(chunk))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return torch.stack(check.images)
 
 
-def _stack(paths: list[str], decoded: list[decode.Decoded]) -> torch.Tensor:
-    """One uint8 tensor [N, C, H, W]; an unreadable file or disagreeing sizes are one line."""
-    first: torch.Tensor | None = None
-    for path, pixels in zip(paths, decoded):
-        if isinstance(pixels, str):
-            raise DataError(f"cannot read the image {path} ({pixels})")
-        if first is None:
-            first, first_path = pixels, path
-        elif pixels.shape != first.shape:
-            raise DataError(_disagreement(first_path, first.shape, path, pixels.shape))
-    return torch.stack(decoded)  # type: ignore[arg-type]  # every entry is a tensor by now
+class _ChunkCheck:
+    """Collects decoded images, raising DataError (one line) at the first unreadable file or
+    the first image whose size or colour differs from the first one's."""
+
+    def __init__(self) -> None:
+        self.images: list[torch.Tensor] = []
+        self.first_path = ""
+
+    def __call__(self, paths: list[str], decoded: list[decode.Decoded]) -> None:
+        for path, pixels in zip(paths, decoded):
+            if isinstance(pixels, str):
+                raise DataError(f"cannot read the image {path} ({pixels})")
+            if not self.images:
+                self.first_path = path
+            elif pixels.shape != self.images[0].shape:
+                raise DataError(
+                    _disagreement(self.first_path, self.images[0].shape, path, pixels.shape)
+                )
+            self.images.append(pixels)
 
 
 def _disagreement(a: str, a_shape: tuple, b: str, b_shape: tuple) -> str:
@@ -228,9 +255,8 @@ def _load_array(path: Path) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]
     """Images [N, C, H, W] uint8, labels and class names from a .npy or .npz file."""
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"cannot read the array file {path} ({reason[:200]})") from exc
+    except UNREADABLE as exc:
+        raise DataError(f"cannot read the array file {path} ({_reason(exc)})") from exc
     if isinstance(loaded, np.ndarray):
         return _images_from_array(loaded, path), torch.full((len(loaded),), -1), ()
     with loaded:
@@ -244,11 +270,19 @@ def _load_array(path: Path) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]
             images = _images_from_array(loaded["images"], path)
             labels = loaded["labels"] if "labels" in loaded.files else None
             names = loaded["classes"] if "classes" in loaded.files else None
-        except ValueError as exc:  # an object array: allow_pickle=False refuses it
-            raise DataError(f"cannot read {path} without unpickling ({exc})") from exc
+        except UNREADABLE as exc:  # a damaged member, or an object array (never unpickled)
+            raise DataError(f"cannot read the array file {path} ({_reason(exc)})") from exc
     if labels is None:
         return images, torch.full((len(images),), -1), ()
     return images, *_checked_labels(labels, names, len(images), path)
+
+
+# What np.load and an .npz's members raise for a damaged file (or, ValueError, a pickle).
+UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def _reason(exc: BaseException) -> str:
+    return (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:200]
 
 
 def _images_from_array(array: np.ndarray, path: Path) -> torch.Tensor:
@@ -287,21 +321,24 @@ def _images_from_array(array: np.ndarray, path: Path) -> torch.Tensor:
 def _checked_labels(
     labels: np.ndarray, names: np.ndarray | None, count: int, path: Path
 ) -> tuple[torch.Tensor, tuple[str, ...]]:
-    """Integer labels 0..K-1, one per image; class names from 'classes' or the numbers."""
+    """Integer labels, one per image. With 'classes' (names), a label indexes them; without,
+    the distinct label values, sorted, are the classes (so 3 and 7 become classes 0 and 1,
+    named "3" and "7")."""
     if labels.ndim != 1 or len(labels) != count:
         raise DataError(
             f"{path}: 'labels' must hold one integer per image ({count}), got shape {labels.shape}"
         )
     if labels.dtype.kind not in "iu" or labels.min() < 0:
         raise DataError(f"{path}: 'labels' must be integers from 0, got {labels.dtype}")
-    top = int(labels.max()) + 1
     if names is None:
-        classes = tuple(str(i) for i in range(top))
-    else:
-        if names.ndim != 1 or len(names) < top or names.dtype.kind not in "US":
-            raise DataError(f"{path}: 'classes' must be {top} or more names, one per label value")
-        classes = tuple(str(n) for n in names)
-    return torch.from_numpy(labels.astype(np.int64)), classes
+        values, index = np.unique(labels, return_inverse=True)
+        return torch.from_numpy(index.astype(np.int64)), tuple(str(v) for v in values)
+    if names.ndim != 1 or names.dtype.kind not in "US" or labels.max() >= len(names):
+        raise DataError(
+            f"{path}: 'classes' must hold one name per label value "
+            f"({int(labels.max()) + 1} or more names)"
+        )
+    return torch.from_numpy(labels.astype(np.int64)), tuple(str(n) for n in names)
 
 
 def fit_images(images: torch.Tensor, size: int | None, channels: int | None) -> torch.Tensor:

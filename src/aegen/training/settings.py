@@ -85,7 +85,7 @@ class TrainSettings:
     )
     data_root: str | None = setting(
         None,
-        "folder in torchvision's raw layout (default "
+        "folder in torchvision's raw layout for the built-in sets (default "
         "$AEGEN_DATA, else the data folder in aegen's cache)",
         section="data",
         metavar="DIR",
