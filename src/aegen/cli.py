@@ -344,6 +344,43 @@ def build_parser(
     evaluate.add_argument("--seed", type=_int, default=0, help="seeds every draw (default 0)")
     _data_root_argument(evaluate)
 
+    score = command(
+        "score",
+        "write each image's reconstruction error and, for VAEs, ELBO and NLL (CSV or JSON)",
+        "Score every image of IMAGES one by one, to tell images unlike the run's training "
+        "data apart (foreign-data detection): the reconstruction error (mean squared, pixels "
+        "in [0, 1]) and, for VAEs, the ELBO and the importance-sampled NLL in nats. Images "
+        "of another size or channel count are first brought to the run's.",
+    )
+    _run_argument(score)
+    score.add_argument(
+        "images",
+        metavar="IMAGES",
+        help="a built-in data set's name (its test split: mnist, fashion-mnist, mnist-5k) "
+        "or a folder of images or a .npy/.npz array (all its images)",
+    )
+    score.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="a .csv or .json file (default RUN_DIR/scores-NAME.csv, NAME the data set's, "
+        "folder's or array file's name)",
+    )
+    score.add_argument(
+        "--nll-k",
+        type=_positive_int,
+        default=1000,
+        help="importance samples per image for the VAE's NLL (default 1000)",
+    )
+    score.add_argument("--seed", type=_int, default=0, help="seeds the NLL's draws (default 0)")
+    score.add_argument(
+        "--data-root",
+        type=Path,
+        metavar="DIR",
+        help="where the built-in data set IMAGES names lies (default: the run's recorded "
+        "data root, else AEGEN_DATA or aegen's cache)",
+    )
+
     compare = command(
         "compare",
         "tabulate and picture evaluated runs",
@@ -367,12 +404,15 @@ def build_parser(
     experiment = command(
         "experiment",
         "run a documented experiment end to end",
-        "Train, evaluate and compare the reference models on one data set.",
+        "Train, measure and compare models on one data set; tables, pictures, hardware and "
+        "time go into --out.",
     )
     experiment.add_argument(
         "name",
-        choices=("can-ae-generate",),
-        help="can-ae-generate: can an autoencoder generate? ae, conv-ae and vae with every sampler",
+        choices=("can-ae-generate", "lossy-compression"),
+        help="can-ae-generate: can an autoencoder generate? ae, conv-ae and vae with every "
+        "sampler; lossy-compression: rate and distortion against PCA and JPEG, in-domain and on "
+        "the other data set, and how well reconstruction error and likelihood spot foreign images",
     )
     experiment.add_argument(
         "--dataset", default="mnist-5k", help="mnist-5k (default), mnist or fashion-mnist"
@@ -383,13 +423,14 @@ def build_parser(
     experiment.add_argument(
         "--epochs",
         type=_positive_int,
-        help="epochs per model (default: 100 on mnist-5k, 20 otherwise)",
+        help="epochs per model (default: can-ae-generate 100 on mnist-5k, 20 otherwise; "
+        "lossy-compression 30 on mnist-5k, 5 otherwise)",
     )
     experiment.add_argument(
         "--n-samples",
         type=_positive_int,
         default=10_000,
-        help="samples per sampler (default 10000)",
+        help="samples per sampler (default 10000; can-ae-generate)",
     )
     experiment.add_argument(
         "--nll-k",
@@ -564,6 +605,28 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(args.run / SCORES)
 
 
+def _score(args: argparse.Namespace) -> None:
+    from aegen.pipeline import load
+    from aegen.scoring.per_image import (
+        check_scores_output,
+        image_names,
+        images_to_score,
+        per_image_scores,
+        source_name,
+        write_scores,
+    )
+
+    out = args.out or args.run / f"scores-{source_name(args.images)}.csv"
+    check_scores_output(out)
+    trained = load(args.run, args.data_root)
+    data = images_to_score(trained, args.images, args.data_root)
+    scores = per_image_scores(trained, data, args.nll_k, args.seed)
+    write_scores(out, scores, data.labels, image_names(args.images, data))
+    print(out)
+    means = ", ".join(f"{name} {values.mean().item():.6g}" for name, values in scores.items())
+    print(f"scored {len(data)} images; means: {means}")
+
+
 def _compare(args: argparse.Namespace) -> None:
     from aegen.views.comparison import compare_runs, markdown_table
 
@@ -572,9 +635,14 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _experiment(args: argparse.Namespace) -> None:
-    from aegen.experiments import can_ae_generate
-
     out = args.out or Path("experiments") / f"{args.name}-{args.dataset}"
+    if args.name == "lossy-compression":
+        from aegen.experiments.lossy_compression import lossy_compression
+
+        lossy_compression(args.dataset, out, args.data_root, args.epochs)
+        return
+    from aegen.experiments.can_ae_generate import can_ae_generate
+
     can_ae_generate(args.dataset, out, args.data_root, args.epochs, args.n_samples, args.nll_k)
 
 
@@ -616,6 +684,7 @@ COMMANDS = {
     "encode": _encode,
     "pictures": _pictures,
     "evaluate": _evaluate,
+    "score": _score,
     "compare": _compare,
     "experiment": _experiment,
     "report": _report,

@@ -10,12 +10,14 @@ convention of the literature (reported in nats).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from aegen.models.vae import BernoulliVAE
+from aegen.store.datasets import unit_images
 
 LOG_2PI = math.log(2 * math.pi)
 ROWS_PER_CHUNK = 4096  # decoded draws at a time: their logits (12.8 MB) stay in the CPU's cache
@@ -56,6 +58,34 @@ def log_weights(
     return torch.cat(chunks, 1)
 
 
+def _batch_weights(
+    model: BernoulliVAE,
+    images: torch.Tensor,
+    k: int,
+    seed: int,
+    batch: int,
+    labels: torch.Tensor | None,
+    progress: bool | None,
+) -> Iterator[torch.Tensor]:
+    """log_weights of each batch of images in turn, [B, k], drawn from one generator seeded once:
+    the mean and the per-image estimates see the same draws. uint8 images are brought to [0, 1]
+    a batch at a time, so only one batch is ever held as floats."""
+    model.eval()
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    label_chunks = labels.split(batch) if labels is not None else [None] * len(images.split(batch))
+    chunks = tqdm(
+        list(zip(images.split(batch), label_chunks)),
+        desc=f"NLL (k={k})",
+        unit="batch",
+        leave=False,
+        disable=None if progress is None else not progress,
+    )
+    for chunk, chunk_labels in chunks:
+        if chunk.dtype == torch.uint8:
+            chunk = unit_images(chunk)
+        yield log_weights(model, chunk, k, generator, chunk_labels)
+
+
 @torch.no_grad()
 def elbo_and_nll(
     model: BernoulliVAE,
@@ -68,22 +98,32 @@ def elbo_and_nll(
 ) -> dict[str, float]:
     """Mean ELBO and importance-sampled NLL (nats per image) of images [N, 1, 28, 28] in [0, 1],
     computed on the device the images are on (the model must be there too)."""
-    model.eval()
-    generator = torch.Generator(device=images.device).manual_seed(seed)
     elbo, nll = 0.0, 0.0
-    label_chunks = labels.split(batch) if labels is not None else [None] * len(images.split(batch))
-    chunks = tqdm(
-        list(zip(images.split(batch), label_chunks)),
-        desc=f"NLL (k={k})",
-        unit="batch",
-        leave=False,
-        disable=None if progress is None else not progress,
-    )
-    for chunk, chunk_labels in chunks:
-        weights = log_weights(model, chunk, k, generator, chunk_labels)
+    for weights in _batch_weights(model, images, k, seed, batch, labels, progress):
         elbo += weights.mean(1).sum().item()
         nll -= (torch.logsumexp(weights, 1) - math.log(k)).sum().item()
     return {"elbo": elbo / len(images), "nll": nll / len(images), "k": k, "images": len(images)}
+
+
+@torch.no_grad()
+def per_image_elbo_and_nll(
+    model: BernoulliVAE,
+    images: torch.Tensor,
+    k: int = 1000,
+    seed: int = 0,
+    batch: int = 64,
+    labels: torch.Tensor | None = None,
+    progress: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's ELBO and importance-sampled NLL, two float32 tensors [N] in nats on the
+    images' device, for scores that rank single images (foreign-data detection). Images are
+    [N, C, H, W] floats in [0, 1] or uint8 in 0..255. The draws are those of elbo_and_nll with
+    the same seed, k and batch, so the means of these equal its numbers."""
+    elbos, nlls = [], []
+    for weights in _batch_weights(model, images, k, seed, batch, labels, progress):
+        elbos.append(weights.mean(1))
+        nlls.append(math.log(k) - torch.logsumexp(weights, 1))
+    return torch.cat(elbos), torch.cat(nlls)
 
 
 def binarise(images: torch.Tensor, seed: int = 0) -> torch.Tensor:

@@ -7,21 +7,18 @@ sampler on each, and writes the comparison with the hardware and the time it too
 from __future__ import annotations
 
 import logging
-import os
-import platform
 import time
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from aegen.errors import ConfigError
+from aegen.experiments.hardware import hardware
 from aegen.pipeline import evaluate, train
 from aegen.views.comparison import compare_runs, markdown_table
 
 log = logging.getLogger("aegen")
 
-EXPERIMENTS = ("can-ae-generate",)
 MODELS = ("ae", "conv-ae", "vae")
 EPOCHS = {"mnist-5k": 100, "mnist": 20, "fashion-mnist": 20}  # about 0.5-1.2 M images seen
 
@@ -75,17 +72,3 @@ def can_ae_generate(
         f"{dataset}: {seconds / 60:.1f} min on {extra['hardware']}; tables and picture in {out_dir}"
     )
     return rows
-
-
-def hardware() -> str:
-    """What this ran on, in a few words."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    threads = torch.get_num_threads()
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({threads} threads)"
