@@ -55,8 +55,17 @@ def test_the_experiment_writes_rows_aurocs_table_and_picture(tiny, shared_data, 
     assert jpeg["jpeg q90"]["psnr"] > jpeg["jpeg q10"]["psnr"]
     # data-specific: the digit model rebuilds clothes worse than digits
     assert ae8[("float32", "fashion-mnist")]["mse"] > ae8[("float32", "mnist-5k")]["mse"]
-    scores = {(r["model"], r["score"]) for r in result["detection"]}
-    assert {("vae", "nll"), ("vae", "-elbo"), ("conv-ae", "recon_mse")} <= scores
+    pca = {r["storage"]: r["bits_per_image"] for r in rows if r["method"] == "pca-8"}
+    assert pca == {"float32": 256, "float16": 128, "uint8": 64}
+    assert all(r["train_data"] is None for r in rows if r["storage"] == "jpeg")
+    detection = {(r["model"], r["score"]): r for r in result["detection"]}
+    assert {
+        ("vae", "nll (gray)"),
+        ("vae", "-elbo (gray)"),
+        ("vae", "nll (binarised)"),
+        ("conv-ae", "recon_mse"),
+    } <= set(detection)
+    assert detection[("ae-8", "recon_mse")]["auroc"] > 0.5  # clothes rebuild worse than digits
     assert all(0 <= r["auroc"] <= 1 for r in result["detection"])
     assert "| method |" in (out / "lossy-compression.md").read_text()
     assert (out / "lossy-compression.png").read_bytes()[:4] == b"\x89PNG"
@@ -65,3 +74,12 @@ def test_the_experiment_writes_rows_aurocs_table_and_picture(tiny, shared_data, 
 def test_an_unknown_data_set_is_one_line(capsys, tmp_path):
     status = main(["experiment", "lossy-compression", "--dataset", "cifar", "--out", str(tmp_path)])
     assert status == 2 and "unknown dataset 'cifar'" in capsys.readouterr().err
+
+
+def test_auroc_is_one_for_separated_scores_and_zero_the_wrong_way_round():
+    import torch
+
+    own, foreign = torch.tensor([0.1, 0.2, 0.3]), torch.tensor([0.5, 0.6])
+    assert experiment.auroc(own, foreign) == 1.0
+    assert experiment.auroc(-own, -foreign) == 0.0
+    assert experiment.auroc(torch.ones(4), torch.ones(4)) == 0.5

@@ -435,8 +435,8 @@ def build_parser(
     experiment.add_argument(
         "--nll-k",
         type=_positive_int,
-        default=1000,
-        help="importance samples per image for the NLL (default 1000)",
+        help="importance samples per image for the NLL (default: can-ae-generate 1000, "
+        "lossy-compression 100)",
     )
     experiment.add_argument(
         "--out", type=Path, metavar="DIR", help="default experiments/NAME-DATASET"
@@ -639,11 +639,12 @@ def _experiment(args: argparse.Namespace) -> None:
     if args.name == "lossy-compression":
         from aegen.experiments.lossy_compression import lossy_compression
 
-        lossy_compression(args.dataset, out, args.data_root, args.epochs)
+        lossy_compression(args.dataset, out, args.data_root, args.epochs, nll_k=args.nll_k)
         return
     from aegen.experiments.can_ae_generate import can_ae_generate
 
-    can_ae_generate(args.dataset, out, args.data_root, args.epochs, args.n_samples, args.nll_k)
+    nll_k = args.nll_k or 1000
+    can_ae_generate(args.dataset, out, args.data_root, args.epochs, args.n_samples, nll_k)
 
 
 def _report(args: argparse.Namespace) -> None:

@@ -152,22 +152,38 @@ def _flat_unit(images: torch.Tensor) -> np.ndarray:
     return unit_images(images).flatten(1).cpu().numpy().astype(np.float32)
 
 
+class PCACodec:
+    """PCA as a codec: `components` coefficients per image (the code, storable like an
+    autoencoder's), fitted on training images as flat [0, 1] vectors."""
+
+    def __init__(self, train: torch.Tensor, components: int, seed: int = 0):
+        from sklearn.decomposition import PCA
+
+        self.shape = unit_images(train[:1]).shape[1:]
+        most = min(len(train), math.prod(self.shape))
+        if not 1 <= components <= most:
+            raise ConfigError(f"PCA components must be from 1 to {most} here, not {components}")
+        self.pca = PCA(n_components=components, random_state=seed).fit(_flat_unit(train))
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> coefficients [N, components] (float32)."""
+        if unit_images(images[:1]).shape[1:] != self.shape:
+            raise ConfigError("PCA training and test images must have the same channels and size")
+        return torch.from_numpy(self.pca.transform(_flat_unit(images))).float()
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Coefficients -> images float [N, C, H, W], clipped to [0, 1]."""
+        rebuilt = self.pca.inverse_transform(codes.double().numpy()).clip(0.0, 1.0)
+        return torch.from_numpy(rebuilt).float().reshape(len(codes), *self.shape)
+
+
 def pca_round_trip(
     train: torch.Tensor, test: torch.Tensor, components: int, seed: int = 0
 ) -> torch.Tensor:
     """Test images rebuilt from `components` PCA coefficients fitted on the training images: the
     linear baseline an autoencoder's code must beat. uint8 in, float [N, C, H, W] in [0, 1] out."""
-    from sklearn.decomposition import PCA
-
-    shape = unit_images(test[:1]).shape[1:]
-    if unit_images(train[:1]).shape[1:] != shape:
-        raise ConfigError("PCA training and test images must have the same channels and size")
-    most = min(len(train), math.prod(shape))
-    if not 1 <= components <= most:
-        raise ConfigError(f"PCA components must be from 1 to {most} here, not {components}")
-    pca = PCA(n_components=components, random_state=seed).fit(_flat_unit(train))
-    rebuilt = pca.inverse_transform(pca.transform(_flat_unit(test))).clip(0.0, 1.0)
-    return torch.from_numpy(rebuilt).float().reshape(len(test), *shape)
+    codec = PCACodec(train, components, seed)
+    return codec.decode(codec.encode(test))
 
 
 def jpeg_round_trip(images: torch.Tensor, quality: int) -> tuple[torch.Tensor, float]:

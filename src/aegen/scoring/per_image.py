@@ -88,6 +88,13 @@ def check_labels(trained: TrainedModel, data: ImageSet, source: str) -> None:
             f"{source} has no labels, but {trained.name} is conditional and scores each image "
             "given its label; give a folder with one sub-folder per class or an .npz with 'labels'"
         )
+    run_classes = tuple(trained.config["data"].get("classes") or ())
+    if run_classes and data.classes != run_classes:
+        raise DataError(
+            f"{source}'s classes ({', '.join(data.classes[:4])}, ...) are not among those "
+            f"{trained.name} trained with ({', '.join(run_classes[:4])}, ...): a conditional "
+            "model scores an image given a label it knows"
+        )
     if len(data) and int(data.labels.max()) >= trained.classes:
         raise DataError(
             f"{source} has labels up to {int(data.labels.max())}, but {trained.name} knows only "
