@@ -87,6 +87,16 @@ def _setting_parser(spec: dataclasses.Field) -> Any:
     return parse
 
 
+def _nll_k_argument(command: argparse.ArgumentParser) -> None:
+    """--nll-k, as `evaluate` and `score` take it."""
+    command.add_argument(
+        "--nll-k",
+        type=_positive_int,
+        default=1000,
+        help="importance samples per image for the VAE's NLL (default 1000)",
+    )
+
+
 def setting_flag(name: str) -> str:
     """The `aegen train` flag of a setting."""
     from aegen.training.settings import SETTINGS
@@ -335,12 +345,7 @@ def build_parser(
         default=10_000,
         help="samples drawn per sampler (default 10000)",
     )
-    evaluate.add_argument(
-        "--nll-k",
-        type=_positive_int,
-        default=1000,
-        help="importance samples per image for the VAE's NLL (default 1000)",
-    )
+    _nll_k_argument(evaluate)
     evaluate.add_argument("--seed", type=_int, default=0, help="seeds every draw (default 0)")
     _data_root_argument(evaluate)
 
@@ -366,12 +371,7 @@ def build_parser(
         help="a .csv or .json file (default RUN_DIR/scores-NAME.csv, NAME the data set's, "
         "folder's or array file's name)",
     )
-    score.add_argument(
-        "--nll-k",
-        type=_positive_int,
-        default=1000,
-        help="importance samples per image for the VAE's NLL (default 1000)",
-    )
+    _nll_k_argument(score)
     score.add_argument("--seed", type=_int, default=0, help="seeds the NLL's draws (default 0)")
     score.add_argument(
         "--data-root",

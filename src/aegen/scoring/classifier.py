@@ -154,11 +154,9 @@ def load_classifier(dataset: str, data_root: str | Path | None = None) -> tuple[
     Returns it with its record: test accuracy, training images, version.
     """
     path = cache_root() / "classifiers" / f"{dataset}-v{CLASSIFIER_VERSION}.safetensors"
-    classifier = Classifier()
-    if path.is_file():
-        tensors, metadata = load_tensors(path)
-        classifier.load_state_dict(tensors)
-        return classifier.eval(), {k: _number(v) for k, v in metadata.items()}
+    cached = _read_cached(path, Classifier())
+    if cached is not None:
+        return cached
     train, test = (
         load_dataset(dataset, "train", data_root),
         load_dataset(dataset, "test", data_root),
@@ -178,6 +176,15 @@ def load_classifier(dataset: str, data_root: str | Path | None = None) -> tuple[
     log.info(f"  classifier test accuracy on {dataset} test: {record['test_accuracy']:.2%}")
     save_tensors(path, classifier.state_dict(), {k: str(v) for k, v in record.items()})
     return classifier, record
+
+
+def _read_cached(path: Path, classifier: Classifier) -> tuple[Classifier, dict] | None:
+    """A judge's cached weights loaded into classifier, with its record; None when not cached."""
+    if not path.is_file():
+        return None
+    tensors, metadata = load_tensors(path)
+    classifier.load_state_dict(tensors)
+    return classifier.eval(), {k: _number(v) for k, v in metadata.items()}
 
 
 def _number(text: str) -> float | int | str:
@@ -205,11 +212,9 @@ def own_data_classifier(
     reference (held_out_name says which), cached under key (the data's digest and the split)."""
     path = cache_root() / "classifiers" / f"own-{key}-v{CLASSIFIER_VERSION}.safetensors"
     shape = unit_images(train[0][:1]).shape
-    if path.is_file():
-        classifier = Classifier(classes, shape[1], shape[2])
-        tensors, metadata = load_tensors(path)
-        classifier.load_state_dict(tensors)
-        return classifier.eval(), {k: _number(v) for k, v in metadata.items()}
+    cached = _read_cached(path, Classifier(classes, shape[1], shape[2]))
+    if cached is not None:
+        return cached
     log.info(f"training a classifier on {name} for sample-quality scores (once; cached in {path})")
     classifier = train_classifier(*train, OWN_RECIPE, classes=classes)
     record = {

@@ -166,10 +166,6 @@ def load_dataset(
         if split == "test":
             raise DataError(f"{name} has no test split; its held-out images are the reference")
         return load_own_images(name, image_size, channels)
-    if image_size is not None or channels is not None:
-        builtin = load_dataset(name, split, root, download)
-        shaped = fit_images(builtin.images.unsqueeze(1), image_size, channels)
-        return dataclasses.replace(builtin, images=shaped)
     chosen = root if root is not None else os.environ.get("AEGEN_DATA")
     root = Path(chosen).expanduser() if chosen else default_data_root()
     needs_files = not (name == EMBEDDED and split == "train")
@@ -178,7 +174,19 @@ def load_dataset(
             f"the data root {root} does not exist; give a folder in torchvision's raw "
             "layout with --data-root or AEGEN_DATA"
         )
+    if image_size is not None or channels is not None:
+        return _load_fitted(name, split, str(root.resolve()), download, image_size, channels)
     return _load_cached(name, split, str(root.resolve()), download)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_fitted(
+    name: str, split: str, root: str, download: bool, size: int | None, channels: int | None
+) -> ImageSet:
+    """A built-in split resized and converted once per process, as the split itself is."""
+    builtin = _load_cached(name, split, root, download)
+    shaped = fit_images(builtin.images.unsqueeze(1), size, channels)
+    return dataclasses.replace(builtin, images=shaped)
 
 
 @functools.lru_cache(maxsize=8)
