@@ -306,3 +306,19 @@ def test_sampling_in_chunks_gives_the_samples_of_one_call(capsys, tmp_path, tint
     assert torch.equal(whole, parts)
     with pytest.raises(Exception, match=r"channels-last images, pass images.permute\(0, 3, 1, 2\)"):
         run.encode(torch.zeros(2, 32, 32, 3))
+
+
+def test_a_num_classes_option_that_is_no_number_is_refused(capsys, tmp_path, tinted_digits):
+    status, _, err = cli(
+        capsys,
+        "train",
+        "cvae",
+        "--dataset",
+        tinted_digits,
+        "--option",
+        "num_classes=ten",
+        "--out",
+        tmp_path / "run",
+    )
+    assert status == 2 and "num_classes" in err and "must be an integer" in err
+    assert not (tmp_path / "run").exists()

@@ -274,7 +274,7 @@ def options_for_data(model: str, options: dict[str, Any], data: ImageSet) -> dic
                 "(give a folder with a sub-folder per class, or an .npz with labels)"
             )
         given = options.get("num_classes", len(data.classes))
-        fitted["num_classes"] = given if isinstance(given, int) else len(data.classes)
+        fitted["num_classes"] = given  # not a whole number: the model's config refuses it
         if isinstance(given, int) and given < len(data.classes):
             raise ConfigError(
                 f"the model option num_classes={given} is fewer than the data's "
