@@ -233,3 +233,24 @@ def test_a_nan_in_one_groups_loss_stops_training_naming_the_group():
     )
     with pytest.raises(TrainingError, match="the b loss became nan"):
         trainer.fit(progress=False)
+
+
+def test_learned_sampler_of_a_cvae_conditions_on_the_label(cvae_run, monkeypatch):
+    """Fitted to a cvae's codes with their labels, a learned sampler draws codes for the asked
+    label (the labels are drawn first, then the codes for them), seeded."""
+    from dataclasses import replace
+
+    from aegen.latent.flow import FlowSampler
+
+    monkeypatch.setattr(FlowSampler, "settings", replace(FlowSampler.settings, max_steps=200))
+    sampler = cvae_run.sampler("flow")
+    assert sampler.conditional and sampler.classes == 10
+    codes, labels = cvae_run.draw_codes(50, 4, "flow", 7)
+    assert torch.equal(labels, torch.full((50,), 7))
+    again, _ = load(cvae_run.run_dir).draw_codes(50, 4, "flow", 7)
+    assert torch.equal(codes, again)
+    images = cvae_run.sample(50, seed=4, sampler="flow", label=7)
+    assert images.shape == (50, 1, 28, 28)
+    assert torch.equal(images, cvae_run.decode(codes, labels))
+    mixed, drawn = cvae_run.draw_codes(400, 0, "flow", None)
+    assert len(drawn.unique()) == 10  # no label asked: classes drawn uniformly

@@ -125,11 +125,18 @@ def test_compare_writes_table_json_and_picture(
     rows = compare_runs(runs, tmp_path / "cmp")
     assert [(r["model"], r["sampler"]) for r in rows] == [
         ("real data", "training images"),
+        ("ae", "reconstructions (floor)"),
         ("ae", "prior"),
         ("ae", "gaussian"),
+        ("vae", "reconstructions (floor)"),
         ("vae", "prior"),
         ("vae", "gaussian"),
     ]
+    floor = next(r for r in rows if r["model"] == "vae" and r["sampler"].startswith("recon"))
+    assert (
+        floor["fd_aegen"]
+        == json.loads((runs[1] / "scores.json").read_text())["reconstructed_data"]["fd_aegen"]
+    )
     table = (tmp_path / "cmp" / "comparison.md").read_text()
     assert "| mnist-5k | trained-cnn (" in table and "| vae | prior |" in table
     assert "FD-aegen" in table and "judge" in table

@@ -112,6 +112,38 @@ def test_bad_requests_get_a_4xx_json_answer(client, path, body, code):
     assert answer.status_code == code and answer.get_json()["error"]
 
 
+def test_samples_come_from_a_fitted_sampler_with_their_codes_on_the_axes(trained_runs, tmp_path):
+    import shutil
+
+    from aegen import load
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_runs["ae"].run_dir, run_dir)
+    for path in run_dir.glob("sampler-*.safetensors"):
+        path.unlink()
+    client = create_app(Explorer(load(run_dir))).test_client()
+    assert client.get("/api/info").get_json()["samplers"] == ["prior"]
+    answer = client.post("/api/sample", json={"sampler": "gaussian", "seed": 0})
+    assert (
+        answer.status_code == 400
+        and "aegen sample RUN --sampler NAME" in answer.get_json()["error"]
+    )
+
+    load(run_dir).sampler("gaussian")  # fitted and saved, as `aegen sample` does
+    explorer = Explorer(load(run_dir))
+    client = create_app(explorer).test_client()
+    assert client.get("/api/info").get_json()["samplers"] == ["prior", "gaussian"]
+    answer = client.post("/api/sample", json={"sampler": "gaussian", "seed": 3})
+    assert answer.status_code == 200
+    body = answer.get_json()
+    codes, _ = load(run_dir).draw_codes(16, 3, "gaussian", None)
+    expected = explorer.axes.to_coords(codes).float()
+    assert torch.allclose(torch.tensor(body["points"]), expected, atol=1e-5)
+    assert body["image"].startswith("data:image/png;base64,")
+    for bad in ({"sampler": "../config", "seed": 0}, {"sampler": "gaussian", "seed": -1}):
+        assert client.post("/api/sample", json=bad).status_code == 400
+
+
 def test_not_json_nan_huge_and_wrong_method_are_refused(client):
     assert client.post("/api/decode", data="coords=1", content_type="text/plain").status_code == 400
     assert (

@@ -272,8 +272,9 @@ def build_parser(
     sample.add_argument("--seed", type=_int, default=0, help="seeds the draws (default 0)")
     sample.add_argument(
         "--sampler",
-        help="prior, gaussian, gmm or gmm-K (default: prior for a "
-        "VAE, gaussian fitted to the training codes for a plain autoencoder)",
+        help="prior, gaussian, gmm, gmm-K, flow, diffusion, diffusion-N (N ODE steps) or "
+        "two-stage; the fitted ones are fitted to the training codes once and saved in the run "
+        "(default: prior for a VAE, gaussian for a plain autoencoder)",
     )
     sample.add_argument(
         "--label",
@@ -337,7 +338,9 @@ def build_parser(
         action="append",
         dest="samplers",
         metavar="NAME",
-        help="prior, gaussian, gmm or gmm-K (repeatable; default all three)",
+        help="prior, gaussian, gmm, gmm-K, flow, diffusion, diffusion-N or two-stage "
+        "(repeatable; default prior, gaussian and gmm: the learned ones take a minute each "
+        "to fit)",
     )
     evaluate.add_argument(
         "--n-samples",
@@ -423,7 +426,7 @@ def build_parser(
     experiment.add_argument(
         "--epochs",
         type=_positive_int,
-        help="epochs per model (default: can-ae-generate 100 on mnist-5k, 20 otherwise; "
+        help="epochs per model (default: can-ae-generate 100 on mnist-5k, 5 otherwise; "
         "lossy-compression 30 on mnist-5k, 5 otherwise)",
     )
     experiment.add_argument(

@@ -7,6 +7,7 @@ Images go in and come out as floats in [0, 1] (uint8 in 0..255 is accepted too),
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 
 from aegen.errors import ConfigError, DataError, RunError
-from aegen.latent.samplers import Sampler, make_sampler
+from aegen.latent.samplers import Sampler, fitted_name, is_conditional, make_sampler
 from aegen.models import Autoencoder, build_model
 from aegen.store.datasets import (
     ImageSet,
@@ -26,7 +27,9 @@ from aegen.store.datasets import (
     train_val_split,
 )
 from aegen.store.run_folder import CONFIG, WEIGHTS, read_config
-from aegen.store.tensor_files import load_tensors, load_weights, save_tensors
+from aegen.store.tensor_files import load_tensors, load_weights, save_tensors, tensors_digest
+
+log = logging.getLogger("aegen")
 
 EVAL_BATCH = 1024
 MAX_SAMPLES = 100_000  # per call to sample(), and at most MAX_SAMPLE_BYTES: stated in the README
@@ -110,19 +113,19 @@ class TrainedModel:
                 f"the number of samples must lie in 1..{most:,d} per call (at most "
                 f"{MAX_SAMPLE_BYTES // 2**30} GiB of images), got {n}"
             )
-        return self.decode(*self._draw(n, seed, sampler, label))
+        return self.decode(*self.draw_codes(n, seed, sampler, label))
 
     def sample_in_chunks(
         self, n: int, seed: int = 0, sampler: str | None = None, chunk: int = 4 * EVAL_BATCH
     ) -> Iterator[torch.Tensor]:
         """The images sample(n, seed, sampler) gives, decoded and handed out chunk by chunk, so
         that any n fits in memory (the scores of large colour images use it)."""
-        codes, labels = self._draw(n, seed, sampler, None)
+        codes, labels = self.draw_codes(n, seed, sampler, None)
         for start in range(0, n, chunk):
             part = None if labels is None else labels[start : start + chunk]
             yield self.decode(codes[start : start + chunk], part)
 
-    def _draw(
+    def draw_codes(
         self, n: int, seed: int, sampler: str | None, label: int | torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The seeded codes (and, for a conditional model, labels) that sample() decodes."""
@@ -131,63 +134,95 @@ class TrainedModel:
         if not 0 <= seed < 2**63:
             raise ConfigError(f"the seed must lie in 0..{2**63 - 1}, got {seed}")
         generator = torch.Generator().manual_seed(seed)
-        codes = self.sampler(sampler or self.default_sampler).sample(n, generator)
-        labels = None
-        if self.conditional and label is not None:
-            chosen = torch.as_tensor(label) if torch.is_tensor(label) else None
-            if chosen is None and (
-                isinstance(label, bool)
-                or not isinstance(label, int)
-                or not 0 <= label < self.classes
-            ):
-                raise ConfigError(
-                    "the label must be one of the class indices in "
-                    f"0..{self.classes - 1}, got {label!r}"
-                )
-        if self.conditional:
-            labels = (
-                torch.randint(self.classes, (n,), generator=generator)
-                if label is None
-                else torch.as_tensor(label).expand(n)
-            )
-        elif label is not None:
-            raise ConfigError(f"{self.name} is not a conditional model: it takes no label")
+        self._check_label(label)
+        chosen = self.sampler(sampler or self.default_sampler)
+
+        def labels_for_samples() -> torch.Tensor | None:
+            if not self.conditional:
+                return None
+            if label is None:
+                return torch.randint(self.classes, (n,), generator=generator)
+            return torch.as_tensor(label).expand(n)
+
+        if is_conditional(chosen):  # codes drawn for their labels, so the labels come first
+            labels = labels_for_samples()
+            return chosen.sample(n, generator, labels), labels
+        codes = chosen.sample(n, generator)
+        labels = labels_for_samples()
         return codes, labels
+
+    def _check_label(self, label: int | torch.Tensor | None) -> None:
+        """A label only for a conditional model, and one of its class indices."""
+        if label is None:
+            return
+        if not self.conditional:
+            raise ConfigError(f"{self.name} is not a conditional model: it takes no label")
+        if not torch.is_tensor(label) and (
+            isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < self.classes
+        ):
+            raise ConfigError(
+                f"the label must be one of the class indices in 0..{self.classes - 1}, "
+                f"got {label!r}"
+            )
 
     @functools.cached_property
     def train_codes(self) -> torch.Tensor:
         """Codes of the training split, encoded once for every sampler fitted to them."""
+        return self._train_codes_and_labels[0]
+
+    @functools.cached_property
+    def _train_codes_and_labels(self) -> tuple[torch.Tensor, torch.Tensor]:
         train = self.split("train")
-        return self.encode(train.images, train.labels)
+        return self.encode(train.images, train.labels), train.labels
+
+    @functools.cached_property
+    def weights_digest(self) -> str:
+        """sha256 of the model's weights: a saved sampler fitted to other weights is stale."""
+        return tensors_digest(self.model.state_dict())
 
     def sampler(self, name: str) -> Sampler:
-        """The named latent sampler, fitted on the training codes (loaded from the run if saved)."""
+        """The named latent sampler, fitted on the training codes (loaded from the run if saved
+        and fitted to these weights; refitted and saved over if the weights changed since)."""
         if name not in self._samplers:
-            sampler = make_sampler(name, self.latent_dim)
-            path = self.run_dir / f"sampler-{name}.safetensors"
+            sampler = make_sampler(name, self.latent_dim, self.classes if self.conditional else 0)
+            path = self.run_dir / f"sampler-{fitted_name(sampler)}.safetensors"
             if name != "prior":
-                if os.path.lexists(path):  # a link too: load_tensors refuses it
-                    self._load_sampler(sampler, path)
-                else:
-                    sampler.fit(self.train_codes)
-                    save_tensors(path, sampler.state(), {"sampler": name, "model": self.name})
+                if not os.path.lexists(path) or not self._load_sampler(sampler, path):
+                    codes, labels = self._train_codes_and_labels
+                    sampler.fit(codes, labels if self.conditional else None)
+                    state = sampler.state()
+                    metadata = {
+                        "sampler": fitted_name(sampler),
+                        "model": self.name,
+                        "weights": self.weights_digest,
+                        "sha256": tensors_digest(state),
+                    }
+                    save_tensors(path, state, metadata)
             self._samplers[name] = sampler
         return self._samplers[name]
 
-    def _load_sampler(self, sampler: Sampler, path: Path) -> None:
+    def _load_sampler(self, sampler: Sampler, path: Path) -> bool:
         """Load a saved sampler, its tensors checked in the file's header before they are read;
-        a bad file is reported, not refitted over (the user may want to look at it)."""
+        False when it was fitted to other weights (the run trained on since). A damaged or
+        edited file is reported, not refitted over (the user may want to look at it)."""
         expected = {k: (tuple(v.shape), v.dtype) for k, v in sampler.state().items()}
-        hint = f"delete it and aegen fits the {sampler.name} sampler again"
+        name = fitted_name(sampler)
+        hint = f"delete it and aegen fits the {name} sampler again"
         try:
             tensors, metadata = load_tensors(path, expected)
-            if metadata.get("sampler", sampler.name) != sampler.name:
+            if metadata.get("sampler", name) != name:
                 raise ConfigError(f"it holds a {metadata['sampler']!r} sampler")
+            if "sha256" in metadata and metadata["sha256"] != tensors_digest(tensors):
+                raise ConfigError("its tensors do not match the digest written with them")
+            if metadata.get("weights") != self.weights_digest:  # or written before aegen 0.x
+                log.info(f"{path.name} was fitted to earlier weights of the run: fitting again")
+                return False
             sampler.load_state(tensors)
         except RunError as exc:
             raise RunError(f"{exc}; {hint}") from exc
         except ConfigError as exc:
-            raise RunError(f"{path} is no usable {sampler.name} sampler ({exc}); {hint}") from exc
+            raise RunError(f"{path} is no usable {name} sampler ({exc}); {hint}") from exc
+        return True
 
     @property
     def has_test_split(self) -> bool:

@@ -3,7 +3,10 @@
 A VAE is trained so that its codes follow N(0, I), so `prior` is its own sampler. A plain
 autoencoder is not: its codes lie wherever training put them, so for it `prior` is the naive
 attempt, `gaussian` (one full-covariance Gaussian fitted to the training codes) the first
-honest one and `gmm` (a mixture of them) the one that can follow several clusters.
+honest one and `gmm` (a mixture of them) the one that can follow several clusters. The learned
+densities go further, for every model: `flow` (a normalizing flow), `diffusion` (flow matching
+with an ODE sampler) and `two-stage` (a second VAE on the codes); fitted to a conditional
+model's codes, they condition on the label as well.
 """
 
 from __future__ import annotations
@@ -11,6 +14,10 @@ from __future__ import annotations
 import torch
 
 from aegen.errors import ConfigError
+from aegen.latent.diffusion import DiffusionSampler
+from aegen.latent.flow import FlowSampler
+from aegen.latent.sampler_state import check_state
+from aegen.latent.two_stage import TwoStageSampler
 from aegen.names import closest
 
 
@@ -22,10 +29,12 @@ class PriorSampler:
     def __init__(self, latent_dim: int):
         self.latent_dim = latent_dim
 
-    def fit(self, codes: torch.Tensor) -> PriorSampler:
+    def fit(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> PriorSampler:
         return self
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, generator=generator)
 
     def state(self) -> dict[str, torch.Tensor]:
@@ -45,7 +54,7 @@ class GaussianSampler:
         self.mean = torch.zeros(latent_dim)
         self.scale_tril = torch.eye(latent_dim)
 
-    def fit(self, codes: torch.Tensor) -> GaussianSampler:
+    def fit(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> GaussianSampler:
         codes = codes.double()
         if len(codes) < 2:
             raise ConfigError("fitting a Gaussian to codes needs at least two of them")
@@ -58,7 +67,9 @@ class GaussianSampler:
         ).float()
         return self
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         noise = torch.randn(n, self.latent_dim, generator=generator)
         return self.mean + noise @ self.scale_tril.T
 
@@ -80,7 +91,7 @@ class GMMSampler:
         self.means = torch.zeros(components, latent_dim)
         self.scale_trils = torch.eye(latent_dim).repeat(components, 1, 1)
 
-    def fit(self, codes: torch.Tensor) -> GMMSampler:
+    def fit(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> GMMSampler:
         from sklearn.mixture import GaussianMixture  # 1 s to import: only when a mixture is fitted
 
         if len(codes) < self.components:
@@ -96,7 +107,9 @@ class GMMSampler:
         self.scale_trils = torch.linalg.cholesky(torch.from_numpy(mixture.covariances_)).float()
         return self
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         component = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         noise = torch.randn(n, self.latent_dim, 1, generator=generator)
         return self.means[component] + (self.scale_trils[component] @ noise).squeeze(-1)
@@ -117,44 +130,50 @@ class GMMSampler:
 
 
 DEFAULT_GMM_COMPONENTS = 10
-Sampler = PriorSampler | GaussianSampler | GMMSampler
-
-
-def check_state(sampler: Sampler, tensors: dict[str, torch.Tensor]) -> None:
-    """Refuse a saved state whose tensors are not the sampler's own (names, shapes and dtypes,
-    which follow from its name and the latent size) or not finite."""
-    wanted = sampler.state()
-    if set(tensors) != set(wanted):
-        raise ConfigError(
-            f"the saved {sampler.name} sampler holds the tensors {sorted(tensors)}, "
-            f"not {sorted(wanted)}"
-        )
-    for key, value in wanted.items():
-        saved = tensors[key]
-        if saved.shape != value.shape or saved.dtype != value.dtype:
-            raise ConfigError(
-                f"the saved {sampler.name} sampler's {key!r} is {saved.dtype} of shape "
-                f"{tuple(saved.shape)}; its name and the model's latent size need {value.dtype} "
-                f"of shape {tuple(value.shape)}"
-            )
-        if not bool(torch.isfinite(saved).all()):
-            raise ConfigError(f"the saved {sampler.name} sampler's {key!r} is not finite")
+Sampler = (
+    PriorSampler | GaussianSampler | GMMSampler | FlowSampler | DiffusionSampler | TwoStageSampler
+)
 
 
 SAMPLERS: dict[str, type[Sampler]] = {
     "prior": PriorSampler,
     "gaussian": GaussianSampler,
     "gmm": GMMSampler,
+    "flow": FlowSampler,
+    "diffusion": DiffusionSampler,
+    "two-stage": TwoStageSampler,
 }
+LEARNED = (FlowSampler, DiffusionSampler, TwoStageSampler)
 
 
-def make_sampler(name: str, latent_dim: int) -> Sampler:
-    """An unfitted sampler: prior, gaussian, gmm (10 components) or gmm-K (K components)."""
-    if name.startswith("gmm-") and name[4:].isdigit() and int(name[4:]) >= 1:
-        return GMMSampler(latent_dim, int(name[4:]))
+def make_sampler(name: str, latent_dim: int, classes: int = 0) -> Sampler:
+    """An unfitted sampler: prior, gaussian, gmm (10 components), gmm-K (K components), flow,
+    diffusion (25 ODE steps), diffusion-N (N steps) or two-stage. With classes > 0 (a
+    conditional model) the learned ones condition on the label."""
+    for prefix, least in (("gmm-", 1), ("diffusion-", 1)):
+        if name.startswith(prefix) and name[len(prefix) :].isdigit():
+            number = int(name[len(prefix) :])
+            if not least <= number <= 10_000:
+                raise ConfigError(f"{name!r}: the number after {prefix!r} must lie in 1..10000")
+            if prefix == "gmm-":
+                return GMMSampler(latent_dim, number)
+            return DiffusionSampler(latent_dim, classes, steps=number)
     if name not in SAMPLERS:
         raise ConfigError(
-            f"unknown sampler {name!r}{closest(name, SAMPLERS)}; "
-            f"choose one of {', '.join(SAMPLERS)} or gmm-K for K components"
+            f"unknown sampler {name!r}{closest(name, SAMPLERS)}; choose one of "
+            f"{', '.join(SAMPLERS)}, gmm-K for K components or diffusion-N for N steps"
         )
-    return SAMPLERS[name](latent_dim)
+    kind = SAMPLERS[name]
+    if kind in LEARNED:
+        return kind(latent_dim, classes)
+    return kind(latent_dim)
+
+
+def fitted_name(sampler: Sampler) -> str:
+    """The name its fitted state is saved under: diffusion-N shares diffusion's network."""
+    return "diffusion" if isinstance(sampler, DiffusionSampler) else sampler.name
+
+
+def is_conditional(sampler: Sampler) -> bool:
+    """Whether the sampler draws codes for given labels (a learned one on a conditional model)."""
+    return isinstance(sampler, LEARNED) and sampler.conditional

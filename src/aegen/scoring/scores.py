@@ -6,7 +6,9 @@ split is the real reference (for a user's folder or array, which has none, the r
 validation images, never trained on); every sampler draws the same number of samples (default
 10,000); features and predictions come from the judge (see classifier.py), named in the protocol
 with its accuracy, so that scores from different judges are never compared. As a floor, the same
-scores are computed for real training images against the reference ("real data" row).
+scores are computed for real training images against the reference ("real data" row), and as
+the floor of the samplers, for the model's reconstructions of those images ("reconstructed data":
+what a perfect density on the training codes would give).
 """
 
 from __future__ import annotations
@@ -181,9 +183,17 @@ def score_run(
         if trained.conditional:
             metrics["likelihood"]["note"] = "conditional on the true label: -log p(x | y)"
         log.info(f"{trained.name}: likelihood {metrics['likelihood']}")
-    train_images = trained.split("train").images[:n_samples]
+    train = trained.split("train")
+    train_images, train_labels = train.images[:n_samples], train.labels[:n_samples]
     metrics["protocol"]["real_data_images"] = len(train_images)
     metrics["real_data"] = quality_scores(net, unit_images(train_images), real_features, labelled)
+    # The floor of every sampler: a perfect density on the training codes would give exactly
+    # these, the decoded codes of training images (the test images are the reference itself).
+    rebuilt = (
+        trained.reconstruct(part, labels)
+        for part, labels in zip(train_images.split(4096), train_labels.split(4096))
+    )
+    metrics["reconstructed_data"] = quality_scores(net, rebuilt, real_features, labelled)
     metrics["samplers"] = {}
     for name in samplers:
         chunks = trained.sample_in_chunks(n_samples, seed=seed, sampler=name)

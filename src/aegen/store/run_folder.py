@@ -134,6 +134,9 @@ def _check_scores(path: Path, scores: dict[str, Any]) -> None:
         _field(path, reconstruction, key, float, "reconstruction.")
     real_data = _field(path, scores, "real_data", dict)
     _check_score_set(path, real_data, "real_data.")
+    if "reconstructed_data" in scores:  # written since the learned samplers (issue 16)
+        rebuilt = _field(path, scores, "reconstructed_data", dict)
+        _check_score_set(path, rebuilt, "reconstructed_data.")
     samplers = _field(path, scores, "samplers", dict)
     for name in samplers:
         if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name):  # it names files: no path in it

@@ -3,6 +3,7 @@ huge or damaged file is refused before its data is read; weights must be finite.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,6 +23,17 @@ def save_tensors(
     """Write a safetensors file atomically (durable=False: no fsync, for caches)."""
     clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     write_atomic(path, save_tensors_bytes(clean, metadata=metadata), durable)
+
+
+def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of tensors' names, dtypes, shapes and values: what a file's metadata records to
+    tell a damaged or edited file (or one fitted to other weights) from the one written."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().contiguous().cpu()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def load_tensors(

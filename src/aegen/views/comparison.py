@@ -41,7 +41,11 @@ def comparison_rows(all_metrics: list[dict]) -> list[dict]:
                 }
             )
         likelihood = metrics.get("likelihood", {})
-        for sampler, scores in metrics["samplers"].items():
+        floor = [("reconstructions (floor)", metrics.get("reconstructed_data", {}))]
+        for sampler, scores in [
+            *(floor if "reconstructed_data" in metrics else []),
+            *metrics["samplers"].items(),
+        ]:
             rows.append(
                 {
                     "dataset": dataset,

@@ -3,10 +3,11 @@ image change live.
 
 The page (explore.html) talks to a small Flask app: `GET api/info` describes the axes and the
 held-out images, `POST api/decode` turns axis positions into a PNG, `POST api/interpolate` decodes
-the straight line between two held-out images' codes. The axes are the code itself for codes of
-up to 3 dimensions (a 2-d pad, or sliders), otherwise the first principal directions of the
-held-out codes around their mean; a conditional model adds a choice of label. Every request is
-checked; a bad one gets a 4xx JSON answer.
+the straight line between two held-out images' codes, `POST api/sample` draws a grid from one of
+the run's fitted samplers and says where its codes fall on the axes. The axes are the code
+itself for codes of up to 3 dimensions (a 2-d pad, or sliders), otherwise the first principal
+directions of the held-out codes around their mean; a conditional model adds a choice of
+label. Every request is checked; a bad one gets a 4xx JSON answer.
 
 Limits, since the page is served without authentication: a body is at most MAX_REQUEST_BYTES of
 JSON nested at most MAX_JSON_DEPTH deep (parsed here, so no body can reach a RecursionError); the
@@ -50,6 +51,7 @@ MAX_PCA_AXES = 6
 SPAN = 3.5  # each axis covers mean +- SPAN standard deviations of the held-out codes
 N_GALLERY = 40
 N_PAD_POINTS = 1000
+N_SAMPLES = 16
 MAX_STEPS = 32
 MAX_REQUEST_BYTES = 16 * 1024
 MAX_JSON_DEPTH = 8  # the page sends depth 2: {"coords": [...]}
@@ -145,6 +147,27 @@ class Explorer:
             ],
             "max_steps": MAX_STEPS,
             "conditional": self.trained.conditional,
+            "samplers": self.samplers(),
+        }
+
+    def samplers(self) -> list[str]:
+        """The samplers the page offers: prior and those already fitted and saved in the run
+        (fitting a learned one takes a minute: `aegen sample RUN --sampler NAME` does it)."""
+        fitted = sorted(
+            path.name[len("sampler-") : -len(".safetensors")]
+            for path in self.trained.run_dir.glob("sampler-*.safetensors")
+        )
+        return ["prior", *(name for name in fitted if name != "prior")]
+
+    def sample(self, sampler: str, seed: int, label: int | None = None) -> dict[str, Any]:
+        """A grid of N_SAMPLES images drawn by a saved sampler, and their codes' positions on
+        the explorer's axes (where the sampler puts its codes, beside the held-out ones)."""
+        with self._lock:
+            codes, labels = self.trained.draw_codes(N_SAMPLES, seed, sampler, label)
+            images = self.trained.decode(codes, labels)
+        return {
+            "image": png_data_url(image_grid_png(images, 4, scale=1)),
+            "points": self.axes.to_coords(codes).tolist(),
         }
 
     def decode(self, coords: list[float], label: int | None = None) -> bytes:
@@ -297,6 +320,21 @@ def create_app(explorer: Explorer, host: str = "127.0.0.1") -> Flask:
         if explorer.trained.conditional:
             label = _whole_number(payload, "label", 0, explorer.trained.classes - 1)
         return Response(explorer.decode(coords, label), mimetype="image/png")
+
+    @app.post("/api/sample")
+    def sample() -> Response:
+        payload = _json_object()
+        name = payload.get("sampler")
+        if name not in explorer.samplers():
+            _bad_request(
+                "sampler must be one of the run's fitted samplers "
+                f"({', '.join(explorer.samplers())}); `aegen sample RUN --sampler NAME` fits one"
+            )
+        seed = _whole_number(payload, "seed", 0, 2**31 - 1)
+        label = None
+        if explorer.trained.conditional and payload.get("label") is not None:
+            label = _whole_number(payload, "label", 0, explorer.trained.classes - 1)
+        return jsonify(explorer.sample(name, seed, label))
 
     @app.post("/api/interpolate")
     def interpolate() -> Response:

@@ -121,6 +121,13 @@ def _scores(metrics: dict | None) -> dict[str, Any]:
     samplers = [
         ["real data (training images)", *[metrics["real_data"].get(k) for k in SCORE_NAMES]]
     ]
+    if "reconstructed_data" in metrics:
+        samplers.append(
+            [
+                "floor: its reconstructions of them",
+                *[metrics["reconstructed_data"].get(k) for k in SCORE_NAMES],
+            ]
+        )
     samplers += [
         [name, *[s.get(k) for k in SCORE_NAMES]] for name, s in metrics["samplers"].items()
     ]
