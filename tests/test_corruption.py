@@ -24,9 +24,9 @@ from safetensors.torch import load_file, save_file
 from aegen.cli import main
 
 COVERAGE = (
-    "12 files x 5-45 damages each (153 damaged copies of a run folder) x 7 commands x 2 models "
-    "= 2142 command runs with -m slow; by default the ae run's 153 copies under the commands "
-    "that read the damaged file: 260 runs"
+    "12 files x 5-45 damages each (155 damaged copies of a run folder) x 7 commands x 2 models "
+    "= 2170 command runs with -m slow; by default the ae run's 155 copies under the commands "
+    "that read the damaged file: 264 runs"
 )
 
 MODELS = ("ae", "vae")  # a plain and a variational model; conv-ae's files are checked alike
@@ -82,6 +82,7 @@ KEYS = {
         "likelihood",
         "reconstruction.pixel_mse",
         "real_data.fd_aegen",
+        "reconstructed_data.recall",
         "samplers.gaussian",
         "likelihood.binarised",
         "protocol.samples_per_sampler",
@@ -329,6 +330,7 @@ def plausible_scores(run_dir: Path, model: str) -> dict:
         "reconstruction": {"model_loss": 0.05, "pixel_mse": 0.03, "images": 10000},
         "likelihood": {"grayscale_bce": nll, "binarised": nll},
         "real_data": row,
+        "reconstructed_data": row,
         "samplers": {"prior": row, "gaussian": row},
     }
 

@@ -144,6 +144,36 @@ def test_samples_come_from_a_fitted_sampler_with_their_codes_on_the_axes(trained
         assert client.post("/api/sample", json=bad).status_code == 400
 
 
+def test_a_damaged_or_stale_sampler_file_is_a_json_answer_not_a_fit(trained_runs, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from aegen import load
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_runs["ae"].run_dir, run_dir)
+    load(run_dir).sampler("gaussian")
+    path = run_dir / "sampler-gaussian.safetensors"
+    original = path.read_bytes()
+    tensors = load_file(path)
+    save_file(tensors, path, {"sampler": "gaussian", "model": "ae", "weights": "other"})
+    answer = (
+        create_app(Explorer(load(run_dir)))
+        .test_client()
+        .post("/api/sample", json={"sampler": "gaussian", "seed": 0})
+    )
+    assert answer.status_code == 409 and "aegen sample" in answer.get_json()["error"]
+    assert path.read_bytes() != original  # left as it was: no fit inside the request
+    path.write_bytes(original[:-8])  # truncated
+    answer = (
+        create_app(Explorer(load(run_dir)))
+        .test_client()
+        .post("/api/sample", json={"sampler": "gaussian", "seed": 0})
+    )
+    assert answer.status_code == 500 and "delete it" in answer.get_json()["error"]
+
+
 def test_not_json_nan_huge_and_wrong_method_are_refused(client):
     assert client.post("/api/decode", data="coords=1", content_type="text/plain").status_code == 400
     assert (

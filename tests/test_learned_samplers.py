@@ -97,9 +97,14 @@ def test_diffusion_steps_option_shares_the_fitted_network():
     sampler = make_sampler("diffusion-7", 4)
     assert sampler.steps == 7 and sampler.name == "diffusion-7"
     assert make_sampler("diffusion", 4).steps == 25
-    for bad in ("diffusion-0", "gmm-0", "diffusion-100000"):
-        with pytest.raises(ConfigError, match="must lie in 1..10000"):
+    for bad in ("diffusion-0", "gmm-0", "diffusion-100000", "diffusion-007"):
+        with pytest.raises(ConfigError, match="whole number in 1..10000"):
             make_sampler(bad, 4)
+    for bad in ("gmm-\u00b2", "diffusion-\u0663", "diffusion--3"):  # superscript, Arabic digit
+        with pytest.raises(ConfigError, match="unknown sampler"):
+            make_sampler(bad, 4)
+    assert make_sampler("diffusion-25", 4).name == "diffusion"  # one name for one sampler
+    assert make_sampler("gmm-10", 4).name == "gmm"
     with pytest.raises(ConfigError, match="did you mean 'two-stage'"):
         make_sampler("two_stage", 4)
 
@@ -169,3 +174,103 @@ def test_sampler_fitted_to_earlier_weights_is_fitted_again(trained_runs, tmp_pat
     assert (run_dir / "sampler-gaussian.safetensors").read_bytes() != stale
     assert not torch.equal(before, after)
     assert torch.equal(load(run_dir).sample(16, seed=1, sampler="gaussian"), after)
+
+
+def copied_run(trained_runs, tmp_path, model: str):
+    import shutil
+
+    run_dir = tmp_path / model
+    shutil.copytree(trained_runs[model].run_dir, run_dir)
+    return run_dir
+
+
+def test_diffusion_n_samples_from_the_one_fitted_diffusion_network(
+    trained_runs, tmp_path, quick_fits
+):
+    run_dir = copied_run(trained_runs, tmp_path, "ae")
+    default = load(run_dir).sample(16, seed=0, sampler="diffusion")
+    saved = (run_dir / "sampler-diffusion.safetensors").read_bytes()
+    fewer = load(run_dir).sample(16, seed=0, sampler="diffusion-3")
+    assert not (run_dir / "sampler-diffusion-3.safetensors").exists()
+    assert (run_dir / "sampler-diffusion.safetensors").read_bytes() == saved  # not refitted
+    assert not torch.equal(default, fewer)  # 3 coarse steps land elsewhere than 25
+
+
+def test_learned_sampler_file_without_its_digest_is_refused(trained_runs, tmp_path, quick_fits):
+    from safetensors import safe_open
+
+    run_dir = copied_run(trained_runs, tmp_path, "ae")
+    load(run_dir).sampler("two-stage")
+    path = run_dir / "sampler-two-stage.safetensors"
+    with safe_open(path, framework="pt") as handle:
+        metadata = {k: v for k, v in handle.metadata().items() if k != "sha256"}
+    save_file(load_file(path), path, metadata)
+    with pytest.raises(RunError, match="do not match the digest"):
+        load(run_dir).sample(4, sampler="two-stage")
+
+
+def test_old_gaussian_file_without_digests_is_fitted_again(trained_runs, tmp_path):
+    """Files written before the digests (gaussian, gmm) still open: they are refitted once."""
+    run_dir = copied_run(trained_runs, tmp_path, "ae")
+    expected = load(run_dir).sample(8, seed=2, sampler="gaussian")
+    path = run_dir / "sampler-gaussian.safetensors"
+    save_file(load_file(path), path, {"sampler": "gaussian", "model": "ae"})
+    assert torch.equal(load(run_dir).sample(8, seed=2, sampler="gaussian"), expected)
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as handle:
+        assert {"sha256", "weights"} <= set(handle.metadata())
+
+
+@pytest.fixture(scope="module")
+def one_epoch_cvae(tmp_path_factory):
+    from aegen.pipeline import train
+
+    return train("cvae", epochs=1, out=tmp_path_factory.mktemp("cvae"), progress=False)
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        torch.tensor(12),
+        torch.tensor(-1),
+        torch.tensor([1, 2]),
+        torch.tensor(1.5),
+        torch.tensor(True),
+    ],
+)
+def test_bad_label_tensors_are_one_clear_error(one_epoch_cvae, label):
+    run = one_epoch_cvae
+    with pytest.raises(ConfigError, match="class index"):
+        run.sample(4, sampler="prior", label=label)
+    assert run.sample(3, sampler="prior", label=torch.tensor([1, 2, 3])).shape == (3, 1, 28, 28)
+
+
+def test_cli_samples_and_evaluates_with_learned_samplers(
+    trained_runs, tmp_path, quick_fits, capsys, shared_data, monkeypatch
+):
+    import json
+
+    import numpy as np
+
+    from aegen.cli import main
+    from aegen.scoring import scores
+    from aegen.scoring.classifier import Classifier
+
+    torch.manual_seed(0)
+    untrained = Classifier().eval(), {"test_accuracy": None, "note": "untrained, for tests"}
+    monkeypatch.setattr(scores, "judge", lambda *args: untrained)  # training one takes minutes
+
+    run_dir = copied_run(trained_runs, tmp_path, "vae")
+    out = tmp_path / "flow.npy"
+    assert main(["sample", str(run_dir), "--sampler", "flow", "-n", "6", "--out", str(out)]) == 0
+    assert np.load(out).shape == (6, 1, 28, 28)
+    argv = ["evaluate", str(run_dir), "--n-samples", "200", "--nll-k", "2"]
+    argv += ["--sampler", "two-stage", "--sampler", "diffusion-5", "--data-root", str(shared_data)]
+    assert main(argv) == 0
+    scores = json.loads((run_dir / "scores.json").read_text())
+    assert list(scores["samplers"]) == ["two-stage", "diffusion-5"]
+    assert scores["reconstructed_data"]["fd_aegen"] >= 0
+    assert (run_dir / "samples-diffusion-5.png").is_file()
+    status = main(["sample", str(run_dir), "--sampler", "flows"])
+    assert status == 2 and "did you mean 'flow'" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from aegen.errors import ConfigError, DataError, RunError
-from aegen.latent.samplers import Sampler, fitted_name, is_conditional, make_sampler
+from aegen.latent.samplers import LEARNED, Sampler, fitted_name, is_conditional, make_sampler
 from aegen.models import Autoencoder, build_model
 from aegen.store.datasets import (
     ImageSet,
@@ -134,7 +134,7 @@ class TrainedModel:
         if not 0 <= seed < 2**63:
             raise ConfigError(f"the seed must lie in 0..{2**63 - 1}, got {seed}")
         generator = torch.Generator().manual_seed(seed)
-        self._check_label(label)
+        self._check_label(label, n)
         chosen = self.sampler(sampler or self.default_sampler)
 
         def labels_for_samples() -> torch.Tensor | None:
@@ -151,18 +151,28 @@ class TrainedModel:
         labels = labels_for_samples()
         return codes, labels
 
-    def _check_label(self, label: int | torch.Tensor | None) -> None:
-        """A label only for a conditional model, and one of its class indices."""
+    def _check_label(self, label: int | torch.Tensor | None, n: int) -> None:
+        """A label only for a conditional model: one of its class indices, or a tensor of them
+        (one, or one per sample)."""
         if label is None:
             return
         if not self.conditional:
             raise ConfigError(f"{self.name} is not a conditional model: it takes no label")
-        if not torch.is_tensor(label) and (
-            isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < self.classes
-        ):
+        classes = f"0..{self.classes - 1}"
+        if torch.is_tensor(label):
+            if (
+                label.is_floating_point()
+                or label.is_complex()
+                or label.dtype == torch.bool
+                or label.shape not in ((), (n,))
+                or (label.numel() and not 0 <= int(label.min()) <= int(label.max()) < self.classes)
+            ):
+                raise ConfigError(
+                    f"labels must be one class index or {n} of them, whole numbers in {classes}"
+                )
+        elif isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < self.classes:
             raise ConfigError(
-                f"the label must be one of the class indices in 0..{self.classes - 1}, "
-                f"got {label!r}"
+                f"the label must be one of the class indices in {classes}, got {label!r}"
             )
 
     @functools.cached_property
@@ -180,14 +190,20 @@ class TrainedModel:
         """sha256 of the model's weights: a saved sampler fitted to other weights is stale."""
         return tensors_digest(self.model.state_dict())
 
-    def sampler(self, name: str) -> Sampler:
+    def sampler(self, name: str, fit: bool = True) -> Sampler:
         """The named latent sampler, fitted on the training codes (loaded from the run if saved
-        and fitted to these weights; refitted and saved over if the weights changed since)."""
+        and fitted to these weights; refitted and saved over if the weights changed since).
+        fit=False refuses, with one line, a sampler that would have to be fitted first."""
         if name not in self._samplers:
             sampler = make_sampler(name, self.latent_dim, self.classes if self.conditional else 0)
             path = self.run_dir / f"sampler-{fitted_name(sampler)}.safetensors"
             if name != "prior":
                 if not os.path.lexists(path) or not self._load_sampler(sampler, path):
+                    if not fit:
+                        raise ConfigError(
+                            f"the {name} sampler is not fitted to this run's weights yet; "
+                            f"`aegen sample {self.run_dir} --sampler {name}` fits it"
+                        )
                     codes, labels = self._train_codes_and_labels
                     sampler.fit(codes, labels if self.conditional else None)
                     state = sampler.state()
@@ -212,10 +228,11 @@ class TrainedModel:
             tensors, metadata = load_tensors(path, expected)
             if metadata.get("sampler", name) != name:
                 raise ConfigError(f"it holds a {metadata['sampler']!r} sampler")
-            if "sha256" in metadata and metadata["sha256"] != tensors_digest(tensors):
-                raise ConfigError("its tensors do not match the digest written with them")
-            if metadata.get("weights") != self.weights_digest:  # or written before aegen 0.x
-                log.info(f"{path.name} was fitted to earlier weights of the run: fitting again")
+            if "sha256" in metadata or isinstance(sampler, LEARNED):  # older files: no digest
+                if metadata.get("sha256") != tensors_digest(tensors):
+                    raise ConfigError("its tensors do not match the digest written with them")
+            if metadata.get("weights") != self.weights_digest:  # or written before the digests
+                log.warning(f"{path.name} was fitted to other weights of the run: fitting again")
                 return False
             sampler.load_state(tensors)
         except RunError as exc:

@@ -74,7 +74,7 @@ class VelocityField(CodeNetwork):
             t = torch.full((len(x),), i * dt)
             velocity = self(x, t, y)
             guess = x + dt * velocity
-            if i == steps - 1:  # the last step ends on the data side: Euler's (as EDM does)
+            if i == steps - 1:  # Euler's for the last step: one network evaluation fewer
                 x = guess
             else:
                 x = x + 0.5 * dt * (velocity + self(guess, t + dt, y))

@@ -11,6 +11,8 @@ model's codes, they condition on the label as well.
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from aegen.errors import ConfigError
@@ -150,14 +152,16 @@ def make_sampler(name: str, latent_dim: int, classes: int = 0) -> Sampler:
     """An unfitted sampler: prior, gaussian, gmm (10 components), gmm-K (K components), flow,
     diffusion (25 ODE steps), diffusion-N (N steps) or two-stage. With classes > 0 (a
     conditional model) the learned ones condition on the label."""
-    for prefix, least in (("gmm-", 1), ("diffusion-", 1)):
-        if name.startswith(prefix) and name[len(prefix) :].isdigit():
-            number = int(name[len(prefix) :])
-            if not least <= number <= 10_000:
-                raise ConfigError(f"{name!r}: the number after {prefix!r} must lie in 1..10000")
-            if prefix == "gmm-":
-                return GMMSampler(latent_dim, number)
-            return DiffusionSampler(latent_dim, classes, steps=number)
+    numbered = re.fullmatch(r"(gmm|diffusion)-([0-9]+)", name, re.ASCII)
+    if numbered:
+        kind, number = numbered[1], int(numbered[2])
+        if not 1 <= number <= 10_000 or numbered[2] != str(number):
+            raise ConfigError(
+                f"{name!r}: the number after {kind!r} must be a whole number in 1..10000"
+            )
+        if kind == "gmm":
+            return GMMSampler(latent_dim, number)
+        return DiffusionSampler(latent_dim, classes, steps=number)
     if name not in SAMPLERS:
         raise ConfigError(
             f"unknown sampler {name!r}{closest(name, SAMPLERS)}; choose one of "

@@ -195,7 +195,7 @@ def score_run(
     )
     metrics["reconstructed_data"] = quality_scores(net, rebuilt, real_features, labelled)
     metrics["samplers"] = {}
-    for name in samplers:
+    for name in dict.fromkeys(trained.sampler(given).name for given in samplers):  # gmm-10: gmm
         chunks = trained.sample_in_chunks(n_samples, seed=seed, sampler=name)
         first = next(chunks)
         save_image_grid(trained.run_dir / f"samples-{name}.png", first[:64])

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 import torch
 
-from aegen.errors import ConfigError
+from aegen.errors import ConfigError, RunError
 from aegen.store.datasets import unit_images
 from aegen.store.exports import image_grid_png
 from aegen.trained import TrainedModel, load
@@ -163,6 +163,7 @@ class Explorer:
         """A grid of N_SAMPLES images drawn by a saved sampler, and their codes' positions on
         the explorer's axes (where the sampler puts its codes, beside the held-out ones)."""
         with self._lock:
+            self.trained.sampler(sampler, fit=False)  # never a minute's fit inside a request
             codes, labels = self.trained.draw_codes(N_SAMPLES, seed, sampler, label)
             images = self.trained.decode(codes, labels)
         return {
@@ -287,9 +288,9 @@ def host_is_allowed(header: str, host: str) -> bool:
 
 
 def create_app(explorer: Explorer, host: str = "127.0.0.1") -> Flask:
-    """The Flask app: the page and its three JSON/PNG endpoints, for a server on `host`."""
+    """The Flask app: the page and its four JSON/PNG endpoints, for a server on `host`."""
     from flask import Flask, Response, jsonify, request
-    from werkzeug.exceptions import HTTPException
+    from werkzeug.exceptions import Conflict, HTTPException, InternalServerError
 
     app = Flask("aegen.views.explore")
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
@@ -334,7 +335,12 @@ def create_app(explorer: Explorer, host: str = "127.0.0.1") -> Flask:
         label = None
         if explorer.trained.conditional and payload.get("label") is not None:
             label = _whole_number(payload, "label", 0, explorer.trained.classes - 1)
-        return jsonify(explorer.sample(name, seed, label))
+        try:
+            return jsonify(explorer.sample(name, seed, label))
+        except ConfigError as exc:  # fitted to other weights: `aegen sample` fits it again
+            raise Conflict(str(exc)) from exc
+        except RunError as exc:  # a damaged sampler file: the page shows the one line
+            raise InternalServerError(str(exc)) from exc
 
     @app.post("/api/interpolate")
     def interpolate() -> Response:
