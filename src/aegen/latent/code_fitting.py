@@ -62,8 +62,12 @@ def one_hot(labels: torch.Tensor | None, classes: int, n: int) -> torch.Tensor:
     if labels is None:
         raise ConfigError("this sampler was fitted with labels: it needs one per sample")
     labels = torch.as_tensor(labels)
-    if labels.is_floating_point() and labels.shape == (n, classes):
+    if labels.is_floating_point():
+        if labels.shape != (n, classes):
+            raise ConfigError(f"labels must be class indices or weights of shape ({n}, {classes})")
         return labels.float()
+    if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < classes:
+        raise ConfigError(f"labels must be class indices in 0..{classes - 1}")
     return nn.functional.one_hot(labels.long().expand(n), classes).float()
 
 
