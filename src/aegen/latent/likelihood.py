@@ -98,11 +98,14 @@ def elbo_and_nll(
 ) -> dict[str, float]:
     """Mean ELBO and importance-sampled NLL (nats per image) of images [N, 1, 28, 28] in [0, 1],
     computed on the device the images are on (the model must be there too)."""
-    elbo, nll = 0.0, 0.0
-    for weights in _batch_weights(model, images, k, seed, batch, labels, progress):
-        elbo += weights.mean(1).sum().item()
-        nll -= (torch.logsumexp(weights, 1) - math.log(k)).sum().item()
-    return {"elbo": elbo / len(images), "nll": nll / len(images), "k": k, "images": len(images)}
+    elbo, nll = per_image_elbo_and_nll(model, images, k, seed, batch, labels, progress)
+    n = len(images)
+    return {
+        "elbo": elbo.double().sum().item() / n,
+        "nll": nll.double().sum().item() / n,
+        "k": k,
+        "images": n,
+    }
 
 
 @torch.no_grad()
@@ -117,8 +120,7 @@ def per_image_elbo_and_nll(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image's ELBO and importance-sampled NLL, two float32 tensors [N] in nats on the
     images' device, for scores that rank single images (foreign-data detection). Images are
-    [N, C, H, W] floats in [0, 1] or uint8 in 0..255. The draws are those of elbo_and_nll with
-    the same seed, k and batch, so the means of these equal its numbers."""
+    [N, C, H, W] floats in [0, 1] or uint8 in 0..255; elbo_and_nll gives their means."""
     elbos, nlls = [], []
     for weights in _batch_weights(model, images, k, seed, batch, labels, progress):
         elbos.append(weights.mean(1))
