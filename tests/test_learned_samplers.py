@@ -125,14 +125,20 @@ def quick_fits(monkeypatch):
         monkeypatch.setattr(kind, "settings", replace(kind.settings, max_steps=150))
 
 
+def copied_run(trained_runs, tmp_path, model: str):
+    """A copy of one of the shared trained runs that a test may write into."""
+    import shutil
+
+    run_dir = tmp_path / model
+    shutil.copytree(trained_runs[model].run_dir, run_dir)
+    return run_dir
+
+
 @pytest.mark.parametrize("name", LEARNED)
 def test_run_saves_learned_sampler_and_reloads_the_same_samples(
     trained_runs, tmp_path, quick_fits, name
 ):
-    import shutil
-
-    run_dir = tmp_path / "run"
-    shutil.copytree(trained_runs["vae"].run_dir, run_dir)
+    run_dir = copied_run(trained_runs, tmp_path, "vae")
     first = load(run_dir).sample(64, seed=5, sampler=name)
     assert (run_dir / f"sampler-{name}.safetensors").is_file()
     again = load(run_dir)
@@ -141,10 +147,7 @@ def test_run_saves_learned_sampler_and_reloads_the_same_samples(
 
 
 def test_tampered_sampler_file_is_refused(trained_runs, tmp_path, quick_fits):
-    import shutil
-
-    run_dir = tmp_path / "run"
-    shutil.copytree(trained_runs["ae"].run_dir, run_dir)
+    run_dir = copied_run(trained_runs, tmp_path, "ae")
     load(run_dir).sample(8, sampler="flow")
     path = run_dir / "sampler-flow.safetensors"
     tensors = load_file(path)
@@ -161,12 +164,9 @@ def test_tampered_sampler_file_is_refused(trained_runs, tmp_path, quick_fits):
 
 def test_sampler_fitted_to_earlier_weights_is_fitted_again(trained_runs, tmp_path, quick_fits):
     """A run trained on (--resume) has new weights: its saved samplers are stale, not damaged."""
-    import shutil
-
     from aegen.pipeline import train
 
-    run_dir = tmp_path / "run"
-    shutil.copytree(trained_runs["ae"].run_dir, run_dir)
+    run_dir = copied_run(trained_runs, tmp_path, "ae")
     before = load(run_dir).sample(16, seed=1, sampler="gaussian")
     stale = (run_dir / "sampler-gaussian.safetensors").read_bytes()
     trained = train("ae", "mnist-5k", epochs=3, out=run_dir, resume=True, progress=False)
@@ -174,14 +174,6 @@ def test_sampler_fitted_to_earlier_weights_is_fitted_again(trained_runs, tmp_pat
     assert (run_dir / "sampler-gaussian.safetensors").read_bytes() != stale
     assert not torch.equal(before, after)
     assert torch.equal(load(run_dir).sample(16, seed=1, sampler="gaussian"), after)
-
-
-def copied_run(trained_runs, tmp_path, model: str):
-    import shutil
-
-    run_dir = tmp_path / model
-    shutil.copytree(trained_runs[model].run_dir, run_dir)
-    return run_dir
 
 
 def test_diffusion_n_samples_from_the_one_fitted_diffusion_network(
