@@ -29,6 +29,15 @@ def test_asking_for_a_missing_gpu_is_a_clear_error_before_any_file_is_written(tm
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has an Apple GPU")
+def test_asking_for_mps_without_an_apple_gpu_is_a_clear_error_before_any_file(tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"torch sees no Apple GPU \(MPS\) here .*use --device cpu"
+    ):
+        train("ae", epochs=1, out=tmp_path / "run", device="mps", **QUIET)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("name", ["tpu", "gpu", "cuda:x"])
 def test_unknown_devices_are_refused(name):
     with pytest.raises(ConfigError, match="device"):

@@ -6,9 +6,10 @@ Each trial is a real `aegen train` process whose atomic writes (aegen.store.atom
 write point: a temporary file made, a file or folder fsynced, a file renamed into place. The
 process kills itself at the N-th point (or at a training step), the run is then recovered as a
 user would (`--resume`, or the same command again when not even config.json was written), and
-the folder is compared with an uninterrupted run's: weights, checkpoint tensors, history (all
-but the seconds), config, and the list of files. The quick tier takes a spread of points; the
-slow tier every one of them.
+the folder is compared with an uninterrupted run's: weights, best weights, checkpoint tensors,
+history (all but the seconds), config, and the list of files. The run is a VAE with every
+training control on (a cosine schedule, clipping, a KL warm-up, early stopping), so that their
+resume is checked too. The quick tier takes a spread of points; the slow tier every one of them.
 """
 
 from __future__ import annotations
@@ -29,8 +30,19 @@ from aegen.cli import main
 from aegen.store.lock import RunFolderLock
 from aegen.store.tensor_files import load_tensors
 
-RUN = ["train", "ae", "--epochs", "3", "--val-fraction", "0.5", "--device", "cpu", "--quiet"]
-WRITES_PER_EPOCH = 3  # checkpoint, weights, history
+RUN = [
+    "train",
+    "vae",
+    "--epochs",
+    "3",
+    "--val-fraction",
+    "0.5",
+    "--device",
+    "cpu",
+    "--quiet",
+    *("--lr-schedule", "cosine", "--clip-grad", "1", "--kl-warmup", "2", "--early-stop", "2"),
+]
+WRITES_PER_EPOCH = 4  # checkpoint, weights, best weights (each epoch of this run is best), history
 POINTS_PER_WRITE = 4  # temporary file made, file fsynced, renamed, folder fsynced
 
 TRIAL = r"""
@@ -112,6 +124,7 @@ def recover(run_dir: Path) -> subprocess.CompletedProcess:
 def snapshot(run_dir: Path) -> dict:
     """Everything that must agree with an uninterrupted run (timings left out)."""
     weights = load_tensors(run_dir / "model.safetensors")[0]
+    best, best_metadata = load_tensors(run_dir / "model-best.safetensors")
     checkpoint, metadata = load_tensors(run_dir / "checkpoint.safetensors")
     untimed = [
         {k: v for k, v in m.items() if k != "seconds"} for m in json.loads(metadata["history"])
@@ -123,6 +136,8 @@ def snapshot(run_dir: Path) -> dict:
     return {
         "files": sorted(p.name for p in run_dir.iterdir()),
         "weights": {k: v.numpy().tobytes() for k, v in weights.items()},
+        "best": {k: v.numpy().tobytes() for k, v in best.items()},
+        "best_epoch": best_metadata["epoch"],
         "checkpoint": {k: v.numpy().tobytes() for k, v in checkpoint.items()},
         "epoch": metadata["epoch"],
         "checkpoint_history": untimed,
@@ -183,8 +198,7 @@ def check_every(tmp_path: Path, reference: tuple[dict, int, int], faults: list[d
 def test_the_write_points_are_where_the_protocol_says(reference):
     _, points, steps = reference
     epochs_and_config = (1 + 3 * WRITES_PER_EPOCH) * POINTS_PER_WRITE
-    # + the fitted sampler (samples.png draws from it) and five pictures
-    assert points == epochs_and_config + 6 * POINTS_PER_WRITE
+    assert points == epochs_and_config + 5 * POINTS_PER_WRITE  # + five pictures
     assert steps == 3 * 20  # 2,500 training images in batches of 128
 
 
@@ -300,7 +314,8 @@ def test_two_trainings_into_one_folder_the_second_is_refused_while_the_first_run
 def test_a_signal_at_every_write_point_of_an_epoch_stops_in_one_line_and_converges(
     tmp_path, reference, sig, status, epoch
 ):
-    """Ctrl-C or SIGTERM at each write point of one epoch's commit: checkpoint, weights, history."""
+    """Ctrl-C or SIGTERM at each write point of one epoch's commit: checkpoint, weights, best
+    weights, history."""
     first = POINTS_PER_WRITE + 1 + (epoch - 1) * WRITES_PER_EPOCH * POINTS_PER_WRITE
     points = range(first, first + WRITES_PER_EPOCH * POINTS_PER_WRITE)
 

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+import aegen
 from aegen.latent.likelihood import elbo_and_nll
 from aegen.models import PRESETS, build_model
 from aegen.pipeline import load, train
@@ -34,14 +35,14 @@ def test_every_model_trains_on_the_gpu_and_its_run_opens_on_the_cpu(tmp_path, na
 
 
 def _val_loss_after_training(
-    name: str, device: str, precision: str = "fp32", cuda_graphs: bool = True
+    name: str, device: str, precision: str = "fp32", cuda_graphs: bool = True, **controls
 ) -> float:
     data = load_dataset("mnist-5k")
     images, labels = data.images[:2048], data.labels[:2048]
     torch.manual_seed(0)
     trainer = Trainer(
         build_model(name),
-        TrainSettings(epochs=3, precision=precision, cuda_graphs=cuda_graphs),
+        TrainSettings(epochs=3, precision=precision, cuda_graphs=cuda_graphs, **controls),
         images[:1792],
         images[1792:],
         labels[:1792],
@@ -67,6 +68,40 @@ def test_replaying_the_recorded_step_trains_like_launching_it(name):
     """The CUDA graph is the same step: same batches, noise and Adam as the eager loop."""
     eager = _val_loss_after_training(name, "cuda", cuda_graphs=False)
     assert _val_loss_after_training(name, "cuda") == pytest.approx(eager, rel=0.01)
+
+
+CONTROLS = {"lr_schedule": "onecycle", "clip_grad": 1.0, "kl_warmup": 2, "lr": 3e-3}
+
+
+def test_the_rate_and_the_kl_share_move_inside_a_recorded_step():
+    """A recorded step reads the rate and the KL share from tensors the trainer refills: with a
+    onecycle schedule, clipping and a KL warm-up the graph trains like the eager loop (a rate
+    baked into the recording would not), and like the CPU."""
+    eager = _val_loss_after_training("vae", "cuda", cuda_graphs=False, **CONTROLS)
+    assert _val_loss_after_training("vae", "cuda", **CONTROLS) == pytest.approx(eager, rel=0.01)
+    cpu = _val_loss_after_training("vae", "cpu", **CONTROLS)
+    assert eager == pytest.approx(cpu, rel=0.03)
+    plain = _val_loss_after_training("vae", "cuda")
+    assert abs(eager - plain) > 0.01 * plain  # the controls do change the run
+
+
+def test_a_graphed_run_with_the_controls_resumes_where_it_left_off(tmp_path):
+    controls = {"lr_schedule": "cosine", "clip_grad": 1.0, "kl_warmup": 1, "early_stop": 2}
+    train("vae", epochs=3, out=tmp_path / "whole", device="cuda", **controls, **QUIET)
+    stop_after_one = [lambda run, epoch, metrics: aegen.STOP]  # the schedule spans 3 epochs
+    train(
+        "vae",
+        epochs=3,
+        out=tmp_path / "run",
+        device="cuda",
+        callbacks=stop_after_one,
+        **controls,
+        **QUIET,
+    )
+    train("vae", epochs=3, out=tmp_path / "run", resume=True, device="cuda", **QUIET)
+    resumed, whole = read_history(tmp_path / "run"), read_history(tmp_path / "whole")
+    assert [m["lr"] for m in resumed] == [m["lr"] for m in whole]
+    assert resumed[-1]["val_loss"] == pytest.approx(whole[-1]["val_loss"], rel=1e-4)
 
 
 def test_a_model_with_several_optimizers_stays_eager():

@@ -86,11 +86,15 @@ def copy_run(trained_runs, name, tmp_path):
     return shutil.copytree(trained_runs[name].run_dir, tmp_path / name)
 
 
-def test_weights_of_another_model_are_refused(trained_runs, tmp_path):
+WEIGHT_FILES = [("model.safetensors", "last"), ("model-best.safetensors", "best")]
+
+
+@pytest.mark.parametrize("name, weights", WEIGHT_FILES)
+def test_weights_of_another_model_are_refused(trained_runs, tmp_path, name, weights):
     run_dir = copy_run(trained_runs, "ae", tmp_path)
-    shutil.copy(trained_runs["vae"].run_dir / "model.safetensors", run_dir / "model.safetensors")
+    shutil.copy(trained_runs["vae"].run_dir / name, run_dir / name)
     with pytest.raises(RunError, match="holds a 'vae' model, not 'ae'"):
-        load(run_dir)
+        load(run_dir, weights=weights)
 
 
 def test_weights_with_wrong_shapes_are_refused(trained_runs, tmp_path):
@@ -102,14 +106,15 @@ def test_weights_with_wrong_shapes_are_refused(trained_runs, tmp_path):
         load(run_dir)
 
 
+@pytest.mark.parametrize("name, weights", WEIGHT_FILES)
 def test_a_pickle_posing_as_weights_is_refused_and_never_executed(
-    trained_runs, tmp_path, malicious_pickle
+    trained_runs, tmp_path, malicious_pickle, name, weights
 ):
     run_dir = copy_run(trained_runs, "ae", tmp_path)
     target = tmp_path / "pwned"
-    (run_dir / "model.safetensors").write_bytes(malicious_pickle(target))
+    (run_dir / name).write_bytes(malicious_pickle(target))
     with pytest.raises(RunError, match="not a safetensors file"):
-        load(run_dir)
+        load(run_dir, weights=weights)
     assert not target.exists()
 
 
@@ -119,7 +124,10 @@ def test_a_pickle_posing_as_weights_is_refused_and_never_executed(
         (lambda d: (d / "config.json").unlink(), "not an aegen run folder"),
         (lambda d: (d / "config.json").write_text("{broken"), "not valid JSON"),
         (lambda d: (d / "config.json").write_text('{"format": 99}'), "incompatible aegen version"),
-        (lambda d: (d / "model.safetensors").unlink(), "missing; the run is incomplete"),
+        (
+            lambda d: [(d / f"model{kind}.safetensors").unlink() for kind in ("", "-best")],
+            "missing; the run is incomplete",
+        ),
     ],
 )
 def test_broken_run_folders_get_a_clear_error(trained_runs, tmp_path, mangle, message):

@@ -17,7 +17,13 @@ from aegen.cli import build_parser, main, model_optimizer_defaults, setting_flag
 from aegen.errors import ConfigError
 from aegen.models import PRESETS, option_meanings
 from aegen.pipeline import recorded_settings, train
-from aegen.training.settings import SETTINGS, TrainSettings, merge_settings, settings_from
+from aegen.training.settings import (
+    RESUMABLE,
+    SETTINGS,
+    TrainSettings,
+    merge_settings,
+    settings_from,
+)
 from aegen.version import __version__
 
 
@@ -83,7 +89,7 @@ def test_train_help_names_each_models_optimizer_defaults_and_ends_with_examples(
         main(["train", "--help"])
     text = capsys.readouterr().out
     assert "0.0002 for vae-gan" in text and "1e-05 for ae, conv-ae;" in text
-    assert text.rstrip().endswith("cuda_graphs.")
+    assert text.rstrip().endswith(f"{RESUMABLE[-1]}.")
     assert "examples:" in text and "aegen train vae --option latent_dim=2" in text
     defaults = model_optimizer_defaults()
     assert defaults["vae-gan"]["lr"] == 2e-4 and defaults["ae"]["weight_decay"] == 1e-5

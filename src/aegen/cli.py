@@ -121,7 +121,7 @@ def _setting_help(name: str, model_defaults: dict[str, dict[str, float]] | None)
         )
         return f"{meaning} (default: {listed})"
     if value_kind(spec) is bool:
-        return f"switch off: {meaning}"
+        return f"switch {'off' if spec.default else 'on'}: {meaning}"
     if value_kind(spec) is dict or spec.default is None:
         return meaning
     return f"{meaning} (default: {spec.default})"
@@ -141,7 +141,7 @@ def _add_setting_flags(
             _setting_help(name, model_defaults),
         )
         meta = spec.metadata
-        if kind is bool:  # the default is on; the flag turns it off
+        if kind is bool:  # the flag turns the default around
             command.add_argument(
                 flag, dest=name, action="store_const", const=not spec.default, help=help_text
             )
@@ -187,6 +187,15 @@ def _train_examples() -> str:
 def _run_argument(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "run", type=Path, metavar="RUN_DIR", help="a run folder `aegen train` wrote"
+    )
+
+
+def _weights_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--weights",
+        choices=("best", "last"),
+        help="the run's best weights (lowest validation loss, model-best.safetensors) or its "
+        "last epoch's (model.safetensors); default: the best where the run has them",
     )
 
 
@@ -288,6 +297,7 @@ def build_parser(
         metavar="FILE",
         help="a .png grid, .npy or .pt file (default RUN_DIR/samples-SAMPLER-seedN.png)",
     )
+    _weights_argument(sample)
     _data_root_argument(sample)
 
     for name, summary in (
@@ -311,6 +321,7 @@ def build_parser(
             if name == "reconstruct"
             else "an .npz or .pt file (default RUN_DIR/codes-SPLIT.npz)",
         )
+        _weights_argument(sub)
         _data_root_argument(sub)
     commands.choices["reconstruct"].add_argument(
         "-n", type=_positive_int, default=24, help="how many images (default 24)"
@@ -350,6 +361,7 @@ def build_parser(
     )
     _nll_k_argument(evaluate)
     evaluate.add_argument("--seed", type=_int, default=0, help="seeds every draw (default 0)")
+    _weights_argument(evaluate)
     _data_root_argument(evaluate)
 
     score = command(
@@ -376,6 +388,7 @@ def build_parser(
     )
     _nll_k_argument(score)
     score.add_argument("--seed", type=_int, default=0, help="seeds the NLL's draws (default 0)")
+    _weights_argument(score)
     score.add_argument(
         "--data-root",
         type=Path,
@@ -383,6 +396,30 @@ def build_parser(
         help="where the built-in data set IMAGES names lies (default: the run's recorded "
         "data root, else AEGEN_DATA or aegen's cache)",
     )
+
+    export = command(
+        "export",
+        "write a run's encoder or decoder as an ONNX or TorchScript file",
+        "Write a run's encoder (images in [0, 1] -> codes) or decoder (codes -> images in "
+        "[0, 1]) as a file that runs without aegen: ONNX (onnxruntime and other runtimes) or "
+        "TorchScript (torch.jit.load). A conditional model's part takes a second input, "
+        "labels: class weights [N, classes]. The file is run once against aegen's own "
+        "output before it is put in place.",
+    )
+    _run_argument(export)
+    export.add_argument(
+        "--format", choices=("onnx", "torchscript"), default="onnx", help="default onnx"
+    )
+    export.add_argument(
+        "--part", choices=("encoder", "decoder"), default="decoder", help="default decoder"
+    )
+    export.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="default RUN_DIR/PART.onnx (or PART.pt for TorchScript)",
+    )
+    _weights_argument(export)
 
     compare = command(
         "compare",
@@ -551,7 +588,7 @@ def _sample(args: argparse.Namespace) -> None:
     from aegen.pipeline import load
     from aegen.store.exports import check_image_output, save_images
 
-    trained = load(args.run, args.data_root)
+    trained = load(args.run, args.data_root, args.weights)
     sampler = args.sampler or trained.default_sampler
     label = "" if args.label is None else f"-label{args.label}"
     out = args.out or args.run / f"samples-{sampler}{label}-seed{args.seed}.png"
@@ -566,7 +603,7 @@ def _reconstruct(args: argparse.Namespace) -> None:
     from aegen.store.exports import IMAGE_FORMATS, check_suffix, save_images
     from aegen.views.figures import save_reconstructions
 
-    trained = load(args.run, args.data_root)
+    trained = load(args.run, args.data_root, args.weights)
     out = args.out or args.run / f"reconstructions-{args.split}.png"
     check_suffix(out, IMAGE_FORMATS)
     images = trained.split(args.split)
@@ -583,7 +620,7 @@ def _encode(args: argparse.Namespace) -> None:
     from aegen.pipeline import load
     from aegen.store.exports import CODE_FORMATS, check_suffix, save_codes
 
-    trained = load(args.run, args.data_root)
+    trained = load(args.run, args.data_root, args.weights)
     out = args.out or args.run / f"codes-{args.split}.npz"
     check_suffix(out, CODE_FORMATS)
     images = trained.split(args.split)
@@ -604,7 +641,15 @@ def _evaluate(args: argparse.Namespace) -> None:
     from aegen.pipeline import evaluate
     from aegen.store.run_folder import SCORES
 
-    evaluate(args.run, args.samplers, args.n_samples, args.nll_k, args.seed, args.data_root)
+    evaluate(
+        args.run,
+        args.samplers,
+        args.n_samples,
+        args.nll_k,
+        args.seed,
+        args.data_root,
+        args.weights,
+    )
     print(args.run / SCORES)
 
 
@@ -621,13 +666,28 @@ def _score(args: argparse.Namespace) -> None:
 
     out = args.out or args.run / f"scores-{source_name(args.images)}.csv"
     check_scores_output(out)
-    trained = load(args.run, args.data_root)
+    trained = load(args.run, args.data_root, args.weights)
     data = images_to_score(trained, args.images, args.data_root)
     scores = per_image_scores(trained, data, args.nll_k, args.seed)
     write_scores(out, scores, data.labels, image_names(args.images, data))
     print(out)
     means = ", ".join(f"{name} {values.mean().item():.6g}" for name, values in scores.items())
     print(f"scored {len(data)} images; means: {means}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from aegen.pipeline import load
+    from aegen.store.model_export import export_part
+
+    trained = load(args.run, weights=args.weights)
+    suffix = ".onnx" if args.format == "onnx" else ".pt"
+    out = args.out or args.run / f"{args.part}{suffix}"
+    difference = export_part(trained.model, args.part, args.format, out)
+    print(out)
+    print(
+        f"{trained.name} {args.part} ({trained.weights} weights): largest difference from "
+        f"aegen's own output {difference:.2g}"
+    )
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -689,6 +749,7 @@ COMMANDS = {
     "pictures": _pictures,
     "evaluate": _evaluate,
     "score": _score,
+    "export": _export,
     "compare": _compare,
     "experiment": _experiment,
     "report": _report,

@@ -9,10 +9,12 @@ prints them; in Python, `logging.basicConfig(level=logging.INFO)` shows them).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import inspect
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import torch
 from aegen.errors import ConfigError, DataError, Interrupted, RunError, TrainingError
 from aegen.models import Autoencoder, build_model, config_to_dict, preset
 from aegen.scoring.scores import score_run
-from aegen.store.checkpoint import load_checkpoint, save_checkpoint
+from aegen.store.checkpoint import BestWeights, load_checkpoint, save_checkpoint
 from aegen.store.datasets import (
     ImageSet,
     check_dataset_name,
@@ -38,14 +40,16 @@ from aegen.store.run_folder import (
     write_config,
     write_history,
 )
-from aegen.store.tensor_files import save_weights
+from aegen.store.tensor_files import save_best_weights, save_weights
 from aegen.trained import TrainedModel, check_same_data, load, recorded_model
 from aegen.training import distributed
+from aegen.training.callbacks import Callback, EpochHook, call_hooks, epoch_hooks
 from aegen.training.device import flushing_denormals, resolve_device
 from aegen.training.settings import RESUMABLE, SETTINGS, TrainSettings, settings_from
 from aegen.training.trainer import Trainer
 from aegen.version import __version__
 from aegen.views.run_pictures import write_run_pictures
+from aegen.views.tensorboard import TensorBoardLog, summary_writer
 
 log = logging.getLogger("aegen")
 
@@ -57,9 +61,11 @@ def evaluate(
     nll_k: int = 1000,
     seed: int = 0,
     data_root: str | Path | None = None,
+    weights: str | None = None,
 ) -> dict:
-    """Score a run on its data set's test split, write RUN/scores.json (scoring/scores.py)."""
-    trained = run if isinstance(run, TrainedModel) else load(run, data_root)
+    """Score a run on its data set's test split, write RUN/scores.json (scoring/scores.py).
+    weights: "best", "last" or None (the best where the run has them; see `load`)."""
+    trained = run if isinstance(run, TrainedModel) else load(run, data_root, weights)
     return score_run(trained, samplers, n_samples, nll_k, seed=seed)
 
 
@@ -80,18 +86,24 @@ def train(
     out: str | Path | None = None,
     resume: bool = False,
     progress: bool | None = None,
+    callbacks: Sequence[Callback | EpochHook] | None = None,
     **settings: Any,
 ) -> TrainedModel:
     """Train a preset model and write its run folder; with resume, continue the run in `out`.
 
     The keyword settings are those of TrainSettings (listed below, derived from it); a resumed
     run keeps its recorded settings, and of the given ones only {resumable} may differ from them.
-    The returned model is on the CPU. progress: a bar per epoch (None: only on a terminal).
+    The returned model is on the CPU and holds the best epoch's weights (the lowest validation
+    loss), as `load` gives them. progress: a bar per epoch (None: only on a terminal).
+    callbacks: functions (run, epoch, metrics), or objects with such an on_epoch_end method,
+    called after each epoch is saved; one that returns aegen.STOP ends training there
+    (training/callbacks.py).
     """
     if dataset is not None:
         settings["dataset"] = dataset
     if resume and out is None:
         raise ConfigError("--resume needs --out RUN_DIR, the run to continue")
+    hooks = epoch_hooks(callbacks)
     with flushing_denormals():  # before any tensor work, so that torch's threads inherit it
         main = distributed.is_main()  # under torchrun only rank 0 writes files and logs
         if resume:
@@ -99,11 +111,14 @@ def train(
             if not run_dir.is_dir():  # say so before the lock makes the folder
                 read_config(run_dir)
             with _writer_lock(run_dir, main):
-                return _train(model, *_resumed_run(model, run_dir, settings), True, main, progress)
+                resumed = _resumed_run(model, run_dir, settings)
+                return _train(model, *resumed, True, main, progress, hooks)
         chosen = settings_from(settings, "aegen.train's arguments")
         check_dataset_name(chosen.dataset)
         preset(model)  # an unknown model before any data is read
         resolve_device(chosen.device)  # a missing device or bad data: no folder made
+        if chosen.tensorboard:
+            summary_writer()  # its package missing: no folder made either
         if not has_test_split(chosen.dataset):  # own images: recorded by absolute path
             chosen = dataclasses.replace(chosen, dataset=absolute_path(chosen.dataset))
         data = training_data(chosen)
@@ -116,7 +131,7 @@ def train(
                     f"{run_dir} is not empty; add --resume to continue the run there "
                     "or choose another --out"
                 )
-            return _train(model, run_dir, net, chosen, False, main, progress)
+            return _train(model, run_dir, net, chosen, False, main, progress, hooks)
 
 
 def _writer_lock(run_dir: Path, main: bool) -> contextlib.AbstractContextManager:
@@ -138,12 +153,14 @@ def _train(
     resume: bool,
     main: bool,
     progress: bool | None,
+    hooks: list[EpochHook],
 ) -> TrainedModel:
     """Train into run_dir, whose lock this process holds.
 
     The end of an epoch commits in one step: checkpoint.safetensors is replaced atomically and
-    is the single source of truth; model.safetensors and history.jsonl are then derived from
-    it, and derived again whenever the run resumes, so a kill at any point converges."""
+    is the single source of truth; model.safetensors, model-best.safetensors and history.jsonl
+    are then derived from it, and derived again whenever the run resumes, so a kill at any
+    point converges. Callbacks (and --tensorboard's) see each epoch after it is committed."""
     device = resolve_device(chosen.device)  # a missing device stops the run before any file
     chosen = chosen.with_model_defaults(net.default_lr, net.default_weight_decay)
     full = training_data(chosen)
@@ -170,28 +187,46 @@ def _train(
     )
     start = 0
     history: list[dict] = []
+    best: BestWeights | None = None
     if resume and os.path.lexists(run_dir / CHECKPOINT):  # none yet: start from the seeded start
-        start, history = load_checkpoint(run_dir, net, model, trainer.optimizers)
-        for optimizer in trainer.optimizers.values():  # a resumed run may take a new rate
-            for group in optimizer.param_groups:  # and another device (CUDA graphs or not)
-                group["lr"] = chosen.lr
-                group["capturable"] = trainer.graphed_step is not None
-        if main:
-            save_weights(run_dir, net, model)  # derived from the checkpoint, as after its epoch
+        start, history, best = load_checkpoint(run_dir, net, model, trainer.optimizers)
+        trainer.after_checkpoint_loaded()  # a new rate, another device (CUDA graphs or not)
+        if best is None and start:  # an aegen that kept no best weights: best from here on
+            best = BestWeights.of(net, start)
+        if main:  # derived from the checkpoint, as after its epoch
+            save_weights(run_dir, net, model)
+            if best is not None:
+                save_best_weights(run_dir, best.state, best.epoch, model)
             write_history(run_dir, history)
             log.info(f"resuming {run_dir} after epoch {start} of {chosen.epochs}")
+    if main and chosen.tensorboard:
+        val_images, val_labels = full.images[val_index], full.labels[val_index]
+        board = TensorBoardLog(run_dir, start, val_images, val_labels)
+        hooks = [*hooks, board.on_epoch_end]
 
     committed = [start]  # the epochs the checkpoint on disk holds
 
-    def finish_epoch(metrics: dict) -> None:
+    def finish_epoch(metrics: dict) -> bool:
+        nonlocal best
+        if history and set(metrics) != set(history[0]):  # a run begun by an older aegen
+            metrics = {k: v for k, v in metrics.items() if k in history[0]}
         history.append(metrics)
         if not main:
-            return
-        save_checkpoint(run_dir, net, model, trainer.optimizers, metrics["epoch"], history)
-        committed[0] = metrics["epoch"]
+            return False
+        epoch = metrics["epoch"]
+        if best is None or metrics["val_loss"] < history[best.epoch - 1]["val_loss"]:
+            best = BestWeights.of(net, epoch)
+        save_checkpoint(run_dir, net, model, trainer.optimizers, epoch, history, best)
+        committed[0] = epoch
         save_weights(run_dir, net, model)
+        if best.epoch == epoch:
+            save_best_weights(run_dir, best.state, best.epoch, model)
         write_history(run_dir, history)
-        log.info(format_epoch(metrics, chosen.epochs))
+        log.info(format_epoch(metrics, chosen))
+        if not hooks:
+            return False
+        snapshot = TrainedModel(run_dir, copy.deepcopy(net).cpu(), config, chosen.data_root)
+        return call_hooks(hooks, snapshot, epoch, metrics)
 
     notes = ", bf16" if chosen.precision == "bf16" else ""
     notes += ", CUDA graph" if trainer.graphed_step is not None else ""
@@ -201,12 +236,21 @@ def _train(
             f"{len(val_index)} val images, {trainer.device}{notes}) -> {run_dir}"
         )
     try:
-        trainer.fit(start, finish_epoch, progress)
+        trainer.fit(start, finish_epoch, progress, history)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; {_what_is_kept(run_dir, committed[0])}") from None
     except TrainingError as exc:
         raise TrainingError(f"{exc}; {_what_is_kept(run_dir, committed[0])}") from None
-    trained = TrainedModel(run_dir, net.cpu(), config, chosen.data_root)
+    finally:
+        if main and chosen.tensorboard:
+            board.close()
+    if main and trainer.stop_reason:
+        log.info(trainer.stop_reason)
+    net = net.cpu()
+    if best is not None and best.epoch != len(history):
+        net.load_state_dict(best.state)
+    weights = "best" if best is not None else "last"
+    trained = TrainedModel(run_dir, net, config, chosen.data_root, weights)
     if main:
         write_run_pictures(trained, history)
     return trained
@@ -382,15 +426,23 @@ def _resumed_run(
     return run_dir, net, settings_from(resumed, "the resumed run's settings")
 
 
-def format_epoch(metrics: dict, epochs: int) -> str:
-    """One log line per epoch: losses, the loss terms where there are any, and the time."""
+CONTROLS = ("lr", "kl_weight")  # logged per epoch beside the losses, with no validation value
+
+
+def format_epoch(metrics: dict, settings: TrainSettings) -> str:
+    """One log line per epoch: losses, the loss terms where there are any, the rate and KL
+    weight where a schedule or warm-up moves them, and the time."""
     terms = "".join(
         f"  {k} {metrics[k]:.4g}/{metrics['val_' + k]:.4g}"
         for k in metrics
-        if k not in ("epoch", "loss", "seconds") and not k.startswith("val_")
+        if k not in ("epoch", "loss", "seconds", *CONTROLS) and not k.startswith("val_")
     )
+    if settings.lr_schedule != "constant" and "lr" in metrics:
+        terms += f"  lr {metrics['lr']:.3g}"
+    if settings.kl_warmup and "kl_weight" in metrics:
+        terms += f"  kl weight {metrics['kl_weight']:.3g}"
     return (
-        f"epoch {metrics['epoch']}/{epochs}  train {metrics['loss']:.4g}  "
+        f"epoch {metrics['epoch']}/{settings.epochs}  train {metrics['loss']:.4g}  "
         f"val {metrics['val_loss']:.4g}{terms}  ({metrics['seconds']:.1f}s)"
     )
 

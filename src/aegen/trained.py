@@ -26,7 +26,7 @@ from aegen.store.datasets import (
     to_unit_range,
     train_val_split,
 )
-from aegen.store.run_folder import CONFIG, WEIGHTS, read_config
+from aegen.store.run_folder import BEST_WEIGHTS, CONFIG, WEIGHTS, read_config
 from aegen.store.tensor_files import load_tensors, load_weights, save_tensors, tensors_digest
 
 log = logging.getLogger("aegen")
@@ -45,8 +45,10 @@ class TrainedModel:
         model: Autoencoder,
         config: dict[str, Any],
         data_root: str | Path | None = None,
+        weights: str = "last",
     ):
         self.run_dir, self.model, self.config = Path(run_dir), model.eval(), config
+        self.weights = weights  # which of the run's weights: "best" or "last"
         self.name: str = config["model"]
         self.data_root = data_root if data_root is not None else config["data"].get("root")
         self._samplers: dict[str, Any] = {}
@@ -333,13 +335,31 @@ def check_same_data(run_dir: Path, recorded: dict[str, Any], data: ImageSet) -> 
         )
 
 
-def load(run_dir: str | Path, data_root: str | Path | None = None) -> TrainedModel:
-    """Open a run folder written by `aegen train` (weights from model.safetensors)."""
+WEIGHT_CHOICES = ("best", "last")
+
+
+def load(
+    run_dir: str | Path, data_root: str | Path | None = None, weights: str | None = None
+) -> TrainedModel:
+    """Open a run folder written by `aegen train`. weights: "best" (model-best.safetensors,
+    the epoch with the lowest validation loss), "last" (model.safetensors, the latest epoch's)
+    or None: the best where the run has them (runs trained before aegen kept them have only
+    the last)."""
+    if weights not in (None, *WEIGHT_CHOICES):
+        raise ConfigError(f"unknown weights {weights!r}: use best or last")
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     model = recorded_model(run_dir, config)
-    load_weights(run_dir / WEIGHTS, model, config["model"])
-    return TrainedModel(run_dir, model, config, data_root)
+    if weights is None:
+        weights = "best" if os.path.lexists(run_dir / BEST_WEIGHTS) else "last"
+    path = run_dir / (BEST_WEIGHTS if weights == "best" else WEIGHTS)
+    if weights == "best" and not os.path.lexists(path):
+        raise RunError(
+            f"{run_dir} has no {BEST_WEIGHTS} (an older aegen trained it, or no epoch has "
+            "finished yet); use the last weights (--weights last)"
+        )
+    load_weights(path, model, config["model"])
+    return TrainedModel(run_dir, model, config, data_root, weights)
 
 
 def recorded_model(run_dir: Path, config: dict[str, Any]) -> Autoencoder:

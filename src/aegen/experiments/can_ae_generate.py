@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from aegen.errors import ConfigError
+from aegen.experiments import data_root_setting
 from aegen.experiments.hardware import hardware
 from aegen.pipeline import evaluate, train
 from aegen.views.comparison import compare_runs, markdown_table
@@ -59,7 +60,7 @@ def can_ae_generate(
             out=run_dir,
             resume=resume,
             progress=False,
-            **({"data_root": data_root} if data_root else {}),
+            **data_root_setting(data_root),
         )
         evaluate(trained, list(SAMPLERS), n_samples=n_samples, nll_k=nll_k)
         run_dirs.append(run_dir)

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from aegen.errors import ConfigError
+from aegen.experiments import data_root_setting
 from aegen.experiments.hardware import hardware
 from aegen.latent.likelihood import binarise, per_image_elbo_and_nll
 from aegen.models.vae import BernoulliVAE
@@ -155,7 +156,7 @@ def _train_models(
             resume=(run_dir / "config.json").is_file(),
             progress=False,
             model_options=options,
-            **({"data_root": str(data_root)} if data_root else {}),
+            **data_root_setting(data_root),
         )
     return models
 

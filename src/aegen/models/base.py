@@ -65,6 +65,7 @@ class Autoencoder(nn.Module):
 
     value_range: tuple[float, float]
     latent_dim: int
+    kl_scale: torch.Tensor  # a buffer: see __init__
     image_shape: tuple[int, int, int]
     variational: bool = False  # True: trained so that codes follow the prior N(0, I)
     num_classes: int = 0
@@ -79,6 +80,14 @@ class Autoencoder(nn.Module):
         config = config if config is not None else ModelConfig()
         config.check()
         self.config = config
+        # The share of its weight a KL term has now: the trainer's KL warm-up moves it; not
+        # saved with the weights. A tensor, so that a step recorded as a CUDA graph reads it.
+        self.register_buffer("kl_scale", torch.ones(()), persistent=False)
+
+    @property
+    def has_kl_term(self) -> bool:
+        """Whether the loss weighs a KL term by kl_scale (what `--kl-warmup` warms up)."""
+        return False
 
     @property
     def conditional(self) -> bool:

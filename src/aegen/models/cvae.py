@@ -56,7 +56,7 @@ class CVAE(BernoulliVAE):
     def posterior(
         self, x: torch.Tensor, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        y = class_weights(labels, self.num_classes, len(x))
+        y = class_weights(labels, self.num_classes, x.shape[0])  # not len(): export keeps N free
         h = F.relu(self.fc1(torch.cat([x.flatten(1), y], 1)))
         return self.fc_mu(h), self.fc_logvar(h)
 

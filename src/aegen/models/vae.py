@@ -72,6 +72,10 @@ class BernoulliVAE(Autoencoder):
         [B] or [B, classes] match the last leading dimension); sigmoid gives the image."""
         raise NotImplementedError
 
+    @property
+    def has_kl_term(self) -> bool:
+        return cast(ObjectiveOptions, self.config).importance_samples == 1  # IWAE: none
+
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.posterior(x, labels)[0]
 
@@ -91,7 +95,7 @@ class BernoulliVAE(Autoencoder):
             recon = F.binary_cross_entropy_with_logits(
                 self.decode_logits(z, labels), x.flatten(1), reduction="sum"
             ) / len(x)
-            loss = recon + options.kl_weight * kl
+            loss = recon + (self.kl_scale * options.kl_weight) * kl
         else:
             eps = torch.randn(k, *mu.shape, dtype=mu.dtype, device=mu.device)
             z = mu + eps * torch.exp(0.5 * logvar)  # [k, B, latent_dim]

@@ -120,6 +120,10 @@ class VAEGAN(Autoencoder):
             "discriminator": list(self.discriminator.parameters()),
         }
 
+    @property
+    def has_kl_term(self) -> bool:
+        return True
+
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)
         return self.fc_mu(h), self.fc_logvar(h)
@@ -149,7 +153,7 @@ class VAEGAN(Autoencoder):
             real_logits, ones[:batch]
         ) + F.binary_cross_entropy_with_logits(fake_logits, zeros)
         g_loss = F.binary_cross_entropy_with_logits(fake_logits, ones)  # non-saturating form
-        encoder_loss = self.config.kl_weight * kl + llike
+        encoder_loss = (self.kl_scale * self.config.kl_weight) * kl + llike
         with torch.no_grad():
             pixel_bce = (
                 F.binary_cross_entropy(decoded[:batch].clamp(1e-6, 1 - 1e-6), x, reduction="sum")

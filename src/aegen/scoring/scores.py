@@ -152,6 +152,7 @@ def score_run(
     metrics: dict = {
         "run": str(trained.run_dir),
         "model": trained.name,
+        "weights": trained.weights,
         "dataset": dataset,
         "protocol": {
             "reference": reference,

@@ -1,13 +1,14 @@
 """checkpoint.safetensors: weights, every optimizer's state, the finished epochs and their
-history, in one file replaced atomically at the end of each epoch: the run's single source of
-truth (pipeline.py derives model.safetensors and history.jsonl from it). Every part is checked
-before anything is loaded."""
+history, and the best epoch's weights, in one file replaced atomically at the end of each epoch:
+the run's single source of truth (pipeline.py derives model.safetensors, model-best.safetensors
+and history.jsonl from it). Every part is checked before anything is loaded."""
 
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,21 @@ from aegen.store.tensor_files import (
     save_tensors,
 )
 
+BEST = "best."  # the prefix of the best epoch's weights in a checkpoint
+
+
+@dataclass
+class BestWeights:
+    """The weights of the epoch with the lowest validation loss so far (on the CPU)."""
+
+    epoch: int
+    state: dict[str, torch.Tensor]
+
+    @classmethod
+    def of(cls, model: torch.nn.Module, epoch: int) -> BestWeights:
+        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        return cls(epoch, state)
+
 
 def _optimizer_prefix(group: str) -> str:
     # The single group of most models keeps the plain names of format-1 checkpoints.
@@ -37,10 +53,15 @@ def save_checkpoint(
     optimizers: Mapping[str, torch.optim.Optimizer],
     epoch: int,
     history: list[dict],
+    best: BestWeights | None = None,
 ) -> None:
-    """Write checkpoint.safetensors (weights, optimizer states, epoch, metrics) atomically."""
+    """Write checkpoint.safetensors (weights, optimizer states, epoch, metrics, the best
+    epoch's weights) atomically."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     metadata = {"model": model_name, "epoch": str(epoch), "history": json.dumps(history)}
+    if best is not None:
+        tensors.update({BEST + k: v for k, v in best.state.items()})
+        metadata["best_epoch"] = str(best.epoch)
     for group, optimizer in optimizers.items():
         suffix = _optimizer_prefix(group)
         opt_state = optimizer.state_dict()
@@ -51,7 +72,11 @@ def save_checkpoint(
                     tensors[f"optimizer{suffix}.{index}.{key}"] = value
                 else:
                     scalars.setdefault(str(index), {})[key] = value
-        metadata[f"param_groups{suffix}"] = json.dumps(opt_state["param_groups"])
+        groups = [  # a recorded step's rate is a tensor; the file keeps its number
+            {k: v.item() if torch.is_tensor(v) else v for k, v in group.items()}
+            for group in opt_state["param_groups"]
+        ]
+        metadata[f"param_groups{suffix}"] = json.dumps(groups)
         metadata[f"optimizer_scalars{suffix}"] = json.dumps(scalars)
     save_tensors(run_dir / CHECKPOINT, tensors, metadata)
 
@@ -61,15 +86,18 @@ def load_checkpoint(
     model: torch.nn.Module,
     model_name: str,
     optimizers: Mapping[str, torch.optim.Optimizer],
-) -> tuple[int, list[dict]]:
-    """Restore weights and optimizer states; return the finished epochs and their metrics.
+) -> tuple[int, list[dict], BestWeights | None]:
+    """Restore weights and optimizer states; return the finished epochs, their metrics and the
+    best epoch's weights (None in a checkpoint of an aegen that did not keep them).
 
     All of it is checked before anything is loaded: tensor names, shapes and dtypes in the
-    header, the epoch against the history, the optimizer settings against the optimizers'."""
+    header, the epochs against the history, the optimizer settings against the optimizers'."""
     path = run_dir / CHECKPOINT
 
     def check(header: Header, metadata: dict[str, str]) -> None:
         check_weights(path, header, metadata, model, model_name, prefix="model.")
+        if "best_epoch" in metadata:
+            check_weights(path, header, metadata, model, model_name, prefix=BEST)
         _check_optimizer_tensors(path, header, optimizers)
 
     tensors, metadata = read_tensors(path, check)
@@ -79,6 +107,14 @@ def load_checkpoint(
     history = check_history(path, _metadata_json(path, metadata, "history"))
     if len(history) != int(epoch):
         raise RunError(f"{path} records epoch {epoch} but a history of {len(history)} epochs")
+    best = None
+    if "best_epoch" in metadata:
+        best_epoch = metadata["best_epoch"]
+        digits = best_epoch.isascii() and best_epoch.isdigit() and len(best_epoch) < 10
+        if not (digits and 1 <= int(best_epoch) <= int(epoch)):
+            raise RunError(f"{path}: its best epoch {best_epoch[:20]!r} is not one of its epochs")
+        state = {k[len(BEST) :]: v for k, v in tensors.items() if k.startswith(BEST)}
+        best = BestWeights(int(best_epoch), state)
     states = [
         (optimizer, _optimizer_state(path, tensors, metadata, _optimizer_prefix(group), optimizer))
         for group, optimizer in optimizers.items()
@@ -89,7 +125,7 @@ def load_checkpoint(
             optimizer.load_state_dict(optimizer_state)
     except (KeyError, ValueError, TypeError) as exc:
         raise RunError(f"{path} is incomplete or from another aegen version ({exc})") from exc
-    return int(epoch), history
+    return int(epoch), history, best
 
 
 def _optimizer_state(
@@ -140,7 +176,7 @@ def _check_optimizer_tensors(
         for group, optimizer in optimizers.items()
     }
     for name, found in header.items():
-        if name.startswith("model."):
+        if name.startswith(("model.", BEST)):  # checked by check_weights
             continue
         head, _, rest = name.partition(".")
         index, _, key = rest.partition(".")

@@ -2,6 +2,7 @@
 
     config.json             model preset and config, training config, data set: enough to rebuild
     model.safetensors       the latest weights
+    model-best.safetensors  the weights of the epoch with the lowest validation loss
     checkpoint.safetensors  weights + optimizer state + finished epochs, to resume from
     history.jsonl           the training history: one JSON line per finished epoch
     scores.json             what `aegen evaluate` measured
@@ -30,6 +31,7 @@ from aegen.store.atomic import write_atomic, write_json
 RUN_FORMAT = 1
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
+BEST_WEIGHTS = "model-best.safetensors"
 CHECKPOINT = "checkpoint.safetensors"
 HISTORY = "history.jsonl"
 SCORES = "scores.json"

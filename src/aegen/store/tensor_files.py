@@ -14,7 +14,7 @@ from safetensors.torch import save as save_tensors_bytes
 
 from aegen.errors import RunError
 from aegen.store.atomic import write_atomic
-from aegen.store.run_folder import WEIGHTS, check_plain_file
+from aegen.store.run_folder import BEST_WEIGHTS, WEIGHTS, check_plain_file
 
 
 def save_tensors(
@@ -122,13 +122,21 @@ def save_weights(run_dir: Path, model: torch.nn.Module, model_name: str) -> None
     save_tensors(run_dir / WEIGHTS, model.state_dict(), {"model": model_name})
 
 
-def load_weights(path: Path, model: torch.nn.Module, model_name: str) -> None:
-    """Load model.safetensors into model, refusing files of another model or with other shapes,
-    dtypes or non-finite weights."""
-    tensors, _ = read_tensors(
+def save_best_weights(
+    run_dir: Path, state: Mapping[str, torch.Tensor], epoch: int, model_name: str
+) -> None:
+    """Write model-best.safetensors: the weights of the epoch with the lowest validation loss."""
+    save_tensors(run_dir / BEST_WEIGHTS, dict(state), {"model": model_name, "epoch": str(epoch)})
+
+
+def load_weights(path: Path, model: torch.nn.Module, model_name: str) -> dict[str, str]:
+    """Load model.safetensors (or model-best.safetensors) into model, refusing files of another
+    model or with other shapes, dtypes or non-finite weights; returns the file's metadata."""
+    tensors, metadata = read_tensors(
         path, lambda header, metadata: check_weights(path, header, metadata, model, model_name, "")
     )
     apply_weights(tensors, model, prefix="")
+    return metadata
 
 
 def check_weights(

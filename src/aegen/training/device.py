@@ -1,4 +1,5 @@
-"""Where a run computes (CPU, or a CUDA GPU when there is one) and in which precision.
+"""Where a run computes (CPU, a CUDA GPU when there is one, or an Apple GPU when asked for) and
+in which precision.
 
 Everything runs on the CPU, so CI and GPU-less machines take the same code path; `auto` picks
 the GPU where torch sees one. Under torchrun each process takes the GPU of its LOCAL_RANK.
@@ -16,7 +17,9 @@ from aegen.errors import ConfigError
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """auto, cpu, cuda or cuda:N -> a torch.device that exists here, or a one-line ConfigError."""
+    """auto, cpu, cuda, cuda:N or mps -> a torch.device that exists here, or a one-line
+    ConfigError. auto takes a CUDA GPU where there is one, else the CPU (never MPS: aegen's
+    tests do not run there, so it is used only when asked for)."""
     if isinstance(name, torch.device):
         name = str(name)
     if name == "auto":
@@ -24,11 +27,18 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cpu":
         return torch.device("cpu")
+    if device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(
+                f"device {name!r} was asked for, but torch sees no Apple GPU (MPS) here "
+                f"(torch {torch.__version__}); use --device cpu"
+            )
+        return torch.device("mps")
     if device.type != "cuda":
-        raise ConfigError(f"device {name!r} is not supported: use auto, cpu, cuda or cuda:N")
+        raise ConfigError(f"device {name!r} is not supported: use auto, cpu, cuda, cuda:N or mps")
     if not torch.cuda.is_available():
         raise ConfigError(
             f"device {name!r} was asked for, but torch sees no CUDA GPU here "

@@ -81,3 +81,10 @@ def average_gradients(params: list[torch.nn.Parameter]) -> None:
             param.grad = torch.zeros_like(param)
         dist.all_reduce(param.grad)
         param.grad /= size
+
+
+def any_rank(flag: bool, device: torch.device = CPU) -> bool:
+    """Whether any rank says yes (rank 0's callbacks decide to stop for all of them)."""
+    if world()[1] == 1:
+        return flag
+    return sum_across_ranks({"flag": float(flag)}, device)["flag"] > 0

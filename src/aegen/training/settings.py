@@ -19,8 +19,17 @@ from aegen.errors import ConfigError
 from aegen.names import closest
 
 PRECISIONS = ("fp32", "bf16")
+LR_SCHEDULES = ("constant", "cosine", "onecycle")
 # Settings a resumed run may change: they do not alter what the finished epochs computed.
-RESUMABLE = ("epochs", "lr", "data_root", "device", "cuda_graphs")
+RESUMABLE = (
+    "epochs",
+    "lr",
+    "data_root",
+    "device",
+    "cuda_graphs",
+    "early_stop",
+    "tensorboard",
+)
 MAX_SEED = 2**32 - 1  # (seed, epoch) still fits the 64-bit seed torch takes (see epoch_seed)
 
 
@@ -96,6 +105,36 @@ class TrainSettings:
         None, "Adam's learning rate", minimum=0.0, strict=True, label="learning rate"
     )
     weight_decay: float | None = setting(None, "Adam's L2 weight decay", minimum=0.0)
+    lr_schedule: str = setting(
+        "constant",
+        "how the learning rate moves, step by step: constant; cosine (from the rate down to 0 "
+        "over the run's epochs); onecycle (up from rate/25 to the rate over the first three "
+        "tenths of the steps, then down to rate/250000)",
+        choices=LR_SCHEDULES,
+    )
+    clip_grad: float | None = setting(
+        None,
+        "clip each update group's gradient to this global L2 norm (default: no clipping)",
+        minimum=0.0,
+        strict=True,
+        metavar="X",
+        label="the gradient clipping norm",
+    )
+    kl_warmup: int = setting(
+        0,
+        "epochs over which the KL weight rises linearly from 0 to its value, step by step "
+        "(models with a KL term; 0: no warm-up)",
+        minimum=0,
+        metavar="N",
+        label="the KL warm-up",
+    )
+    early_stop: int = setting(
+        0,
+        "stop after N epochs without a lower validation loss (0: train every epoch)",
+        minimum=0,
+        metavar="N",
+        label="the early-stopping patience",
+    )
     seed: int = setting(
         0,
         "seeds the initial weights, the split, the shuffling and the noise",
@@ -117,7 +156,9 @@ class TrainSettings:
         metavar="KEY=VALUE",
     )
     device: str = setting(
-        "auto", "auto (a GPU if torch sees one), cpu, cuda or cuda:N", section="run"
+        "auto",
+        "auto (a CUDA GPU if torch sees one), cpu, cuda, cuda:N or mps (Apple GPUs)",
+        section="run",
     )
     precision: str = setting(
         "fp32", "fp32, or bf16 mixed precision in the forward pass", choices=PRECISIONS
@@ -127,6 +168,11 @@ class TrainSettings:
         "on a GPU, replay each step recorded as a CUDA graph "
         "instead of launching its kernels one by one",
         flag="--no-cuda-graphs",
+    )
+    tensorboard: bool = setting(
+        False,
+        "write TensorBoard event files under RUN/tensorboard/ (losses, learning rate, KL "
+        "weight, sample and reconstruction grids; needs aegen[tensorboard])",
     )
 
     def check(self) -> None:

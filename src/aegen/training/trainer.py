@@ -15,6 +15,12 @@ CHECK_EVERY steps, so a GPU is not made to wait for the host after every step; a
 named with the step it appeared at, and no checkpoint is written before that look. On a GPU,
 a model with one optimizer has its whole step recorded as a CUDA graph and replayed
 (cuda_graph.py); the epoch's shorter last batch, several optimizers and several ranks run eagerly.
+
+Controls (controls.py): the learning rate and the KL warm-up's share are set before each step
+from the global step alone, gradients are clipped per update group, and early stopping reads the
+history; so a resumed run recomputes all of them from its checkpoint. The validation loss is
+always taken at the full KL weight: it is the objective the run is judged by (best weights,
+early stopping), whatever the warm-up has reached.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from aegen.errors import ConfigError, TrainingError
 from aegen.models.base import Autoencoder
 from aegen.store.datasets import to_model_range
 from aegen.training import distributed
+from aegen.training.controls import epochs_without_gain, kl_factor, rate_factor
 from aegen.training.cuda_graph import GraphedStep
 from aegen.training.device import autocast, flushing_denormals, resolve_device
 from aegen.training.settings import TrainSettings
@@ -74,6 +81,11 @@ class Trainer:
         self.lr, self.weight_decay = config.lr, config.weight_decay
         if model.conditional and (train_labels is None or val_labels is None):
             raise ConfigError("a conditional model needs the images' labels")
+        if config.kl_warmup and not model.has_kl_term:
+            raise ConfigError(
+                "--kl-warmup needs a model whose loss has a KL term (vae, conv-vae, cvae, "
+                "vae-gan; not the IWAE objective); this one has none"
+            )
         self.device = resolve_device(device)
         self.memory_format = preferred_memory_format(model)
         # torch's stubs lack Module.to(device, memory_format=...), which Module.to accepts.
@@ -96,11 +108,12 @@ class Trainer:
             and len(self.groups) == 1
             and self.world_size == 1
         )
-        # The fused kernel updates all parameters in one pass instead of a dozen foreach ops.
+        # The fused kernel updates all parameters in one pass instead of a dozen foreach ops. A
+        # recorded step reads the rate from a tensor, so that the schedule can move it.
         self.optimizers = {
             name: torch.optim.Adam(
                 params,
-                lr=self.lr,
+                lr=torch.tensor(self.lr, device=self.device) if graphed else self.lr,
                 betas=model.adam_betas,
                 capturable=graphed,
                 weight_decay=self.weight_decay,
@@ -108,11 +121,49 @@ class Trainer:
             )
             for name, params in self.groups.items()
         }
+        self.stop_reason: str | None = None  # why fit() ended before config.epochs, if it did
         self.graphed_step = (
             GraphedStep(self._graphable_step, self._zero_grad, config.batch_size, self.device)
             if graphed
             else None
         )
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch (under torchrun, a last batch smaller than the number
+        of ranks is left out)."""
+        full, rest = divmod(len(self.train_images), self.config.batch_size)
+        return full + (1 if rest >= max(1, self.world_size) else 0)
+
+    @property
+    def warmup_steps(self) -> int:
+        return self.config.kl_warmup * self.steps_per_epoch
+
+    def rate(self, step: int) -> float:
+        """The learning rate at 0-based global step `step`."""
+        total = self.config.epochs * self.steps_per_epoch
+        return self.lr * rate_factor(self.config.lr_schedule, step, total)
+
+    def set_step(self, step: int) -> None:
+        """Set the learning rate and the KL warm-up's share for 0-based global step `step`."""
+        rate = self.rate(step)
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                if torch.is_tensor(group["lr"]):
+                    group["lr"].fill_(rate)
+                else:
+                    group["lr"] = rate
+        if self.config.kl_warmup:
+            self.model.kl_scale.fill_(kl_factor(step, self.warmup_steps))
+
+    def after_checkpoint_loaded(self) -> None:
+        """Put back what loading optimizer states replaces: the rate's tensor for a recorded
+        step (a checkpoint stores a number) and whether Adam's state may be recorded."""
+        graphed = self.graphed_step is not None
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = torch.tensor(self.lr, device=self.device) if graphed else self.lr
+                group["capturable"] = graphed
 
     @overload
     def _moved(self, tensor: torch.Tensor) -> torch.Tensor: ...
@@ -129,12 +180,20 @@ class Trainer:
     def fit(
         self,
         start_epoch: int = 0,
-        on_epoch_end: Callable[[dict], None] | None = None,
+        on_epoch_end: Callable[[dict], bool | None] | None = None,
         progress: bool | None = None,
+        history: list[dict] | None = None,
     ) -> list[dict]:
-        """Train epochs start_epoch+1 .. config.epochs; call on_epoch_end after each one."""
-        history: list[dict] = []
+        """Train epochs start_epoch+1 .. config.epochs; call on_epoch_end after each one (a true
+        answer stops training there). `history` holds the finished epochs' metrics (a resumed
+        run's), which early stopping counts from. Returns the new epochs' metrics;
+        `stop_reason` says why training ended before config.epochs, if it did."""
+        past = list(history or [])
+        new: list[dict] = []
+        self.stop_reason = None
         for epoch in range(start_epoch + 1, self.config.epochs + 1):
+            if self._patience_spent(past):
+                break
             started = time.perf_counter()
             metrics = {"epoch": epoch, **self.train_epoch(epoch, progress)}
             held_out = self.validation_loss(self.val_images, epoch, self.val_labels)
@@ -145,11 +204,37 @@ class Trainer:
                     f"the learning rate ({self.lr}) is probably too high"
                 )
             metrics.update({f"val_{k}": v for k, v in held_out.items()})
+            metrics.update(self._controls_now(epoch))
             metrics["seconds"] = round(time.perf_counter() - started, 3)
-            history.append(metrics)
-            if on_epoch_end is not None:
-                on_epoch_end(metrics)
-        return history
+            new.append(metrics)
+            past.append(metrics)
+            stop = bool(on_epoch_end(metrics)) if on_epoch_end is not None else False
+            if distributed.any_rank(stop, self.device):
+                self.stop_reason = f"stopped by a callback after epoch {epoch}"
+                break
+        return new
+
+    def _patience_spent(self, history: list[dict]) -> bool:
+        """Whether early stopping ends training after these epochs (it sets stop_reason)."""
+        patience = self.config.early_stop
+        if not patience or not history or epochs_without_gain(history) < patience:
+            return False
+        best = len(history) - epochs_without_gain(history)
+        self.stop_reason = (
+            f"stopped early after epoch {len(history)}: the validation loss has not fallen "
+            f"below epoch {best}'s for {patience} epoch{'s' if patience > 1 else ''}"
+        )
+        return True
+
+    def _controls_now(self, epoch: int) -> dict[str, float]:
+        """The learning rate and, for a model with a KL term, the effective KL weight at the
+        epoch's last step (logged with its metrics)."""
+        last = epoch * self.steps_per_epoch - 1
+        values = {"lr": self.rate(last)}
+        if self.model.has_kl_term:
+            weight = float(getattr(self.model.config, "kl_weight", 1.0))
+            values["kl_weight"] = weight * kl_factor(last, self.warmup_steps)
+        return values
 
     def train_epoch(self, epoch: int, progress: bool | None = None) -> dict[str, float]:
         """One pass over the shuffled training images; returns mean loss and terms."""
@@ -178,7 +263,13 @@ class Trainer:
             unit="batch",
         )
         losses = StepLosses(epoch, self.lr)
+        moving = self.config.lr_schedule != "constant" or self.config.kl_warmup > 0
+        first = (epoch - 1) * self.steps_per_epoch
+        if not moving:
+            self.set_step(first)  # the rate a resumed run may have changed, and full KL weight
         for step, index in enumerate(bar, start=1):
+            if moving:
+                self.set_step(first + step - 1)
             if self.graphed_step is not None and self.graphed_step.fits(index):
                 loss, terms = self.graphed_step(index)
                 group_losses = None
@@ -205,6 +296,9 @@ class Trainer:
             loss.backward()
         else:
             self._backward_per_group(group_losses)
+        if self.config.clip_grad is not None:
+            for params in self.groups.values():  # the global norm of each update group
+                torch.nn.utils.clip_grad_norm_(params, self.config.clip_grad, foreach=True)
         for optimizer in self.optimizers.values():
             optimizer.step()
         return loss, terms, group_losses
@@ -241,6 +335,7 @@ class Trainer:
     ) -> dict[str, float]:
         """Mean loss and terms on held-out images (noise seeded, so the number is repeatable)."""
         self.model.eval()
+        self.model.kl_scale.fill_(1.0)  # the objective itself, whatever the warm-up's share
         gpus = [self.device.index] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=gpus), flushing_denormals():
             torch.manual_seed(epoch_seed(self.config.seed, -1 - epoch))
