@@ -24,9 +24,9 @@ from safetensors.torch import load_file, save_file
 from aegen.cli import main
 
 COVERAGE = (
-    "12 files x 5-45 damages each (155 damaged copies of a run folder) x 7 commands x 2 models "
-    "= 2170 command runs with -m slow; by default the ae run's 155 copies under the commands "
-    "that read the damaged file: 264 runs"
+    "13 files x 5-45 damages each (163 damaged copies of a run folder) x 8 commands x 2 models "
+    "= 2608 command runs with -m slow; by default the ae run's 163 copies under the commands "
+    "that read the damaged file: 280 runs"
 )
 
 MODELS = ("ae", "vae")  # a plain and a variational model; conv-ae's files are checked alike
@@ -41,6 +41,7 @@ PICTURES = [
 FILES = [
     "config.json",
     "model.safetensors",
+    "model-best.safetensors",
     "checkpoint.safetensors",
     "history.jsonl",
     "sampler-gaussian.safetensors",
@@ -337,6 +338,9 @@ def plausible_scores(run_dir: Path, model: str) -> dict:
 
 COMMANDS: dict[str, Callable[[Path, Path, str], list[str]]] = {
     "sample": lambda run, out, model: ["sample", str(run), "-n", "4", "--out", str(out / "x.npy")],
+    "sample --weights last": lambda run, out, model: [
+        *["sample", str(run), "-n", "4", "--weights", "last", "--out", str(out / "x.npy")]
+    ],
     "reconstruct": lambda run, out, model: [
         "reconstruct",
         str(run),
@@ -359,7 +363,8 @@ KNOWN_DEFECTS: dict[tuple[str, str, str, str], str] = {}
 # The commands that read each file, for the default run.
 READERS = {
     "config.json": ["sample", "report"],
-    "model.safetensors": ["sample", "report"],
+    "model.safetensors": ["sample --weights last", "report"],
+    "model-best.safetensors": ["sample", "report"],
     "checkpoint.safetensors": ["train --resume"],
     "history.jsonl": ["pictures", "report"],
     "sampler-gaussian.safetensors": ["sample"],
@@ -504,16 +509,19 @@ def test_weights_of_another_dtype_say_so(prepared, tmp_path):
     with pytest.raises(
         RunError, match="'encoder.0.weight' is float64, the 'ae' model needs float32"
     ):
-        load(run_dir)
+        load(run_dir, weights="last")
 
 
 def test_non_finite_weights_are_refused(prepared, tmp_path):
     from aegen.errors import RunError
     from aegen.trained import load
 
-    run_dir = damaged_copy(prepared, tmp_path, lambda d: non_finite(d / "model.safetensors", d))
-    with pytest.raises(RunError, match="model.safetensors holds non-finite weights"):
-        load(run_dir)
+    for name, weights in (("model.safetensors", "last"), ("model-best.safetensors", "best")):
+        run_dir = damaged_copy(
+            prepared, tmp_path / weights, lambda d, name=name: non_finite(d / name, d)
+        )
+        with pytest.raises(RunError, match=f"{name} holds non-finite weights"):
+            load(run_dir, weights=weights)
 
 
 @pytest.mark.parametrize(
@@ -526,6 +534,9 @@ def test_non_finite_weights_are_refused(prepared, tmp_path):
         ({"param_groups": "[]"}, "its param_groups do not match the model's optimizer"),
         ({"param_groups": "[{"}, "(param_groups) is not valid JSON"),
         ({"optimizer_scalars": '{"99": {"step": 1}}'}, "optimizer_scalars are not numbers"),
+        ({"best_epoch": "0"}, "its best epoch '0' is not one of its epochs"),
+        ({"best_epoch": "3"}, "its best epoch '3' is not one of its epochs"),
+        ({"best_epoch": "1e3"}, "its best epoch '1e3' is not one of its epochs"),
     ],
 )
 def test_a_checkpoint_with_malformed_metadata_is_refused(

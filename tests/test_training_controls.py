@@ -101,10 +101,13 @@ def test_the_kl_warmup_is_logged_and_the_validation_loss_keeps_the_full_weight()
 
 
 @pytest.mark.parametrize("name, options", [("ae", {}), ("vae", {"importance_samples": 2})])
-def test_a_kl_warmup_without_a_kl_term_is_refused(name, options):
+def test_a_kl_warmup_without_a_kl_term_is_refused(tmp_path, name, options):
     images, val = small_split(256)
     with pytest.raises(ConfigError, match="--kl-warmup needs a model whose loss has a KL term"):
         Trainer(build_model(name, options), TrainSettings(kl_warmup=1), images, val)
+    with pytest.raises(ConfigError, match="--kl-warmup needs a model whose loss has a KL term"):
+        train(name, out=tmp_path / "run", kl_warmup=1, model_options=options, **QUIET)
+    assert not (tmp_path / "run").exists()  # refused before any folder is made
 
 
 @pytest.mark.parametrize("name", ["vae", "vae-gan"])

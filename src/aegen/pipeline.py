@@ -46,7 +46,7 @@ from aegen.training import distributed
 from aegen.training.callbacks import Callback, EpochHook, call_hooks, epoch_hooks
 from aegen.training.device import flushing_denormals, resolve_device
 from aegen.training.settings import RESUMABLE, SETTINGS, TrainSettings, settings_from
-from aegen.training.trainer import Trainer
+from aegen.training.trainer import Trainer, check_kl_warmup
 from aegen.version import __version__
 from aegen.views.run_pictures import write_run_pictures
 from aegen.views.tensorboard import TensorBoardLog, summary_writer
@@ -124,6 +124,7 @@ def train(
         data = training_data(chosen)
         options = options_for_data(model, chosen.model_options, data)
         net = seeded_model(model, options, chosen.seed)
+        check_kl_warmup(net, chosen)  # before the folder is made
         run_dir = Path(out) if out is not None else default_run_dir(model, chosen.dataset)
         with _writer_lock(run_dir, main):
             if main and _holds_a_run(run_dir):

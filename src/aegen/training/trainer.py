@@ -58,6 +58,15 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
+def check_kl_warmup(model: Autoencoder, settings: TrainSettings) -> None:
+    """A KL warm-up needs a KL term to warm up: refused in one line otherwise."""
+    if settings.kl_warmup and not model.has_kl_term:
+        raise ConfigError(
+            "--kl-warmup needs a model whose loss has a KL term (vae, conv-vae, cvae, "
+            "vae-gan; not the IWAE objective); this one has none"
+        )
+
+
 class Trainer:
     """Adam on model.loss over uint8 images [N, 28, 28] (and their labels, for conditional
     models); reports per-epoch train and validation loss. The model moves to `device` (auto: a
@@ -81,11 +90,7 @@ class Trainer:
         self.lr, self.weight_decay = config.lr, config.weight_decay
         if model.conditional and (train_labels is None or val_labels is None):
             raise ConfigError("a conditional model needs the images' labels")
-        if config.kl_warmup and not model.has_kl_term:
-            raise ConfigError(
-                "--kl-warmup needs a model whose loss has a KL term (vae, conv-vae, cvae, "
-                "vae-gan; not the IWAE objective); this one has none"
-            )
+        check_kl_warmup(model, config)
         self.device = resolve_device(device)
         self.memory_format = preferred_memory_format(model)
         # torch's stubs lack Module.to(device, memory_format=...), which Module.to accepts.
