@@ -23,6 +23,7 @@ from aegen.training.settings import (
     TrainSettings,
     merge_settings,
     settings_from,
+    value_kind,
 )
 from aegen.version import __version__
 
@@ -43,7 +44,14 @@ def test_every_setting_has_one_train_flag_and_every_flag_is_a_setting_or_a_run_c
     for name in SETTINGS:
         assert flags.get(setting_flag(name)) == name, f"setting {name} has no flag"
     run_choices = {"--help", "--config", "--out", "--resume", "--quiet"}
-    assert set(flags) - {setting_flag(n) for n in SETTINGS} == run_choices
+    # A switch that is off by default also has its --no- form, for a resumed run to turn it off.
+    off_forms = {
+        "--no-" + setting_flag(n)[2:]
+        for n, spec in SETTINGS.items()
+        if value_kind(spec) is bool and not spec.default
+    }
+    assert {flags[f] for f in off_forms} == {"tensorboard"}
+    assert set(flags) - {setting_flag(n) for n in SETTINGS} - off_forms == run_choices
 
 
 def test_train_keyword_arguments_are_the_settings():

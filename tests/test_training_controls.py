@@ -37,8 +37,9 @@ def small_split(n: int = 1024):
 
 def test_the_schedules_at_known_steps():
     assert rate_factor("constant", 37, 100) == 1.0
-    assert [rate_factor("cosine", s, 100) for s in (0, 50, 100)] == pytest.approx([1, 0.5, 0])
-    onecycle = [rate_factor("onecycle", s, 100) for s in (0, 15, 30, 65, 100)]
+    # 101 steps: the first is step 0, the last step 100, where each schedule ends.
+    assert [rate_factor("cosine", s, 101) for s in (0, 50, 100)] == pytest.approx([1, 0.5, 0])
+    onecycle = [rate_factor("onecycle", s, 101) for s in (0, 15, 30, 65, 100)]
     assert onecycle == pytest.approx([1 / 25, (1 / 25 + 1) / 2, 1, (1 + 4e-6) / 2, 4e-6])
     with pytest.raises(ValueError):
         rate_factor("linear", 0, 10)
@@ -69,7 +70,7 @@ def test_the_cosine_rate_is_set_every_step_and_logged_falling():
     history = trainer.fit(progress=False)
     total = 3 * 4
     assert seen == pytest.approx(
-        [2e-3 * 0.5 * (1 + math.cos(math.pi * s / total)) for s in range(total)]
+        [2e-3 * 0.5 * (1 + math.cos(math.pi * s / (total - 1))) for s in range(total)]
     )
     rates = [m["lr"] for m in history]
     assert rates == pytest.approx([seen[3], seen[7], seen[11]]) and rates[0] > rates[1] > rates[2]
@@ -140,6 +141,43 @@ def test_early_stopping_ends_after_the_patience_without_a_lower_validation_loss(
     assert (
         "stopped early after epoch 4" in trainer.stop_reason and "epoch 2's" in trainer.stop_reason
     )
+
+
+def test_the_vae_gans_best_epoch_is_judged_by_its_pixels_not_its_moving_features(monkeypatch):
+    images, val = small_split(256)
+    trainer = Trainer(build_model("vae-gan"), TrainSettings(epochs=5, early_stop=1), images, val)
+    losses = iter([(9.0, 5.0), (8.0, 6.0), (7.0, 7.0)])  # the loss falls, the pixels' BCE rises
+
+    def scripted(*args, **kwargs):
+        loss, bce = next(losses)
+        return {"loss": loss, "pixel_bce": bce}
+
+    monkeypatch.setattr(trainer, "validation_loss", scripted)
+    history = trainer.fit(progress=False)
+    assert len(history) == 2 and "pixel bce (the model's measure)" in trainer.stop_reason
+    assert best_epoch(history, "pixel_bce") == 1 and best_epoch(history) == 2
+
+
+def test_a_run_from_before_the_best_weights_resumes_and_keeps_them_once_beaten(tmp_path):
+    from safetensors.torch import save_file
+
+    run_dir = tmp_path / "run"
+    train("ae", epochs=3, out=run_dir, **QUIET)
+    # As an older aegen left it: no best weights in the checkpoint, no model-best file.
+    tensors, metadata = load_tensors(run_dir / "checkpoint.safetensors")
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("best.")}
+    del metadata["best_epoch"]
+    save_file(tensors, run_dir / "checkpoint.safetensors", metadata)
+    (run_dir / "model-best.safetensors").unlink()
+    train("ae", epochs=5, out=run_dir, resume=True, **QUIET)
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    best = best_epoch(history)
+    if best > 3:  # beaten after the resume: kept from then on
+        assert load_tensors(run_dir / "model-best.safetensors")[1]["epoch"] == str(best)
+        assert load(run_dir).weights == "best"
+    else:  # the best epoch's weights were never kept: none are claimed
+        assert not (run_dir / "model-best.safetensors").exists()
+        assert load(run_dir).weights == "last"
 
 
 def test_a_run_with_every_control_resumes_bit_exactly(tmp_path):
@@ -270,6 +308,8 @@ def test_the_controls_are_cli_flags_recorded_in_config(tmp_path, capsys):
         recorded["kl_warmup"],
         recorded["early_stop"],
     ) == ("onecycle", 0.5, 1, 3)
+    resumed = ["train", "vae", "--out", str(run_dir), "--resume", "--quiet", "--no-tensorboard"]
+    assert main(resumed) == 0  # a resumed run may switch TensorBoard off (or on) again
     for bad, words in (
         (["--lr-schedule", "linear"], "unknown lr_schedule 'linear'"),
         (["--clip-grad", "0"], "must be a positive number"),
@@ -306,7 +346,12 @@ def test_tensorboard_events_read_back_with_tensorboards_own_reader(tmp_path):
 def test_tensorboard_without_its_package_is_one_clear_line(tmp_path, monkeypatch):
     import sys
 
+    train("ae", epochs=1, out=tmp_path / "old", **QUIET)
+    config = (tmp_path / "old" / "config.json").read_bytes()
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     with pytest.raises(ConfigError, match=r"pip install 'aegen\[tensorboard\]'"):
         train("ae", epochs=1, out=tmp_path / "run", tensorboard=True, **QUIET)
     assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match=r"pip install 'aegen\[tensorboard\]'"):
+        train("ae", epochs=2, out=tmp_path / "old", resume=True, tensorboard=True, **QUIET)
+    assert (tmp_path / "old" / "config.json").read_bytes() == config  # nothing rewritten

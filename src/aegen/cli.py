@@ -141,9 +141,11 @@ def _add_setting_flags(
             _setting_help(name, model_defaults),
         )
         meta = spec.metadata
-        if kind is bool:  # the flag turns the default around
+        if kind is bool and spec.default:  # the flag turns it off
+            command.add_argument(flag, dest=name, action="store_const", const=False, help=help_text)
+        elif kind is bool:  # --NAME turns it on, --no-NAME off (a resumed run may want either)
             command.add_argument(
-                flag, dest=name, action="store_const", const=not spec.default, help=help_text
+                flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text
             )
         elif kind is dict:
             command.add_argument(
@@ -684,10 +686,12 @@ def _export(args: argparse.Namespace) -> None:
     out = args.out or args.run / f"{args.part}{suffix}"
     difference = export_part(trained.model, args.part, args.format, out)
     print(out)
-    print(
-        f"{trained.name} {args.part} ({trained.weights} weights): largest difference from "
-        f"aegen's own output {difference:.2g}"
+    checked = (
+        f"largest difference from aegen's own output {difference:.2g}"
+        if difference is not None
+        else "checked by ONNX's checker only (install onnxruntime to run it against aegen's)"
     )
+    print(f"{trained.name} {args.part} ({trained.weights} weights): {checked}")
 
 
 def _compare(args: argparse.Namespace) -> None:

@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import inspect
 import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -163,6 +164,8 @@ def _train(
     are then derived from it, and derived again whenever the run resumes, so a kill at any
     point converges. Callbacks (and --tensorboard's) see each epoch after it is committed."""
     device = resolve_device(chosen.device)  # a missing device stops the run before any file
+    if chosen.tensorboard:
+        summary_writer()  # its package missing: nothing written, also when resuming
     chosen = chosen.with_model_defaults(net.default_lr, net.default_weight_decay)
     full = training_data(chosen)
     if resume:
@@ -192,8 +195,6 @@ def _train(
     if resume and os.path.lexists(run_dir / CHECKPOINT):  # none yet: start from the seeded start
         start, history, best = load_checkpoint(run_dir, net, model, trainer.optimizers)
         trainer.after_checkpoint_loaded()  # a new rate, another device (CUDA graphs or not)
-        if best is None and start:  # an aegen that kept no best weights: best from here on
-            best = BestWeights.of(net, start)
         if main:  # derived from the checkpoint, as after its epoch
             save_weights(run_dir, net, model)
             if best is not None:
@@ -207,20 +208,27 @@ def _train(
 
     committed = [start]  # the epochs the checkpoint on disk holds
 
+    measure = f"val_{net.selection_metric}"  # what makes an epoch the best (base.py)
+
     def finish_epoch(metrics: dict) -> bool:
         nonlocal best
         if history and set(metrics) != set(history[0]):  # a run begun by an older aegen
             metrics = {k: v for k, v in metrics.items() if k in history[0]}
+        epoch = metrics["epoch"]
+        # A checkpoint of an aegen that kept no best weights: they start with the first epoch
+        # that beats every finished one (until then `load` takes the last weights).
+        bar = min((m[measure] for m in history), default=math.inf)
+        if best is not None:
+            bar = history[best.epoch - 1][measure]
+        if metrics[measure] < bar:
+            best = BestWeights.of(net, epoch)
         history.append(metrics)
         if not main:
             return False
-        epoch = metrics["epoch"]
-        if best is None or metrics["val_loss"] < history[best.epoch - 1]["val_loss"]:
-            best = BestWeights.of(net, epoch)
         save_checkpoint(run_dir, net, model, trainer.optimizers, epoch, history, best)
         committed[0] = epoch
         save_weights(run_dir, net, model)
-        if best.epoch == epoch:
+        if best is not None and best.epoch == epoch:
             save_best_weights(run_dir, best.state, best.epoch, model)
         write_history(run_dir, history)
         log.info(format_epoch(metrics, chosen))

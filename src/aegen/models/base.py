@@ -71,6 +71,9 @@ class Autoencoder(nn.Module):
     num_classes: int = 0
     pixel_likelihood: bool = False  # log p(x|z) is defined per pixel: ELBO and NLL can be scored
     channels_last: bool = False  # train in the channels_last layout (where it measured faster)
+    # The validation term that picks the best weights and drives early stopping: the loss,
+    # unless a model's loss is measured in something that moves as it trains.
+    selection_metric: str = "loss"
     default_lr: float = 1e-3  # Adam's learning rate when the settings leave it open
     default_weight_decay: float = 0.0
     adam_betas: tuple[float, float] = (0.9, 0.999)

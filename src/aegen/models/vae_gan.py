@@ -120,6 +120,10 @@ class VAEGAN(Autoencoder):
             "discriminator": list(self.discriminator.parameters()),
         }
 
+    # Its loss measures images in the discriminator's features, which move every epoch; the
+    # pixels' cross-entropy is a fixed yardstick for the best weights and early stopping.
+    selection_metric = "pixel_bce"
+
     @property
     def has_kl_term(self) -> bool:
         return True

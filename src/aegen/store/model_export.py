@@ -8,7 +8,8 @@ class weights [N, classes] (one-hot rows for plain labels). The batch size is fr
 
 Each file is checked before it is put in place: it is loaded back and run on seeded inputs, and
 its output must agree with aegen's own within TOLERANCE (onnxruntime, when installed, runs the
-ONNX file; else only the ONNX checker looks at it).
+ONNX file; else only the ONNX checker looks at it). It is then written as every aegen file is
+(store/atomic.py): in full or not at all.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import contextlib
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -25,6 +25,7 @@ from torch import nn
 
 from aegen.errors import ConfigError
 from aegen.models.base import Autoencoder
+from aegen.store.atomic import write_atomic
 
 FORMATS = ("onnx", "torchscript")
 PARTS = ("encoder", "decoder")
@@ -81,17 +82,21 @@ def input_names(model: Autoencoder, part: str) -> list[str]:
     return [first, "labels"] if model.conditional else [first]
 
 
-def export_part(model: Autoencoder, part: str, fmt: str, out: Path) -> float:
+def export_part(model: Autoencoder, part: str, fmt: str, out: Path) -> float | None:
     """Write the part as an ONNX or TorchScript file at out (atomically, after checking it);
-    return the largest |difference| from aegen's own output on the check inputs."""
+    return the largest |difference| from aegen's own output on the check inputs (None: an ONNX
+    file that only ONNX's checker could look at, onnxruntime not being installed)."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}: use onnx or torchscript")
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise ConfigError(f"cannot write {out}: its folder {out.parent} does not exist")
     module = part_module(model.cpu().float(), part)
     inputs = example_inputs(model, part)
     with torch.no_grad():
         expected = module(*inputs)
-    out = Path(out)
-    with _temporary_beside(out) as temporary:
+    with tempfile.TemporaryDirectory() as folder:
+        temporary = Path(folder) / f"{part}.{fmt}"
         if fmt == "onnx":
             _write_onnx(module, inputs, input_names(model, part), temporary)
             difference = _onnx_difference(temporary, inputs, input_names(model, part), expected)
@@ -102,12 +107,12 @@ def export_part(model: Autoencoder, part: str, fmt: str, out: Path) -> float:
                 loaded = torch.jit.load(str(temporary))
             with torch.no_grad():
                 difference = (loaded(*inputs) - expected).abs().max().item()
-        if not difference <= TOLERANCE:
+        if difference is not None and not difference <= TOLERANCE:
             raise ConfigError(
                 f"the exported {part} differs from aegen's own by {difference:.3g} "
                 f"(more than {TOLERANCE:g}); nothing was written"
             )
-        os.replace(temporary, out)
+        write_atomic(out, temporary.read_bytes())
     return difference
 
 
@@ -141,7 +146,7 @@ def _write_onnx(
 
 def _onnx_difference(
     path: Path, inputs: tuple[torch.Tensor, ...], names: list[str], expected: torch.Tensor
-) -> float:
+) -> float | None:
     """Run the file in onnxruntime (where installed) on the inputs; else only check it."""
     import onnx
 
@@ -149,23 +154,8 @@ def _onnx_difference(
     try:
         import onnxruntime
     except ImportError:
-        return 0.0
+        return None
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {name: tensor.numpy() for name, tensor in zip(names, inputs)}
     got = torch.from_numpy(session.run(None, feeds)[0])
     return (got - expected).abs().max().item()
-
-
-@contextlib.contextmanager
-def _temporary_beside(out: Path) -> Iterator[Path]:
-    """A temporary file name in out's folder (so the final rename is atomic), removed unless
-    it was renamed into place."""
-    if not out.parent.is_dir():
-        raise ConfigError(f"cannot write {out}: its folder {out.parent} does not exist")
-    handle, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        yield Path(name)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)

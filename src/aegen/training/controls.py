@@ -19,11 +19,12 @@ ONECYCLE_END = 25.0 * 1e4  # ... and ends at rate / ONECYCLE_END (Smith's 1cycle
 def rate_factor(schedule: str, step: int, total: int) -> float:
     """The learning rate at 0-based step `step` of `total`, as a multiple of the set rate.
 
-    constant: 1. cosine: half a cosine from 1 down to 0 over the run. onecycle: a cosine rise
-    from 1/25 to 1 over the first 30 % of the steps, then a cosine fall to 1/250000."""
+    constant: 1. cosine: half a cosine from 1 at the first step down to 0 at the last.
+    onecycle: a cosine rise from 1/25 to 1 over the first 30 % of the steps, then a cosine fall
+    to 1/250000 at the last step."""
     if schedule == "constant":
         return 1.0
-    progress = min(step, total) / max(total, 1)
+    progress = min(step, total - 1) / max(total - 1, 1)
     if schedule == "cosine":
         return _cosine(1.0, 0.0, progress)
     if schedule == "onecycle":
@@ -47,13 +48,14 @@ def kl_factor(step: int, warmup_steps: int) -> float:
     return min(1.0, step / warmup_steps)
 
 
-def best_epoch(history: list[dict]) -> int:
-    """The epoch (1-based) with the lowest validation loss, the first of equals; 0 if none."""
+def best_epoch(history: list[dict], measure: str = "loss") -> int:
+    """The epoch (1-based) with the lowest validation `measure` (the model's
+    selection_metric), the first of equals; 0 if none."""
     if not history:
         return 0
-    return min(history, key=lambda m: (m["val_loss"], m["epoch"]))["epoch"]
+    return min(history, key=lambda m: (m[f"val_{measure}"], m["epoch"]))["epoch"]
 
 
-def epochs_without_gain(history: list[dict]) -> int:
-    """How many epochs have passed since the lowest validation loss so far."""
-    return len(history) - best_epoch(history)
+def epochs_without_gain(history: list[dict], measure: str = "loss") -> int:
+    """How many epochs have passed since the lowest validation `measure` so far."""
+    return len(history) - best_epoch(history, measure)

@@ -197,7 +197,8 @@ class Trainer:
         new: list[dict] = []
         self.stop_reason = None
         for epoch in range(start_epoch + 1, self.config.epochs + 1):
-            if self._patience_spent(past):
+            # Every rank stops together (each measured the validation loss on its own).
+            if distributed.any_rank(self._patience_spent(past), self.device):
                 break
             started = time.perf_counter()
             metrics = {"epoch": epoch, **self.train_epoch(epoch, progress)}
@@ -221,13 +222,15 @@ class Trainer:
 
     def _patience_spent(self, history: list[dict]) -> bool:
         """Whether early stopping ends training after these epochs (it sets stop_reason)."""
-        patience = self.config.early_stop
-        if not patience or not history or epochs_without_gain(history) < patience:
+        patience, key = self.config.early_stop, self.model.selection_metric
+        waited = epochs_without_gain(history, key) if history else 0
+        if not patience or waited < patience:
             return False
-        best = len(history) - epochs_without_gain(history)
+        what = "loss" if key == "loss" else f"{key.replace('_', ' ')} (the model's measure)"
+        epochs = f"{patience} epoch{'s' if patience > 1 else ''}"
         self.stop_reason = (
-            f"stopped early after epoch {len(history)}: the validation loss has not fallen "
-            f"below epoch {best}'s for {patience} epoch{'s' if patience > 1 else ''}"
+            f"stopped early after epoch {len(history)}: the validation {what} has not fallen "
+            f"below epoch {len(history) - waited}'s for {epochs}"
         )
         return True
 
@@ -389,7 +392,7 @@ class StepLosses:
         """Bring the pending losses to the host; raise on a NaN; return the latest loss."""
         if not self.rows:
             return float("nan")
-        values = torch.stack(self.rows).double().cpu()
+        values = torch.stack(self.rows).cpu().double()  # on the host: MPS has no float64
         broken = (~torch.isfinite(values)).nonzero()
         if len(broken):
             row, column = broken[0].tolist()
