@@ -63,7 +63,8 @@ def strip_times(run_dir):
 
 @pytest.mark.parametrize("name", ["vae", "conv-ae"])  # conv-ae trains in channels_last
 def test_resume_matches_uninterrupted(tmp_path, name):
-    quiet = {"progress": False, "val_fraction": 0.5, "device": "cpu"}
+    # One pinned thread count: conv-ae's floats round differently with another count.
+    quiet = {"progress": False, "val_fraction": 0.5, "device": "cpu", "threads": 2}
     train(name, epochs=3, out=tmp_path / "whole", **quiet)
     train(name, epochs=1, out=tmp_path / "parts", **quiet)
     resumed = train(name, epochs=3, out=tmp_path / "parts", resume=True, **quiet)

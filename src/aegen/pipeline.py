@@ -239,6 +239,7 @@ def _train(
 
     notes = ", bf16" if chosen.precision == "bf16" else ""
     notes += ", CUDA graph" if trainer.graphed_step is not None else ""
+    notes += f", {trainer.tuner.describe()}" if trainer.device.type == "cpu" else ""
     if main:
         log.info(
             f"training {model} on {chosen.dataset} ({len(train_index)} train / "

@@ -29,6 +29,7 @@ RESUMABLE = (
     "cuda_graphs",
     "early_stop",
     "tensorboard",
+    "threads",
 )
 MAX_SEED = 2**32 - 1  # (seed, epoch) still fits the 64-bit seed torch takes (see epoch_seed)
 
@@ -159,6 +160,14 @@ class TrainSettings:
         "auto",
         "auto (a CUDA GPU if torch sees one), cpu, cuda, cuda:N or mps (Apple GPUs)",
         section="run",
+    )
+    threads: int | None = setting(
+        None,
+        "CPU threads per training step (default: chosen while training, one or every usable "
+        "core, whichever is faster at the moment; a count, or OMP_NUM_THREADS, pins it)",
+        minimum=1,
+        maximum=1024,
+        metavar="N",
     )
     precision: str = setting(
         "fp32", "fp32, or bf16 mixed precision in the forward pass", choices=PRECISIONS

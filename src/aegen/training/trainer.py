@@ -41,6 +41,7 @@ from aegen.training.controls import epochs_without_gain, kl_factor, rate_factor
 from aegen.training.cuda_graph import GraphedStep
 from aegen.training.device import autocast, flushing_denormals, resolve_device
 from aegen.training.settings import TrainSettings
+from aegen.training.threads import ThreadTuner, thread_candidates
 
 EVAL_BATCH = 1024
 CHECK_EVERY = 50  # steps between looks at the losses (each look waits for the device)
@@ -127,6 +128,11 @@ class Trainer:
             for name, params in self.groups.items()
         }
         self.stop_reason: str | None = None  # why fit() ended before config.epochs, if it did
+        # CPU threads per step (threads.py): on the CPU, chosen while training unless pinned.
+        cpu = self.device.type == "cpu"
+        self.tuner = ThreadTuner(
+            thread_candidates(config.threads) if cpu else (torch.get_num_threads(),)
+        )
         self.graphed_step = (
             GraphedStep(self._graphable_step, self._zero_grad, config.batch_size, self.device)
             if graphed
@@ -196,6 +202,22 @@ class Trainer:
         past = list(history or [])
         new: list[dict] = []
         self.stop_reason = None
+        threads_before = torch.get_num_threads()
+        try:
+            self._fit(start_epoch, on_epoch_end, progress, past, new)
+        finally:  # the caller's own thread count back
+            torch.set_num_threads(threads_before)
+        return new
+
+    def _fit(
+        self,
+        start_epoch: int,
+        on_epoch_end: Callable[[dict], bool | None] | None,
+        progress: bool | None,
+        past: list[dict],
+        new: list[dict],
+    ) -> None:
+        self.tuner.apply(self.tuner.current)
         for epoch in range(start_epoch + 1, self.config.epochs + 1):
             # Every rank stops together (each measured the validation loss on its own).
             if distributed.any_rank(self._patience_spent(past), self.device):
@@ -218,7 +240,6 @@ class Trainer:
             if distributed.any_rank(stop, self.device):
                 self.stop_reason = f"stopped by a callback after epoch {epoch}"
                 break
-        return new
 
     def _patience_spent(self, history: list[dict]) -> bool:
         """Whether early stopping ends training after these epochs (it sets stop_reason)."""
@@ -275,6 +296,7 @@ class Trainer:
         first = (epoch - 1) * self.steps_per_epoch
         if not moving:
             self.set_step(first)  # the rate a resumed run may have changed, and full KL weight
+        self.tuner.restart()  # not the validation and saving since the last step
         for step, index in enumerate(bar, start=1):
             if moving:
                 self.set_step(first + step - 1)
@@ -284,6 +306,7 @@ class Trainer:
             else:
                 loss, terms, group_losses = self._step(index)
             losses.add(len(index), loss, terms, group_losses)
+            self.tuner.step_done(len(index))
             if step % CHECK_EVERY == 0:
                 bar.set_postfix(loss=f"{losses.check():.4g}", refresh=False)
         losses.check()
