@@ -33,25 +33,24 @@ TOLERANCE = 1e-4  # largest |difference| from aegen's own output that a file may
 CHECK_BATCH = 16
 
 
-class EncoderPart(nn.Module):
-    """Images in [0, 1] (and class weights) -> codes."""
+class _Part(nn.Module):
+    """One half of a model, in aegen's pixel convention ([0, 1]) rather than the model's."""
 
     def __init__(self, model: Autoencoder):
         super().__init__()
         self.model = model
         self.low, self.high = model.value_range
+
+
+class EncoderPart(_Part):
+    """Images in [0, 1] (and class weights) -> codes."""
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.model.encode(images * (self.high - self.low) + self.low, labels)
 
 
-class DecoderPart(nn.Module):
+class DecoderPart(_Part):
     """Codes (and class weights) -> images in [0, 1]."""
-
-    def __init__(self, model: Autoencoder):
-        super().__init__()
-        self.model = model
-        self.low, self.high = model.value_range
 
     def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         images = self.model.decode(codes, labels)
