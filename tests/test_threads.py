@@ -137,10 +137,14 @@ def test_threads_pin_the_count_are_recorded_and_leave_the_callers_count(tmp_path
     assert resumed.config["train"]["threads"] == 2  # a resumed run may change it
 
 
-def test_the_thread_count_does_not_change_an_mlp_models_weights(tmp_path):
-    """The fully connected models compute the same floats with 1 and 2 threads (the
-    convolutional ones may differ in the last bits: pin --threads for bit-exact resume)."""
+def test_the_thread_count_changes_the_weights_by_float_rounding_at_most(tmp_path):
+    """Another thread count may sum in another order (on the 2-core development machine the
+    fully connected models came out bit-identical, on a 16-core one not): pin --threads for
+    bit-exact resume; the results agree to rounding either way."""
+    from aegen.store.tensor_files import load_tensors
+
     for count in (1, 2):
         train("vae", epochs=1, out=tmp_path / f"t{count}", threads=count, **QUIET)
-    one = (tmp_path / "t1" / "model.safetensors").read_bytes()
-    assert one == (tmp_path / "t2" / "model.safetensors").read_bytes()
+    one = load_tensors(tmp_path / "t1" / "model.safetensors")[0]
+    two = load_tensors(tmp_path / "t2" / "model.safetensors")[0]
+    assert all(torch.allclose(one[k], two[k], rtol=1e-4, atol=1e-6) for k in one)

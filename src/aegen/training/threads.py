@@ -9,9 +9,10 @@ deschedules one of them now and then, and the rest spin until it is back: a VAE 
 2x. So the tuner times the steps with the current count, tries the other count for one window
 now and then, and keeps the faster.
 
-Results: the fully connected models computed bit-identical weights with 1 and 2 threads, the
-convolutional ones differ in the last bits (float rounding); `--threads N` (or OMP_NUM_THREADS)
-pins the count, and with it bit-exact resume.
+Results: another count may sum in another order, so the weights can differ in the last bits
+(the fully connected models came out bit-identical with 1 and 2 threads on the 2-core
+development machine, the convolutional ones not; on a 16-core machine neither); `--threads N`
+(or OMP_NUM_THREADS) pins the count, and with it bit-exact resume.
 """
 
 from __future__ import annotations
