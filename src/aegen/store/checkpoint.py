@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -26,6 +26,17 @@ from aegen.store.tensor_files import (
 )
 
 BEST = "best."  # the prefix of the best epoch's weights in a checkpoint
+
+
+class Optimizer(Protocol):
+    """What a checkpoint needs of an optimizer: torch.optim's state_dict layout (the trainer's
+    FusedAdam and torch.optim.Adam both have it)."""
+
+    param_groups: list[dict[str, Any]]
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -50,7 +61,7 @@ def save_checkpoint(
     run_dir: Path,
     model: torch.nn.Module,
     model_name: str,
-    optimizers: Mapping[str, torch.optim.Optimizer],
+    optimizers: Mapping[str, Optimizer],
     epoch: int,
     history: list[dict],
     best: BestWeights | None = None,
@@ -85,7 +96,7 @@ def load_checkpoint(
     run_dir: Path,
     model: torch.nn.Module,
     model_name: str,
-    optimizers: Mapping[str, torch.optim.Optimizer],
+    optimizers: Mapping[str, Optimizer],
 ) -> tuple[int, list[dict], BestWeights | None]:
     """Restore weights and optimizer states; return the finished epochs, their metrics and the
     best epoch's weights (None in a checkpoint of an aegen that did not keep them).
@@ -133,7 +144,7 @@ def _optimizer_state(
     tensors: dict[str, torch.Tensor],
     metadata: dict[str, str],
     suffix: str,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
 ) -> dict[str, Any]:
     """One optimizer's state dict from a checkpoint's tensors (checked by _check_optimizer_tensors)
     and metadata (checked here against the optimizer)."""
@@ -167,7 +178,7 @@ def _parameter_index(text: str, count: int) -> int | None:
 
 
 def _check_optimizer_tensors(
-    path: Path, header: Header, optimizers: Mapping[str, torch.optim.Optimizer]
+    path: Path, header: Header, optimizers: Mapping[str, Optimizer]
 ) -> None:
     """Every tensor but the model's must be optimizer{suffix}.INDEX.KEY of an existing parameter,
     shaped like it (moments) or a scalar (step counts)."""
@@ -189,7 +200,7 @@ def _check_optimizer_tensors(
         check_tensor(path, name, found, shape, param.dtype, "needs")
 
 
-def _check_param_groups(path: Path, saved: Any, optimizer: torch.optim.Optimizer, key: str) -> None:
+def _check_param_groups(path: Path, saved: Any, optimizer: Optimizer, key: str) -> None:
     """The saved parameter groups must have the optimizer's groups, parameters and value kinds
     (settings a newer torch added may be missing: torch fills them in)."""
     fresh = optimizer.state_dict()["param_groups"]
@@ -223,9 +234,7 @@ def _same_kind(value: Any, default: Any) -> bool:
     return True
 
 
-def _match_parameter_layout(
-    optimizer: torch.optim.Optimizer, state: dict[int, dict[str, Any]]
-) -> None:
+def _match_parameter_layout(optimizer: Optimizer, state: dict[int, dict[str, Any]]) -> None:
     """Give each moment tensor its parameter's device and memory layout (channels_last for
     convolutions): the fused Adam kernel walks parameter and state memory side by side, so a
     state saved in the usual layout must not meet a channels_last parameter."""

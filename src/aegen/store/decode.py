@@ -12,19 +12,16 @@ everything.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-
-try:
-    from torchvision.io import ImageReadMode, decode_image
-except ImportError:  # pragma: no cover - a torchvision without its image decoders
-    decode_image = None
 
 warnings.filterwarnings(
     "ignore",
@@ -79,11 +76,25 @@ def decode_file(path: str, size: int | None, channels: int | None) -> Decoded:
     """One file's pixels [C, H, W] in uint8, converted to `channels` (None: the file's own, 1 or
     3) and, when size is given, resized so its shorter side is `size` and centre-cropped to
     size x size. A file that cannot be read gives the reason as a string instead."""
-    if size is None and decode_image is not None:
+    if size is None and jpeg_decoder() is not None:
         fast = _decode_fast(path, channels)
         if fast is not None:
             return fast
     return _decode_pillow(path, size, channels)
+
+
+@functools.cache
+def jpeg_decoder() -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """torchvision.io's decoder, imported on first use: importing torchvision imports torch's
+    compiler stack (over a second on a small CPU), which only a folder of JPEGs needs. None
+    where this torchvision has no image decoders."""
+    try:
+        from torchvision.io import ImageReadMode, decode_image
+    except ImportError:  # pragma: no cover - a torchvision without its image decoders
+        return None
+    return functools.partial(
+        decode_image, mode=ImageReadMode.UNCHANGED, apply_exif_orientation=True
+    )
 
 
 def _decode_fast(path: str, channels: int | None) -> torch.Tensor | None:
@@ -94,8 +105,9 @@ def _decode_fast(path: str, channels: int | None) -> torch.Tensor | None:
     try:
         with open(path, "rb") as handle:
             data = torch.frombuffer(bytearray(handle.read()), dtype=torch.uint8)
-        assert decode_image is not None
-        pixels = decode_image(data, mode=ImageReadMode.UNCHANGED, apply_exif_orientation=True)
+        decoder = jpeg_decoder()
+        assert decoder is not None
+        pixels = decoder(data)
     except (OSError, RuntimeError, ValueError):
         return None
     if pixels.dtype != torch.uint8 or pixels.dim() != 3 or pixels.shape[0] not in (1, 3):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.utils import make_grid, save_image
 
 from aegen.errors import ConfigError
 from aegen.store.atomic import write_atomic
+from aegen.store.grid import grid_png, tile
 
 GRID_SCALE = 2  # MNIST digits are 28 px: draw each pixel as 2x2 so a grid is readable
 LARGE_IMAGE = 48  # images this wide or wider are drawn at their own size
@@ -24,9 +24,7 @@ def image_grid_png(images: torch.Tensor, columns: int, scale: int | None = None)
         scale = GRID_SCALE if images.shape[-1] < LARGE_IMAGE else 1
     if scale > 1:
         images = images.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
-    buffer = io.BytesIO()
-    save_image(make_grid(images, nrow=columns, padding=2, pad_value=1.0), buffer, format="png")
-    return buffer.getvalue()
+    return grid_png(tile(images, columns, padding=2, pad_value=1.0))
 
 
 def save_image_grid(path: Path, images: torch.Tensor, columns: int = 8) -> None:

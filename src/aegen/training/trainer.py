@@ -37,6 +37,7 @@ from aegen.errors import ConfigError, TrainingError
 from aegen.models.base import Autoencoder
 from aegen.store.datasets import to_model_range
 from aegen.training import distributed
+from aegen.training.adam import FusedAdam
 from aegen.training.controls import epochs_without_gain, kl_factor, rate_factor
 from aegen.training.cuda_graph import GraphedStep
 from aegen.training.device import autocast, flushing_denormals, resolve_device
@@ -114,16 +115,16 @@ class Trainer:
             and len(self.groups) == 1
             and self.world_size == 1
         )
-        # The fused kernel updates all parameters in one pass instead of a dozen foreach ops. A
-        # recorded step reads the rate from a tensor, so that the schedule can move it.
+        # The fused kernel updates all parameters in one pass instead of a dozen foreach ops,
+        # without torch.optim's import of the compiler (adam.py). A recorded step reads the rate
+        # from a tensor, so that the schedule can move it.
         self.optimizers = {
-            name: torch.optim.Adam(
+            name: FusedAdam(
                 params,
                 lr=torch.tensor(self.lr, device=self.device) if graphed else self.lr,
                 betas=model.adam_betas,
                 capturable=graphed,
                 weight_decay=self.weight_decay,
-                fused=True,
             )
             for name, params in self.groups.items()
         }

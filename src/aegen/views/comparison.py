@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from matplotlib.figure import Figure
-from torchvision.utils import make_grid
 
 from aegen.store.atomic import write_atomic, write_json
+from aegen.store.grid import tile
 from aegen.store.run_folder import read_scores
 from aegen.trained import load
 from aegen.views.figures import figure_png
@@ -118,7 +118,7 @@ def save_sample_strips(all_metrics: list[dict], path: Path, seed: int = 0) -> No
     fig = Figure(figsize=(SAMPLES_PER_ROW * 0.6 + 2.2, len(rows) * 0.62 + 0.3))
     for i, (metrics, sampler) in enumerate(rows):
         images = load(metrics["run"]).sample(SAMPLES_PER_ROW, seed=seed, sampler=sampler)
-        strip = make_grid(images, nrow=SAMPLES_PER_ROW, padding=1, pad_value=1.0)
+        strip = tile(images, SAMPLES_PER_ROW, padding=1, pad_value=1.0).expand(3, -1, -1)
         ax = fig.add_subplot(len(rows), 1, i + 1)
         ax.imshow(strip.permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_xticks([])
