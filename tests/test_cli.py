@@ -1,5 +1,6 @@
 """The CLI does what the README says, and every user mistake is one line and exit status 2."""
 
+import json
 import subprocess
 import sys
 
@@ -53,6 +54,25 @@ def test_models_lists_the_three_presets(capsys):
     status, out, _ = run_cli(capsys, "models")
     assert status == 0
     assert "219,891" in out and "5,729" in out and "652,824" in out
+
+
+def test_models_shows_a_variants_own_defaults(capsys):
+    status, out, _ = run_cli(capsys, "models")
+    beta = out[out.index("beta-vae") : out.index("\niwae")]
+    iwae = out[out.index("\niwae") : out.index("conv-vae")]
+    assert status == 0 and "kl_weight = 4.0" in beta and "importance_samples = 5" in iwae
+
+
+def test_a_variant_preset_trains_and_its_run_remembers_it(capsys, tmp_path):
+    run_dir = tmp_path / "beta"
+    status, _, _ = run_cli(
+        capsys, "train", "beta-vae", "--epochs", "1", "--out", run_dir, "--quiet"
+    )
+    config = json.loads((run_dir / "config.json").read_text())
+    assert status == 0 and config["model"] == "beta-vae"
+    assert config["model_config"]["kl_weight"] == 4.0
+    status, _, _ = run_cli(capsys, "sample", run_dir, "-n", "4", "--out", tmp_path / "s.npy")
+    assert status == 0 and np.load(tmp_path / "s.npy").shape == (4, 1, 28, 28)
 
 
 @pytest.mark.parametrize(
@@ -151,5 +171,5 @@ def test_console_entry_point_prints_no_traceback():
     assert (
         result.stderr.strip()
         == "aegen: error: unknown model 'vea' (did you mean 'vae'?); choose one of ae, conv-ae, "
-        "vae, conv-vae, cvae, vae-gan"
+        "vae, beta-vae, iwae, conv-vae, cvae, vae-gan"
     )

@@ -143,3 +143,36 @@ def test_conv_vae_loss_on_known_input_is_pixels_ln2_with_zero_weights():
     out = model.loss(torch.rand(4, 1, 28, 28))
     assert out.loss.item() == pytest.approx(784 * math.log(2), rel=1e-5)
     assert out.terms["kl"].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_beta_vae_is_the_vae_with_its_kl_weighted_by_four():
+    beta, vae = build_model("beta-vae"), build_model("vae")
+    assert type(beta) is type(vae) and linear_shapes(beta) == linear_shapes(vae)
+    assert beta.config.kl_weight == 4.0 and beta.config.importance_samples == 1
+    model = zero_weights(beta)
+    with torch.no_grad():
+        model.fc_mu.bias.fill_(1.0)  # KL = 20 * 1/2, weighted by 4
+    out = model.loss(torch.full((2, 1, 28, 28), 0.5))
+    assert out.loss.item() == pytest.approx(784 * math.log(2) + 4 * 10.0, rel=1e-5)
+    assert build_model("beta-vae", {"kl_weight": 0.5}).config.kl_weight == 0.5
+
+
+def test_iwae_is_the_vae_on_the_five_sample_bound():
+    iwae = build_model("iwae")
+    assert iwae.config.importance_samples == 5 and not iwae.has_kl_term
+    plain = build_model("vae", {"importance_samples": 5})
+    plain.load_state_dict(iwae.state_dict())
+    x = torch.rand(3, 1, 28, 28)
+    torch.manual_seed(0)
+    ours = iwae.loss(x).loss
+    torch.manual_seed(0)
+    assert ours.item() == plain.loss(x).loss.item()
+    torch.manual_seed(0)
+    single = build_model("vae")
+    single.load_state_dict(iwae.state_dict())
+    assert ours.item() != single.loss(x).loss.item()  # not the ELBO
+
+
+def test_a_preset_variant_refuses_what_its_objective_cannot_take():
+    with pytest.raises(ConfigError, match="leave kl_weight at 1"):
+        build_model("iwae", {"kl_weight": 4.0})

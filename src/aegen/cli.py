@@ -251,7 +251,7 @@ def build_parser(
     train.add_argument(
         "model",
         metavar="MODEL",
-        help="ae, conv-ae, vae, conv-vae, cvae or vae-gan (see `aegen models`)",
+        help="ae, conv-ae, vae, beta-vae, iwae, conv-vae, cvae or vae-gan (see `aegen models`)",
     )
     train.add_argument(
         "--config",
@@ -730,7 +730,7 @@ def _explore(args: argparse.Namespace) -> None:
 
 
 def _models(args: argparse.Namespace) -> None:
-    from aegen.models import PRESETS, build_model, option_meanings
+    from aegen.models import PRESETS, build_model
 
     for name, entry in PRESETS.items():
         model = build_model(name)
@@ -740,7 +740,7 @@ def _models(args: argparse.Namespace) -> None:
             f"{'':8s} Adam lr {model.default_lr:g}, weight decay {model.default_weight_decay:g}, "
             f"betas {model.adam_betas}; options (--option KEY=VALUE):"
         )
-        for option, default, meaning in option_meanings(entry.config_class):
+        for option, default, meaning in entry.option_defaults():
             shown = json.dumps(list(default) if isinstance(default, tuple) else default)
             print(f"{'':10s}{option + ' = ' + shown:<30} {meaning}")
 

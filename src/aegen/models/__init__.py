@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aegen.errors import ConfigError
@@ -25,12 +25,21 @@ from aegen.names import closest
 
 @dataclass(frozen=True)
 class Preset:
-    """A named model: its config class, its module class (which declares its optimizer defaults)
-    and a one-line description."""
+    """A named model: its config class, its module class (which declares its optimizer defaults),
+    a one-line description and the options it sets beyond its config class's defaults (a
+    variant users know by its own name, e.g. beta-vae: the VAE with a KL weight)."""
 
     config_class: type[ModelConfig]
     model_class: type[Autoencoder]
     description: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def option_defaults(self) -> list[tuple[str, Any, str]]:
+        """(name, default, meaning) of each option, with this preset's own defaults."""
+        return [
+            (name, self.defaults.get(name, default), meaning)
+            for name, default, meaning in option_meanings(self.config_class)
+        ]
 
 
 PRESETS: dict[str, Preset] = {
@@ -43,6 +52,18 @@ PRESETS: dict[str, Preset] = {
         "convolutional autoencoder 16/8 channels, 8x2x2 code, Tanh output, MSE",
     ),
     "vae": Preset(VAEConfig, VAE, "variational autoencoder 784-400-20, sigmoid output, BCE + KL"),
+    "beta-vae": Preset(
+        VAEConfig,
+        VAE,
+        "beta-VAE (Higgins et al. 2017): the VAE 784-400-20 with the KL term weighted by 4",
+        {"kl_weight": 4.0},
+    ),
+    "iwae": Preset(
+        VAEConfig,
+        VAE,
+        "IWAE (Burda et al. 2016): the VAE 784-400-20 trained on the 5-sample importance bound",
+        {"importance_samples": 5},
+    ),
     "conv-vae": Preset(
         ConvVAEConfig,
         ConvVAE,
@@ -72,7 +93,9 @@ def preset(name: str) -> Preset:
 def build_model(name: str, options: dict[str, Any] | None = None) -> Autoencoder:
     """A freshly initialised model of preset name, with options overriding its config."""
     entry = preset(name)
-    return entry.model_class(config_from_dict(entry.config_class, options or {}))
+    return entry.model_class(
+        config_from_dict(entry.config_class, {**entry.defaults, **(options or {})})
+    )
 
 
 __all__ = [

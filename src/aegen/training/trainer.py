@@ -64,7 +64,7 @@ def check_kl_warmup(model: Autoencoder, settings: TrainSettings) -> None:
     """A KL warm-up needs a KL term to warm up: refused in one line otherwise."""
     if settings.kl_warmup and not model.has_kl_term:
         raise ConfigError(
-            "--kl-warmup needs a model whose loss has a KL term (vae, conv-vae, cvae, "
+            "--kl-warmup needs a model whose loss has a KL term (vae, beta-vae, conv-vae, cvae, "
             "vae-gan; not the IWAE objective); this one has none"
         )
 
