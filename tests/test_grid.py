@@ -17,11 +17,11 @@ from aegen.store.grid import grid_png, tile
 @pytest.mark.parametrize(
     ("count", "columns", "channels"), [(1, 8, 1), (2, 8, 1), (10, 4, 1), (64, 8, 3)]
 )
-@pytest.mark.parametrize("padding", [1, 2])
-def test_tiling_is_torchvisions(count, columns, channels, padding):
+@pytest.mark.parametrize(("padding", "pad_value"), [(0, 1.0), (1, 0.5), (2, 1.0)])
+def test_tiling_is_torchvisions(count, columns, channels, padding, pad_value):
     images = torch.rand(count, channels, 7, 5, generator=torch.Generator().manual_seed(count))
-    ours = tile(images, columns, padding=padding, pad_value=1.0)
-    theirs = make_grid(images, nrow=columns, padding=padding, pad_value=1.0)
+    ours = tile(images, columns, padding=padding, pad_value=pad_value)
+    theirs = make_grid(images, nrow=columns, padding=padding, pad_value=pad_value)
     assert torch.equal(ours.expand(3, -1, -1), theirs)  # torchvision makes gray images RGB
 
 

@@ -202,7 +202,7 @@ def _check_optimizer_tensors(
 
 def _check_param_groups(path: Path, saved: Any, optimizer: Optimizer, key: str) -> None:
     """The saved parameter groups must have the optimizer's groups, parameters and value kinds
-    (settings a newer torch added may be missing: torch fills them in)."""
+    (settings a newer torch added may be missing: the optimizer keeps its own)."""
     fresh = optimizer.state_dict()["param_groups"]
     if (
         not isinstance(saved, list)

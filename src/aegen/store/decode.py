@@ -76,7 +76,7 @@ def decode_file(path: str, size: int | None, channels: int | None) -> Decoded:
     """One file's pixels [C, H, W] in uint8, converted to `channels` (None: the file's own, 1 or
     3) and, when size is given, resized so its shorter side is `size` and centre-cropped to
     size x size. A file that cannot be read gives the reason as a string instead."""
-    if size is None and jpeg_decoder() is not None:
+    if size is None:
         fast = _decode_fast(path, channels)
         if fast is not None:
             return fast
@@ -102,11 +102,12 @@ def _decode_fast(path: str, channels: int | None) -> torch.Tensor | None:
     says why when it cannot: a truncated or damaged JPEG is refused by both)."""
     if os.path.splitext(path)[1].lower() not in FAST_SUFFIXES:
         return None
+    decoder = jpeg_decoder()
+    if decoder is None:
+        return None
     try:
         with open(path, "rb") as handle:
             data = torch.frombuffer(bytearray(handle.read()), dtype=torch.uint8)
-        decoder = jpeg_decoder()
-        assert decoder is not None
         pixels = decoder(data)
     except (OSError, RuntimeError, ValueError):
         return None

@@ -3,7 +3,7 @@
 torchvision's make_grid and save_image would do, but importing torchvision imports torch's
 compiler stack (torchvision.ops imports torch._dynamo): 1.3-1.6 s of a 7-s training run on a
 2-core CPU, paid only to tile pictures (bench/startup.py). This is the same tiling, checked
-pixel for pixel against torchvision's in tests/test_exports.py.
+pixel for pixel against torchvision's in tests/test_grid.py.
 """
 
 from __future__ import annotations

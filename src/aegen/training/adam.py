@@ -17,6 +17,8 @@ from typing import Any
 import torch
 
 EPS = 1e-8  # torch.optim.Adam's default
+# torch.optim.Adam's variants this class does not run: a saved state that used one is refused.
+UNSUPPORTED = ("amsgrad", "maximize", "decoupled_weight_decay", "differentiable")
 
 
 class FusedAdam:
@@ -36,6 +38,11 @@ class FusedAdam:
         parameters = list(params)
         if not parameters:
             raise ValueError("FusedAdam got no parameters")
+        if not (float(lr) >= 0 and weight_decay >= 0 and all(0 <= b < 1 for b in betas)):
+            raise ValueError(
+                "Adam needs lr >= 0, weight_decay >= 0 and betas in [0, 1), got "
+                f"lr={float(lr)}, weight_decay={weight_decay}, betas={tuple(betas)}"
+            )
         self.defaults: dict[str, Any] = {
             "lr": lr,
             "betas": tuple(betas),
@@ -58,7 +65,7 @@ class FusedAdam:
                 if set_to_none:
                     param.grad = None
                 elif param.grad is not None:
-                    param.grad.zero_()
+                    param.grad.detach_().zero_()
 
     def _state_of(self, param: torch.Tensor) -> dict[str, torch.Tensor]:
         state = self.state.get(param)
@@ -124,24 +131,43 @@ class FusedAdam:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Take the saved settings and per-parameter state (a torch.optim.Adam's too), placed on
-        each parameter's device, moments in its dtype and layout, step counts in float32."""
+        each parameter's device, moments in its dtype and layout, step counts in float32. All of
+        it is checked before anything changes; a mismatch is a ValueError."""
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups) or any(
             len(saved["params"]) != len(group["params"])
             for saved, group in zip(saved_groups, self.param_groups)
         ):
             raise ValueError("the saved state has other parameter groups than this optimizer")
+        for saved in saved_groups:
+            unsupported = [key for key in UNSUPPORTED if saved.get(key)]
+            if unsupported:
+                raise ValueError(f"the saved Adam used {unsupported[0]}, which FusedAdam does not")
         params = [p for group in self.param_groups for p in group["params"]]
+        state = {}
+        for index, values in state_dict["state"].items():
+            if not 0 <= int(index) < len(params):
+                raise ValueError(f"the saved state names parameter {index} of {len(params)}")
+            param = params[int(index)]
+            state[param] = {key: _placed(key, value, param) for key, value in values.items()}
         for saved, group in zip(saved_groups, self.param_groups):
             for key, value in saved.items():
-                if key != "params":
-                    group[key] = tuple(value) if key == "betas" else value
-        self.state = {}
-        for index, values in state_dict["state"].items():
-            param = params[int(index)]
-            self.state[param] = {
-                key: value.to(param.device, torch.float32)
-                if key == "step"
-                else torch.empty_like(param).copy_(value)
-                for key, value in values.items()
-            }
+                if key == "betas":
+                    group[key] = tuple(value)
+                elif key != "params":
+                    group[key] = value.clone() if torch.is_tensor(value) else value
+        self.state = state
+
+
+def _placed(key: str, value: Any, param: torch.Tensor) -> torch.Tensor:
+    """One saved state value on its parameter's device: the step count a float32 scalar (a plain
+    number in an older state), a moment in the parameter's shape, dtype and layout."""
+    if key == "step":
+        step = torch.as_tensor(value, dtype=torch.float32)
+        if step.dim() != 0:
+            raise ValueError(f"a saved step count has shape {tuple(step.shape)}, not a scalar")
+        return step.to(param.device)
+    if not torch.is_tensor(value) or value.shape != param.shape:
+        shape = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
+        raise ValueError(f"a saved {key} is {shape}, its parameter {tuple(param.shape)}")
+    return torch.empty_like(param).copy_(value)
