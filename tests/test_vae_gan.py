@@ -93,7 +93,8 @@ def test_training_runs_without_nan_and_moves_every_group(tmp_path):
 
 
 def test_resume_restores_all_three_optimizers_bit_exactly(tmp_path):
-    kwargs = {"model_options": SMALL, "progress": False}
+    # a fixed thread count: convolutions sum in another order with another one (README)
+    kwargs = {"model_options": SMALL, "progress": False, "threads": 1}
     whole = train("vae-gan", epochs=2, out=tmp_path / "whole", **kwargs)
     train("vae-gan", epochs=1, out=tmp_path / "parts", **kwargs)
     resumed = train("vae-gan", epochs=2, out=tmp_path / "parts", resume=True, **kwargs)

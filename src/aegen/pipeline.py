@@ -371,7 +371,7 @@ def _run_config(
             "n_train": n_train,
             "n_val": n_val,
         },
-        "default_sampler": "prior" if net.variational else "gaussian",
+        "default_sampler": net.default_sampler,
         "device": str(device),
     }
 

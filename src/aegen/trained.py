@@ -16,7 +16,14 @@ from typing import Any
 import torch
 
 from aegen.errors import ConfigError, DataError, RunError
-from aegen.latent.samplers import LEARNED, Sampler, fitted_name, is_conditional, make_sampler
+from aegen.latent.samplers import (
+    LEARNED,
+    MixturePriorSampler,
+    Sampler,
+    fitted_name,
+    is_conditional,
+    make_sampler,
+)
 from aegen.models import Autoencoder, build_model
 from aegen.store.datasets import (
     ImageSet,
@@ -197,7 +204,13 @@ class TrainedModel:
         and fitted to these weights; refitted and saved over if the weights changed since).
         fit=False refuses, with one line, a sampler that would have to be fitted first."""
         if name not in self._samplers:
-            sampler = make_sampler(name, self.latent_dim, self.classes if self.conditional else 0)
+            sampler: Sampler = make_sampler(
+                name, self.latent_dim, self.classes if self.conditional else 0
+            )
+            with torch.no_grad():
+                components = self.model.prior_components() if name == "prior" else None
+            if components is not None:  # the model's own prior (the VampPrior's mixture)
+                sampler = MixturePriorSampler(*components)
             path = self.run_dir / f"sampler-{fitted_name(sampler)}.safetensors"
             if name != "prior":
                 if not os.path.lexists(path) or not self._load_sampler(sampler, path):

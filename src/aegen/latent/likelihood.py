@@ -48,7 +48,7 @@ def log_weights(
         eps = torch.randn(len(x), draws, mu.shape[1], generator=generator, device=mu.device)
         z = mu.unsqueeze(1) + std.unsqueeze(1) * eps
         log_q = -0.5 * (eps.pow(2) + logvar.unsqueeze(1) + LOG_2PI).sum(-1)
-        log_prior = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+        log_prior = model.log_prior(z)
         if model.conditional:  # its labels match the draws' last leading dimension
             logits = model.decode_logits(z.transpose(0, 1), labels).transpose(0, 1)
         else:

@@ -46,6 +46,35 @@ class PriorSampler:
         check_state(self, tensors)
 
 
+class MixturePriorSampler:
+    """A model's own prior when it is a mixture of diagonal Gaussians (the VampPrior: its
+    posteriors at learned pseudo-inputs): a component drawn uniformly, then a code from it.
+    Taken from the model's weights, so nothing to fit or save."""
+
+    name = "prior"
+
+    def __init__(self, means: torch.Tensor, logvars: torch.Tensor):
+        self.latent_dim = means.shape[1]
+        self.means = means.detach().cpu().float()
+        self.stds = torch.exp(0.5 * logvars.detach().cpu().float())
+
+    def fit(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> MixturePriorSampler:
+        return self
+
+    def sample(
+        self, n: int, generator: torch.Generator, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        picked = torch.randint(len(self.means), (n,), generator=generator)
+        noise = torch.randn(n, self.latent_dim, generator=generator)
+        return self.means[picked] + self.stds[picked] * noise
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        check_state(self, tensors)
+
+
 class GaussianSampler:
     """One Gaussian with the mean and full covariance of the training codes."""
 
@@ -132,12 +161,14 @@ class GMMSampler:
 
 
 DEFAULT_GMM_COMPONENTS = 10
-Sampler = (
+# The samplers made by name; a model's own mixture prior stands in for "prior" (trained.py).
+NamedSampler = (
     PriorSampler | GaussianSampler | GMMSampler | FlowSampler | DiffusionSampler | TwoStageSampler
 )
+Sampler = NamedSampler | MixturePriorSampler
 
 
-SAMPLERS: dict[str, type[Sampler]] = {
+SAMPLERS: dict[str, type[NamedSampler]] = {
     "prior": PriorSampler,
     "gaussian": GaussianSampler,
     "gmm": GMMSampler,
@@ -148,7 +179,7 @@ SAMPLERS: dict[str, type[Sampler]] = {
 LEARNED = (FlowSampler, DiffusionSampler, TwoStageSampler)
 
 
-def make_sampler(name: str, latent_dim: int, classes: int = 0) -> Sampler:
+def make_sampler(name: str, latent_dim: int, classes: int = 0) -> NamedSampler:
     """An unfitted sampler: prior, gaussian, gmm (10 components), gmm-K (K components), flow,
     diffusion (25 ODE steps), diffusion-N (N steps) or two-stage. With classes > 0 (a
     conditional model) the learned ones condition on the label."""

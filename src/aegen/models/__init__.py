@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aegen.errors import ConfigError
+from aegen.models.aae import AAE, AAEConfig
 from aegen.models.ae import AEConfig, FullyConnectedAE
 from aegen.models.base import (
     Autoencoder,
@@ -18,8 +19,11 @@ from aegen.models.base import (
 from aegen.models.conv_ae import ConvAE, ConvAEConfig
 from aegen.models.conv_vae import ConvVAE, ConvVAEConfig
 from aegen.models.cvae import CVAE, CVAEConfig
+from aegen.models.rae import RAE, RAEConfig
 from aegen.models.vae import VAE, VAEConfig
 from aegen.models.vae_gan import VAEGAN, VAEGANConfig
+from aegen.models.vamp import VampConfig, VampVAE
+from aegen.models.wae import WAE, WAEConfig
 from aegen.names import closest
 
 
@@ -77,6 +81,30 @@ PRESETS: dict[str, Preset] = {
         VAEGAN,
         "VAE-GAN: conv VAE, reconstruction in a discriminator's features, GAN loss; 3 optimizers",
     ),
+    "rae": Preset(
+        RAEConfig,
+        RAE,
+        "regularised AE (Ghosh et al. 2020): conv, 16-d code, code and decoder L2 penalties; "
+        "sampled from a mixture fitted to its codes",
+    ),
+    "wae": Preset(
+        WAEConfig,
+        WAE,
+        "Wasserstein AE (Tolstikhin et al. 2018): conv, 8-d code, MMD to N(0, I) with an "
+        "inverse multiquadric kernel",
+    ),
+    "aae": Preset(
+        AAEConfig,
+        AAE,
+        "adversarial AE (Makhzani et al. 2015): conv, 8-d code, a discriminator on codes "
+        "against N(0, I); 2 optimizers",
+    ),
+    "vamp": Preset(
+        VampConfig,
+        VampVAE,
+        "VAE with the VampPrior (Tomczak & Welling 2018): the VAE 784-400-20 whose prior is "
+        "a mixture of its posteriors at 500 learned pseudo-inputs",
+    ),
 }
 
 
@@ -121,4 +149,12 @@ __all__ = [
     "CVAE",
     "VAEGANConfig",
     "VAEGAN",
+    "RAEConfig",
+    "RAE",
+    "WAEConfig",
+    "WAE",
+    "AAEConfig",
+    "AAE",
+    "VampConfig",
+    "VampVAE",
 ]

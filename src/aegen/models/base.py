@@ -74,6 +74,9 @@ class Autoencoder(nn.Module):
     # The validation term that picks the best weights and drives early stopping: the loss,
     # unless a model's loss is measured in something that moves as it trains.
     selection_metric: str = "loss"
+    # The density a model not trained to match the prior samples from by default, fitted to its
+    # training codes (see default_sampler).
+    ex_post_sampler: str = "gaussian"
     default_lr: float = 1e-3  # Adam's learning rate when the settings leave it open
     default_weight_decay: float = 0.0
     adam_betas: tuple[float, float] = (0.9, 0.999)
@@ -91,6 +94,24 @@ class Autoencoder(nn.Module):
     def has_kl_term(self) -> bool:
         """Whether the loss weighs a KL term by kl_scale (what `--kl-warmup` warms up)."""
         return False
+
+    @property
+    def graphable(self) -> bool:
+        """Whether the trainer may record this model's step as a CUDA graph (a loss that takes
+        gradients inside itself, like RAE-GP's Jacobian penalty, is left eager)."""
+        return True
+
+    def prior_components(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The means and log-variances [K, latent_dim] of a prior that is a mixture of K
+        diagonal Gaussians (the VampPrior's), which the `prior` sampler then draws from; None
+        for the standard normal."""
+        return None
+
+    @property
+    def default_sampler(self) -> str:
+        """What `aegen sample` draws codes from unless told: the prior for a model trained to
+        match it, else a density fitted to the training codes."""
+        return "prior" if self.variational else self.ex_post_sampler
 
     @property
     def conditional(self) -> bool:

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aegen.errors import ConfigError
 from aegen.models.base import ModelConfig, option
+from aegen.models.conv_nets import check_conv_sizes, conv_decoder, conv_encoder
 from aegen.models.vae import BernoulliVAE, check_objective
 
 
@@ -30,13 +30,7 @@ class ConvVAEConfig(ModelConfig):
 
     def check(self) -> None:
         super().check()
-        if self.image_size % 4:
-            raise ConfigError(
-                "conv-vae takes image sizes divisible by 4 (28, 32, 64, ...), "
-                f"got {self.image_size}"
-            )
-        if len(self.hidden_channels) != 2:
-            raise ConfigError("conv-vae needs two hidden channel counts")
+        check_conv_sizes("conv-vae", self.image_size, self.hidden_channels)
         check_objective(self)
 
 
@@ -53,21 +47,11 @@ class ConvVAE(BernoulliVAE):
         self.latent_dim = config.latent_dim
         self.feature_shape = (wide, side, side)
         features = wide * side * side
-        self.encoder = nn.Sequential(
-            nn.Conv2d(c, narrow, 4, stride=2, padding=1),
-            nn.ReLU(),  # -> narrow x S/2 x S/2
-            nn.Conv2d(narrow, wide, 4, stride=2, padding=1),
-            nn.ReLU(),  # -> wide x S/4 x S/4
-            nn.Flatten(),
-        )
+        self.encoder = conv_encoder(c, narrow, wide)
         self.fc_mu = nn.Linear(features, config.latent_dim)
         self.fc_logvar = nn.Linear(features, config.latent_dim)
         self.fc_decode = nn.Linear(config.latent_dim, features)
-        self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.ConvTranspose2d(narrow, c, 4, stride=2, padding=1),
-        )
+        self.decoder = conv_decoder(wide, narrow, c)
 
     def posterior(
         self, x: torch.Tensor, labels: torch.Tensor | None = None

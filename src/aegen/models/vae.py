@@ -14,6 +14,8 @@ from torch.nn import functional as F
 from aegen.errors import ConfigError
 from aegen.models.base import Autoencoder, LossOutput, ModelConfig, option
 
+LOG_2PI = math.log(2 * math.pi)
+
 
 @dataclass
 class VAEConfig(ModelConfig):
@@ -75,6 +77,11 @@ class BernoulliVAE(Autoencoder):
     @property
     def has_kl_term(self) -> bool:
         return cast(ObjectiveOptions, self.config).importance_samples == 1  # IWAE: none
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) for codes [..., latent_dim]: the standard normal's, unless the model has a
+        prior of its own (the VampPrior)."""
+        return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.posterior(x, labels)[0]

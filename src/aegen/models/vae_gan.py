@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from aegen.errors import ConfigError
 from aegen.models.base import Autoencoder, LossOutput, ModelConfig, option
+from aegen.models.conv_nets import check_conv_sizes
 
 
 @dataclass
@@ -35,12 +36,7 @@ class VAEGANConfig(ModelConfig):
 
     def check(self) -> None:
         super().check()
-        if self.image_size % 4:
-            raise ConfigError(
-                f"vae-gan takes image sizes divisible by 4 (28, 32, 64, ...), got {self.image_size}"
-            )
-        if len(self.hidden_channels) != 2:
-            raise ConfigError("vae-gan needs two hidden channel counts")
+        check_conv_sizes("vae-gan", self.image_size, self.hidden_channels)
         if self.gamma < 0 or self.kl_weight < 0:
             raise ConfigError("gamma and kl_weight must be >= 0")
 

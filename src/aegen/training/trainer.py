@@ -114,6 +114,7 @@ class Trainer:
             and self.device.type == "cuda"
             and len(self.groups) == 1
             and self.world_size == 1
+            and model.graphable
         )
         # The fused kernel updates all parameters in one pass instead of a dozen foreach ops,
         # without torch.optim's import of the compiler (adam.py). A recorded step reads the rate
