@@ -117,6 +117,8 @@ def test_model_options_override_the_preset():
         ("vae", {"latent_dim": 0}, "must be at least 1"),
         ("ae", {"hidden_dims": [128, -4]}, "must be at least 1"),
         ("vae", {"kl_weight": -1}, "kl_weight must be >= 0"),
+        ("vae", {"kl_weight": float("nan")}, "'kl_weight' must be a finite number"),
+        ("wae", {"mmd_weight": float("inf")}, "'mmd_weight' must be a finite number"),
         ("conv-ae", {"image_size": 30}, r"28 px images .* or a multiple of 16"),
         ("conv-vae", {"image_size": 30}, r"divisible by 4 \(28, 32, 64"),
         ("vae-gan", {"image_size": 30}, r"divisible by 4 \(28, 32, 64"),

@@ -46,6 +46,38 @@ def test_loss_on_a_known_input():
     torch.testing.assert_close(model.log_prior(z), build_model("vae").log_prior(z))
 
 
+def test_the_kl_estimate_is_log_q_minus_log_p():
+    """One pseudo-input of zeros and images of ones: the encoder (only its first hidden unit,
+    the mean pixel, feeding every code number) puts q(z|x) at N(1, I) and the prior at N(0, I),
+    so the KL is 20 / 2 = 10; the one-draw estimate averages to it (with either sign wrong, to
+    -10 or worse)."""
+    model = build_model("vamp", {"pseudo_inputs": 1})
+    with torch.no_grad():
+        for param in model.parameters():
+            param.zero_()
+        model.fc1.weight[0].fill_(1 / 784)
+        model.fc_mu.weight[:, 0] = 1.0
+    torch.manual_seed(0)
+    out = model.loss(torch.ones(4000, 1, 28, 28))
+    assert out.terms["kl"].item() == pytest.approx(10.0, abs=0.3)
+
+
+def test_the_prior_density_survives_sharp_posteriors_and_bf16():
+    """The expanded squares nearly cancel for sharp components: computed in float64 even when
+    the step runs under bf16 autocast (they were off by hundreds of nats)."""
+    generator = torch.Generator().manual_seed(0)
+    means, logvars = torch.randn(64, 20, generator=generator) * 2, torch.full((64, 20), -10.0)
+    z = means[:8] + torch.randn(8, 20, generator=generator) * math.exp(-5)
+    components = torch.distributions.Independent(
+        torch.distributions.Normal(means.double(), torch.exp(0.5 * logvars.double())), 1
+    )
+    expected = torch.logsumexp(components.log_prob(z.double().unsqueeze(1)), -1) - math.log(64)
+    with torch.autocast("cpu", torch.bfloat16):
+        found = diagonal_mixture_log_density(z, means, logvars)
+    assert found.dtype == torch.float32
+    torch.testing.assert_close(found.double(), expected, rtol=0, atol=1e-3)
+
+
 def test_the_pseudo_inputs_learn():
     model = build_model("vamp", {"pseudo_inputs": 10})
     model.loss(torch.rand(4, 1, 28, 28)).loss.backward()

@@ -286,7 +286,8 @@ def build_parser(
         "--sampler",
         help="prior, gaussian, gmm, gmm-K, flow, diffusion, diffusion-N (N ODE steps) or "
         "two-stage; the fitted ones are fitted to the training codes once and saved in the run "
-        "(default: prior for a VAE, gaussian for a plain autoencoder)",
+        "(default: prior for a model trained to match it (VAEs, wae, aae; vamp's is its "
+        "mixture), gmm for rae, gaussian for a plain autoencoder)",
     )
     sample.add_argument(
         "--label",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,6 +188,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"option {key!r} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"option {key!r} must be a finite number, got {value!r}")
         return float(value)
     return value
 

@@ -39,17 +39,21 @@ def diagonal_mixture_log_density(
     z: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor
 ) -> torch.Tensor:
     """log (1/K) sum_k N(z; means_k, diag(exp(logvars_k))) for codes [..., d] and K components
-    [K, d]. The squared distances are expanded into matmuls, so no [..., K, d] tensor is made."""
-    inverse = torch.exp(-logvars)  # [K, d]
-    flat = z.reshape(-1, z.shape[-1])
-    quadratic = (
-        flat.pow(2) @ inverse.T
-        - 2 * flat @ (means * inverse).T
-        + (means.pow(2) * inverse + logvars).sum(-1)
-    )  # [N, K]
-    log_components = -0.5 * (quadratic + z.shape[-1] * LOG_2PI)
-    mixture = torch.logsumexp(log_components, -1) - math.log(len(means))
-    return mixture.reshape(z.shape[:-1])
+    [K, d], in z's dtype. The squared distances are expanded into matmuls, so no [..., K, d]
+    tensor is made; their parts nearly cancel when posteriors are sharp, so they are taken in
+    float64 (and outside bf16 autocast, where they lost hundreds of nats)."""
+    with torch.autocast(z.device.type, enabled=False):
+        flat = z.reshape(-1, z.shape[-1]).double()
+        means, logvars = means.double(), logvars.double()
+        inverse = torch.exp(-logvars)  # [K, d]
+        quadratic = (
+            flat.pow(2) @ inverse.T
+            - 2 * flat @ (means * inverse).T
+            + (means.pow(2) * inverse + logvars).sum(-1)
+        )  # [N, K]
+        log_components = -0.5 * (quadratic + z.shape[-1] * LOG_2PI)
+        mixture = torch.logsumexp(log_components, -1) - math.log(len(means))
+    return mixture.to(z.dtype).reshape(z.shape[:-1])
 
 
 class VampVAE(VAE):

@@ -65,7 +65,7 @@ def check_kl_warmup(model: Autoencoder, settings: TrainSettings) -> None:
     if settings.kl_warmup and not model.has_kl_term:
         raise ConfigError(
             "--kl-warmup needs a model whose loss has a KL term (vae, beta-vae, conv-vae, cvae, "
-            "vae-gan; not the IWAE objective); this one has none"
+            "vae-gan, vamp; not the IWAE objective); this one has none"
         )
 
 

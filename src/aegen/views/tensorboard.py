@@ -61,9 +61,12 @@ class TensorBoardLog:
         self.latest = None
         generator = torch.Generator().manual_seed(0)
         labels = torch.arange(GRID) % run.classes if run.conditional else None
-        # The prior for a VAE; else a Gaussian on held-out codes, fitted here, not saved in the run.
-        sampler = make_sampler("prior" if run.model.variational else "gaussian", run.latent_dim)
-        if not run.model.variational:
+        # The model's prior where it was trained to match one (vamp's: its mixture); else a
+        # Gaussian on held-out codes, fitted here, not saved in the run (a progress view only).
+        if run.model.variational:
+            sampler = run.sampler("prior")
+        else:
+            sampler = make_sampler("gaussian", run.latent_dim)
             sampler.fit(run.encode(self.held_out, self.held_out_labels))
         samples = run.decode(sampler.sample(GRID, generator), labels)
         originals = unit_images(self.held_out[:ROW])
