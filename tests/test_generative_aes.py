@@ -138,7 +138,7 @@ def test_wae_loss_on_a_known_input():
     torch.manual_seed(3)
     mmd = imq_mmd(torch.zeros(6, 8), torch.randn(6, 8)).item()
     assert out.terms["mmd"].item() == pytest.approx(mmd, rel=1e-5)
-    assert out.loss.item() == pytest.approx((x - 0.5).pow(2).sum().item() / 6 + 10 * mmd, rel=1e-5)
+    assert out.loss.item() == pytest.approx((x - 0.5).pow(2).sum().item() / 6 + 200 * mmd, rel=1e-5)
 
 
 def test_aae_loss_on_a_known_input():
