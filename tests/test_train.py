@@ -11,7 +11,7 @@ from aegen.pipeline import train
 from aegen.store.datasets import load_dataset, train_val_split
 from aegen.store.tensor_files import load_tensors
 from aegen.training.settings import TrainSettings
-from aegen.training.trainer import Trainer
+from aegen.training.trainer import Trainer, rank_noise_seed
 
 
 def mnist_5k_split():
@@ -123,3 +123,22 @@ def test_torchrun_two_processes_match_single_process_training(tmp_path):
     assert all(torch.allclose(one[k], two[k], atol=1e-4, rtol=1e-3) for k in one)
     lines = (tmp_path / "two" / "history.jsonl").read_text().splitlines()
     assert len(lines) == 2  # written once, by rank 0
+
+
+@pytest.mark.parametrize(("name", "same"), [("ae", True), ("vae", False)])
+def test_each_torchrun_rank_draws_noise_of_its_own_after_the_shared_shuffle(name, same):
+    """Ranks share the epoch's order (so each takes its slice of the same batches) but not its
+    noise: with the epoch seed alone every rank drew rank 0's posterior samples. A rank-1
+    trainer (alone here) takes the same steps as rank 0 for a model without noise, other ones
+    for a VAE."""
+    images = load_dataset("mnist-5k", "train").images[:512]
+    finals = []
+    for rank in (0, 1):
+        torch.manual_seed(0)
+        trainer = Trainer(build_model(name), TrainSettings(threads=1), images, images[:64])
+        trainer.rank = rank
+        trainer.train_epoch(1)
+        finals.append(torch.cat([p.detach().flatten() for p in trainer.model.parameters()]))
+    assert torch.equal(finals[0], finals[1]) == same
+    seeds = {rank_noise_seed(0, epoch, rank) for epoch in (1, 2) for rank in (1, 2, 3)}
+    assert len(seeds) == 6 and all(0 <= seed < 2**63 for seed in seeds)

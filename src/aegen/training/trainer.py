@@ -2,7 +2,9 @@
 and `model.update_groups()`.
 
 Batches are slices of a shuffled index into one uint8 tensor. Every epoch reseeds torch from
-(seed, epoch), so a run resumed from an epoch's checkpoint continues bit-exactly on CPU.
+(seed, epoch), so a run resumed from an epoch's checkpoint continues bit-exactly on CPU; under
+torchrun every rank draws that epoch's shuffle, then ranks after the first reseed from (seed,
+epoch, rank), so their sampling noise is their own.
 
 Update rules: most models have one parameter group minimising `loss`. A model with several
 groups (VAE-GAN: encoder, decoder, discriminator) gives each group's loss in
@@ -25,6 +27,7 @@ early stopping), whatever the warm-up has reached.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -58,6 +61,14 @@ def preferred_memory_format(model: Autoencoder) -> torch.memory_format:
 def epoch_seed(seed: int, epoch: int) -> int:
     """The torch seed of one epoch: shuffling and sampling noise depend on (seed, epoch) only."""
     return seed * 1_000_003 + epoch
+
+
+def rank_noise_seed(seed: int, epoch: int, rank: int) -> int:
+    """The seed of a torchrun rank's sampling noise after the shared shuffle (rank > 0): each
+    rank's posterior draws, prior draws and probes must be independent of the others', not the
+    same numbers (the epoch seed alone would give every rank rank 0's)."""
+    digest = hashlib.sha256(f"{seed}/{epoch}/{rank}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def check_kl_warmup(model: Autoencoder, settings: TrainSettings) -> None:
@@ -277,6 +288,8 @@ class Trainer:
         self.model.train()
         # The order is drawn on the CPU so that it is the same on every device.
         order = torch.randperm(len(self.train_images)).to(self.device)
+        if self.rank > 0:  # the same order as rank 0, noise of its own
+            torch.manual_seed(rank_noise_seed(self.config.seed, epoch, self.rank))
         batches = order.split(self.config.batch_size)
         if self.world_size > 1:  # each rank its slice of every global batch; none left empty
             batches = [
