@@ -10,7 +10,7 @@ import torch
 
 from aegen.errors import ConfigError
 from aegen.latent.likelihood import log_weights
-from aegen.latent.samplers import MixturePriorSampler
+from aegen.latent.samplers import LearnedPriorSampler
 from aegen.models import build_model
 from aegen.models.vamp import diagonal_mixture_log_density
 from aegen.pipeline import load, train
@@ -89,16 +89,19 @@ def test_only_the_elbo_is_offered():
         build_model("vamp", {"importance_samples": 5})
 
 
-def test_the_mixture_sampler_draws_from_each_component():
+def test_the_prior_draws_from_each_component_of_the_mixture():
+    """Two components far apart, sharp (std 0.1): half the draws near each, with its spread."""
+    model = build_model("vamp", {"pseudo_inputs": 2, "latent_dim": 2})
     means = torch.tensor([[-10.0, 0.0], [10.0, 0.0]])
-    sampler = MixturePriorSampler(means, torch.full((2, 2), math.log(0.01)))
-    draws = sampler.sample(2000, torch.Generator().manual_seed(0))
+    model.prior_components = lambda: (means, torch.full((2, 2), math.log(0.01)))
+    draws = model.draw_prior(2000, torch.Generator().manual_seed(0))
     left = draws[:, 0] < 0
     assert 0.45 < left.float().mean() < 0.55
     assert (draws[left] - means[0]).abs().max() < 0.5 and (
         draws[~left] - means[1]
     ).abs().max() < 0.5
-    again = sampler.sample(2000, torch.Generator().manual_seed(0))
+    assert draws[left].std(0).tolist() == pytest.approx([0.1, 0.1], rel=0.1)  # std, not variance
+    again = model.draw_prior(2000, torch.Generator().manual_seed(0))
     assert torch.equal(draws, again)
 
 
@@ -135,7 +138,7 @@ def test_a_saved_run_samples_its_own_prior_the_same(tmp_path):
     options = {"pseudo_inputs": 20}
     trained = train("vamp", "mnist-5k", epochs=1, out=tmp_path / "v", model_options=options)
     assert trained.default_sampler == "prior"
-    assert isinstance(trained.sampler("prior"), MixturePriorSampler)
+    assert isinstance(trained.sampler("prior"), LearnedPriorSampler)
     first = trained.sample(10, seed=3)
     again = load(tmp_path / "v")
     assert torch.equal(again.sample(10, seed=3), first)

@@ -251,7 +251,8 @@ def build_parser(
     train.add_argument(
         "model",
         metavar="MODEL",
-        help="ae, conv-ae, vae, beta-vae, iwae, conv-vae, cvae, vae-gan, rae, wae, aae or vamp "
+        help="ae, conv-ae, vae, beta-vae, iwae, conv-vae, cvae, vae-gan, rae, wae, aae, vamp or "
+        "vq-vae "
         "(see `aegen models`)",
     )
     train.add_argument(

@@ -18,7 +18,7 @@ import torch
 from aegen.errors import ConfigError, DataError, RunError
 from aegen.latent.samplers import (
     LEARNED,
-    MixturePriorSampler,
+    LearnedPriorSampler,
     Sampler,
     fitted_name,
     is_conditional,
@@ -41,6 +41,15 @@ log = logging.getLogger("aegen")
 EVAL_BATCH = 1024
 MAX_SAMPLES = 100_000  # per call to sample(), and at most MAX_SAMPLE_BYTES: stated in the README
 MAX_SAMPLE_BYTES = 2 * 2**30
+
+
+STANDARD_SAMPLERS = ("prior", "gaussian", "gmm")
+
+
+def standard_samplers(model_class: type[Autoencoder]) -> list[str]:
+    """The samplers scored unless others are asked for: the prior and the two fitted Gaussians,
+    or the prior alone where codes are discrete (no density can be fitted to them)."""
+    return list(STANDARD_SAMPLERS) if model_class.continuous_codes else ["prior"]
 
 
 class TrainedModel:
@@ -207,10 +216,13 @@ class TrainedModel:
             sampler: Sampler = make_sampler(
                 name, self.latent_dim, self.classes if self.conditional else 0
             )
-            with torch.no_grad():
-                components = self.model.prior_components() if name == "prior" else None
-            if components is not None:  # the model's own prior (the VampPrior's mixture)
-                sampler = MixturePriorSampler(*components)
+            if name == "prior" and self.model.learned_prior:
+                sampler = LearnedPriorSampler(self.model.draw_prior, self.latent_dim)
+            elif not self.model.continuous_codes and name != "prior":
+                raise ConfigError(
+                    f"{self.name}'s codes are codebook entries, not points of a continuous "
+                    f"space: no {name} sampler can be fitted to them; sample from its prior"
+                )
             path = self.run_dir / f"sampler-{fitted_name(sampler)}.safetensors"
             if name != "prior":
                 if not os.path.lexists(path) or not self._load_sampler(sampler, path):

@@ -12,6 +12,7 @@ model's codes, they condition on the label as well.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import torch
 
@@ -46,27 +47,24 @@ class PriorSampler:
         check_state(self, tensors)
 
 
-class MixturePriorSampler:
-    """A model's own prior when it is a mixture of diagonal Gaussians (the VampPrior: its
-    posteriors at learned pseudo-inputs): a component drawn uniformly, then a code from it.
-    Taken from the model's weights, so nothing to fit or save."""
+class LearnedPriorSampler:
+    """A prior the model learned itself (the VampPrior's mixture, the VQ-VAE's PixelCNN), drawn
+    by the model: part of its weights, so nothing to fit or save here."""
 
     name = "prior"
 
-    def __init__(self, means: torch.Tensor, logvars: torch.Tensor):
-        self.latent_dim = means.shape[1]
-        self.means = means.detach().cpu().float()
-        self.stds = torch.exp(0.5 * logvars.detach().cpu().float())
+    def __init__(self, draw: Callable[[int, torch.Generator], torch.Tensor | None], dim: int):
+        self.draw, self.latent_dim = draw, dim
 
-    def fit(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> MixturePriorSampler:
+    def fit(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> LearnedPriorSampler:
         return self
 
     def sample(
         self, n: int, generator: torch.Generator, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
-        picked = torch.randint(len(self.means), (n,), generator=generator)
-        noise = torch.randn(n, self.latent_dim, generator=generator)
-        return self.means[picked] + self.stds[picked] * noise
+        codes = self.draw(n, generator)
+        assert codes is not None  # made only for models that draw their own prior
+        return codes
 
     def state(self) -> dict[str, torch.Tensor]:
         return {}
@@ -165,7 +163,7 @@ DEFAULT_GMM_COMPONENTS = 10
 NamedSampler = (
     PriorSampler | GaussianSampler | GMMSampler | FlowSampler | DiffusionSampler | TwoStageSampler
 )
-Sampler = NamedSampler | MixturePriorSampler
+Sampler = NamedSampler | LearnedPriorSampler
 
 
 SAMPLERS: dict[str, type[NamedSampler]] = {

@@ -23,6 +23,7 @@ from aegen.models.rae import RAE, RAEConfig
 from aegen.models.vae import VAE, VAEConfig
 from aegen.models.vae_gan import VAEGAN, VAEGANConfig
 from aegen.models.vamp import VampConfig, VampVAE
+from aegen.models.vq_vae import VQVAE, VQVAEConfig
 from aegen.models.wae import WAE, WAEConfig
 from aegen.names import closest
 
@@ -105,6 +106,12 @@ PRESETS: dict[str, Preset] = {
         "VAE with the VampPrior (Tomczak & Welling 2018): the VAE 784-400-20 whose prior is "
         "a mixture of its posteriors at 500 learned pseudo-inputs",
     ),
+    "vq-vae": Preset(
+        VQVAEConfig,
+        VQVAE,
+        "VQ-VAE (van den Oord et al. 2017): conv, 7x7 grid of 16-d codes from a 128-entry EMA "
+        "codebook; a PixelCNN prior over its indices; 2 optimizers",
+    ),
 }
 
 
@@ -157,4 +164,6 @@ __all__ = [
     "AAE",
     "VampConfig",
     "VampVAE",
+    "VQVAEConfig",
+    "VQVAE",
 ]

@@ -78,6 +78,9 @@ class Autoencoder(nn.Module):
     # The density a model not trained to match the prior samples from by default, fitted to its
     # training codes (see default_sampler).
     ex_post_sampler: str = "gaussian"
+    # False where codes are discrete (codebook entries): no density can be fitted to them.
+    continuous_codes: bool = True
+    learned_prior: bool = False  # True: draw_prior gives its prior's codes, not N(0, I)
     default_lr: float = 1e-3  # Adam's learning rate when the settings leave it open
     default_weight_decay: float = 0.0
     adam_betas: tuple[float, float] = (0.9, 0.999)
@@ -102,10 +105,10 @@ class Autoencoder(nn.Module):
         gradients inside itself, like RAE-GP's Jacobian penalty, is left eager)."""
         return True
 
-    def prior_components(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The means and log-variances [K, latent_dim] of a prior that is a mixture of K
-        diagonal Gaussians (the VampPrior's), which the `prior` sampler then draws from; None
-        for the standard normal."""
+    def draw_prior(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
+        """n codes [n, latent_dim] (on the CPU) from a prior the model learned (the VampPrior's
+        mixture, the VQ-VAE's PixelCNN; learned_prior says so), which the `prior` sampler then
+        draws from; None where the prior is the standard normal."""
         return None
 
     @property

@@ -6,7 +6,7 @@ The KL term has no closed form against a mixture: it is estimated with the poste
 reconstruction uses, log q(z|x) - log p(z). Pseudo-inputs are images in [0, 1] (clamped, the
 paper's hardtanh), initialised near 0.05 as in its MNIST experiments. The networks are the VAE
 784-400-20's; the NLL is importance-sampled against this prior (log_prior), and the `prior`
-sampler draws from the mixture (prior_components).
+sampler draws from the mixture (draw_prior).
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ def diagonal_mixture_log_density(
 class VampVAE(VAE):
     """The VAE 784-400-20 whose prior is a mixture of its posteriors at 500 pseudo-inputs."""
 
+    learned_prior = True
+
     config: VampConfig
 
     def __init__(self, config: VampConfig | None = None):
@@ -71,6 +73,14 @@ class VampVAE(VAE):
     def prior_components(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The means and log-variances [K, latent_dim] of the prior's components."""
         return self.posterior(self.pseudo_inputs.clamp(0, 1))
+
+    @torch.no_grad()
+    def draw_prior(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n codes from the mixture: a component drawn uniformly, then a code from it."""
+        means, logvars = (t.detach().cpu().float() for t in self.prior_components())
+        picked = torch.randint(len(means), (n,), generator=generator)
+        noise = torch.randn(n, means.shape[1], generator=generator)
+        return means[picked] + torch.exp(0.5 * logvars[picked]) * noise
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
         means, logvars = self.prior_components()

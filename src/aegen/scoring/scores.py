@@ -40,7 +40,7 @@ from aegen.store.atomic import write_json
 from aegen.store.datasets import ImageSet, to_model_range, unit_images
 from aegen.store.exports import save_image_grid
 from aegen.store.run_folder import SCORES
-from aegen.trained import TrainedModel
+from aegen.trained import TrainedModel, standard_samplers
 
 log = logging.getLogger("aegen")
 
@@ -137,7 +137,7 @@ def score_run(
 ) -> dict:
     """Score a run on its data set's test split and write RUN/scores.json; returns the scores."""
 
-    samplers = samplers or ["prior", "gaussian", "gmm"]
+    samplers = samplers or standard_samplers(type(trained.model))
     dataset = trained.config["data"]["dataset"]
     test = trained.split("test")
     reference = (

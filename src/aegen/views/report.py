@@ -18,7 +18,8 @@ from typing import Any
 
 import jinja2
 
-from aegen.errors import AegenError, RunError
+from aegen.errors import AegenError, ConfigError, RunError
+from aegen.models import preset
 from aegen.store.atomic import write_atomic
 from aegen.store.exports import image_grid_png
 from aegen.store.run_folder import (
@@ -30,13 +31,12 @@ from aegen.store.run_folder import (
     read_run_file,
     read_scores,
 )
-from aegen.trained import load
+from aegen.trained import STANDARD_SAMPLERS, load, standard_samplers
 from aegen.version import __version__
 from aegen.views.comparison import COLUMNS, comparison_rows
 from aegen.views.figures import png_data_url
 from aegen.views.run_pictures import write_run_pictures
 
-SAMPLERS = ("prior", "gaussian", "gmm")
 N_SAMPLES = 64
 PICTURES = [
     ("loss.png", "Loss per epoch"),
@@ -192,6 +192,14 @@ def _pictures(run_dir: Path, data_root: Any) -> dict[str, Any]:
     return {"pictures": pictures, "pictures_error": error, "pictures_skipped": skipped}
 
 
+def _standard_samplers(config: dict[str, Any]) -> list[str]:
+    """The samplers an unevaluated run's page shows samples of (its model's standard ones)."""
+    try:
+        return standard_samplers(preset(config["model"]).model_class)
+    except ConfigError:  # a model this aegen does not know: its page says so elsewhere
+        return list(STANDARD_SAMPLERS)
+
+
 def _run(run_dir: Path, data_root: Any) -> dict[str, Any]:
     """Everything the page shows of one run, as plain data for the template."""
     config = read_config(run_dir)
@@ -206,7 +214,7 @@ def _run(run_dir: Path, data_root: Any) -> dict[str, Any]:
         history = read_history(run_dir)
     except RunError as exc:
         history_error = str(exc)
-    samplers = list(metrics["samplers"]) if metrics else list(SAMPLERS)
+    samplers = list(metrics["samplers"]) if metrics else _standard_samplers(config)
     return {
         "title": f"{config['model']} on {config['data']['dataset']}",
         "path": str(run_dir),

@@ -61,9 +61,9 @@ class TensorBoardLog:
         self.latest = None
         generator = torch.Generator().manual_seed(0)
         labels = torch.arange(GRID) % run.classes if run.conditional else None
-        # The model's prior where it was trained to match one (vamp's: its mixture); else a
+        # The model's prior where it samples one (vamp's mixture, vq-vae's PixelCNN); else a
         # Gaussian on held-out codes, fitted here, not saved in the run (a progress view only).
-        if run.model.variational:
+        if run.model.default_sampler == "prior":
             sampler = run.sampler("prior")
         else:
             sampler = make_sampler("gaussian", run.latent_dim)

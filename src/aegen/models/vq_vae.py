@@ -1,0 +1,153 @@
+"""The vector-quantised VAE (van den Oord et al., 2017) with a learned autoregressive prior.
+
+The conv encoder maps an image to a grid of vectors (7 x 7 for 28-pixel images), each replaced
+by its nearest codebook entry (quantizer.py: EMA updates, dead entries restarted); the decoder
+rebuilds the image from the quantised grid. Its loss is the squared error summed over pixels plus
+`commitment` times the distance of the encoder's vectors to their entries. A PixelCNN over the
+grids of entry indices (pixelcnn.py) is its prior: the `prior` sampler draws index grids from it
+and decodes their entries. There is no Gaussian code space, so the samplers fitted to codes
+(gaussian, gmm, flow, ...) do not apply.
+
+Both parts train in the one run, each update group on its own loss: the autoencoder on its
+reconstruction and commitment, the prior on the index grids of the same batch, taken as data
+(no gradient reaches the encoder through them). The paper trains the prior after the
+autoencoder; here it follows the codebook as it settles, and a run resumed or trained on keeps
+refining both. Its `loss` is the sum of the two, in nats-like units: summed squared error plus
+the prior's nats per grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from aegen.errors import ConfigError
+from aegen.models.base import Autoencoder, LossOutput, ModelConfig, option
+from aegen.models.code_ae import reconstruction_error
+from aegen.models.conv_nets import check_conv_sizes, conv_decoder, conv_encoder
+from aegen.models.pixelcnn import PixelCNN
+from aegen.models.quantizer import EMAQuantizer
+
+
+@dataclass
+class VQVAEConfig(ModelConfig):
+    """The conv widths, the codebook, the commitment weight and the prior's size."""
+
+    hidden_channels: tuple[int, ...] = option((32, 64), "channels of the two stride-2 convolutions")
+    embedding_dim: int = option(16, "numbers in each codebook entry")
+    codebook_size: int = option(128, "entries in the codebook")
+    commitment: float = option(0.25, "weight of the encoder's distance to its entries")
+    ema_decay: float = option(0.99, "moving-average decay of the codebook's updates")
+    restart_below: float = option(
+        1.0, "an entry chosen by fewer vectors per step (moving average) restarts"
+    )
+    prior_channels: int = option(64, "channels of the PixelCNN prior")
+    prior_layers: int = option(4, "masked 3x3 layers of the PixelCNN prior")
+
+    def check(self) -> None:
+        super().check()
+        check_conv_sizes("vq-vae", self.image_size, self.hidden_channels)
+        if self.codebook_size < 2:
+            raise ConfigError("vq-vae needs a codebook of 2 or more entries")
+        if not 0 <= self.ema_decay < 1 or self.commitment < 0 or self.restart_below < 0:
+            raise ConfigError(
+                "vq-vae needs 0 <= ema_decay < 1, commitment >= 0 and restart_below >= 0"
+            )
+
+
+class VQVAE(Autoencoder):
+    """Conv encoder to a 7 x 7 grid of 16-d vectors, a 128-entry codebook, conv decoder, sigmoid;
+    a PixelCNN prior over the grid's indices."""
+
+    value_range = (0.0, 1.0)
+    continuous_codes = False  # codes are codebook entries: no density to fit to them
+    learned_prior = True
+
+    config: VQVAEConfig
+
+    def __init__(self, config: VQVAEConfig | None = None):
+        config = config or VQVAEConfig()
+        super().__init__(config)
+        c, (narrow, wide) = config.channels, config.hidden_channels
+        side, dim = config.image_size // 4, config.embedding_dim
+        self.image_shape = (c, config.image_size, config.image_size)
+        self.grid_shape = (dim, side, side)
+        self.latent_dim = dim * side * side
+        self.encoder = nn.Sequential(*conv_encoder(c, narrow, wide)[:-1], nn.Conv2d(wide, dim, 1))
+        self.quantizer = EMAQuantizer(
+            config.codebook_size, dim, config.ema_decay, config.restart_below
+        )
+        self.expand = nn.Conv2d(dim, wide, 1)
+        self.decoder = conv_decoder(wide, narrow, c)
+        self.prior = PixelCNN(config.codebook_size, config.prior_channels, config.prior_layers)
+
+    @property
+    def default_sampler(self) -> str:
+        return "prior"  # the PixelCNN's
+
+    @property
+    def graphable(self) -> bool:
+        return False  # not tried on a GPU: its codebook updates run eagerly there
+
+    def _vectors(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's grid as rows of vectors [B * side * side, dim]."""
+        return self.encoder(x).permute(0, 2, 3, 1).reshape(-1, self.grid_shape[0])
+
+    def _grid(self, rows: torch.Tensor, batch: int) -> torch.Tensor:
+        """Rows of vectors back to grids [B, dim, side, side]."""
+        dim, side, _ = self.grid_shape
+        return rows.view(batch, side, side, dim).permute(0, 3, 1, 2)
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The quantised grid, flattened: [B, dim * side * side]."""
+        chosen, _ = self.quantizer(self._vectors(x))
+        return self._grid(chosen, len(x)).flatten(1)
+
+    def code_indices(self, x: torch.Tensor) -> torch.Tensor:
+        """The codebook index at each grid position: [B, side, side]."""
+        _, side, _ = self.grid_shape
+        return self.quantizer.indices(self._vectors(x)).view(len(x), side, side)
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        grid = z.view(-1, *self.grid_shape)
+        return torch.sigmoid(self.decoder(F.relu(self.expand(grid))))
+
+    def update_groups(self) -> dict[str, list[nn.Parameter]]:
+        autoencoder = [*self.encoder.parameters(), *self.expand.parameters()]
+        return {
+            "autoencoder": [*autoencoder, *self.decoder.parameters()],
+            "prior": list(self.prior.parameters()),
+        }
+
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> LossOutput:
+        vectors = self._vectors(x)
+        chosen, index = self.quantizer(vectors, update=self.training)
+        commitment = (vectors - chosen.detach()).pow(2).sum() / len(x)
+        rebuilt = self.decode(self._grid(chosen, len(x)).flatten(1))
+        recon = reconstruction_error(rebuilt, x)
+        _, side, _ = self.grid_shape
+        prior_nll = self.prior.nll(index.view(len(x), side, side))
+        autoencoder = recon + self.config.commitment * commitment
+        used = torch.zeros(len(self.quantizer.codebook), device=x.device).index_fill_(0, index, 1)
+        terms = {
+            "recon": recon.detach(),
+            "commitment": commitment.detach(),
+            "prior_nll": prior_nll.detach(),
+            "entries_used": used.sum(),
+        }
+        return LossOutput(
+            autoencoder + prior_nll, terms, {"autoencoder": autoencoder, "prior": prior_nll}
+        )
+
+    @torch.no_grad()
+    def draw_prior(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n codes drawn from the PixelCNN prior: index grids, position by position, and their
+        entries, flattened like encode's [n, dim * side * side] (on the CPU)."""
+        dim, side, _ = self.grid_shape
+        device = self.quantizer.codebook.device
+        grid = self.prior.sample(n, side, side, generator, device)
+        chosen = self.quantizer.codebook[grid.flatten()]
+        return self._grid(chosen, n).flatten(1).cpu()
