@@ -83,11 +83,17 @@ def decode_file(path: str, size: int | None, channels: int | None) -> Decoded:
     return _decode_pillow(path, size, channels)
 
 
+def is_fast(path: str) -> bool:
+    """Whether torchvision.io decodes this file (a JPEG), where it has its decoders."""
+    return os.path.splitext(path)[1].lower() in FAST_SUFFIXES
+
+
 @functools.cache
 def jpeg_decoder() -> Callable[[torch.Tensor], torch.Tensor] | None:
     """torchvision.io's decoder, imported on first use: importing torchvision imports torch's
     compiler stack (over a second on a small CPU), which only a folder of JPEGs needs. None
-    where this torchvision has no image decoders."""
+    where this torchvision has no image decoders. Called once from the main thread before
+    decoding threads start (own_images.py): importing it from several threads at once hung."""
     try:
         from torchvision.io import ImageReadMode, decode_image
     except ImportError:  # pragma: no cover - a torchvision without its image decoders
@@ -100,7 +106,7 @@ def jpeg_decoder() -> Callable[[torch.Tensor], torch.Tensor] | None:
 def _decode_fast(path: str, channels: int | None) -> torch.Tensor | None:
     """torchvision.io's decoding of a gray or RGB JPEG, else None (Pillow then decodes it, and
     says why when it cannot: a truncated or damaged JPEG is refused by both)."""
-    if os.path.splitext(path)[1].lower() not in FAST_SUFFIXES:
+    if not is_fast(path):
         return None
     decoder = jpeg_decoder()
     if decoder is None:

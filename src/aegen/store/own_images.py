@@ -202,6 +202,8 @@ def _decode_all(paths: list[str], size: int | None, channels: int | None) -> tor
                 check(chunk, decode.decode_files(chunk, size, channels))
                 bar.update(len(chunk))
             return torch.stack(check.images)
+        if size is None and any(decode.is_fast(path) for path in paths):
+            decode.jpeg_decoder()  # imported here, not by the workers at once (it can hang)
         pool = concurrent.futures.ThreadPoolExecutor(threads)
         try:
             tasks = [pool.submit(decode.decode_files, chunk, size, channels) for chunk in chunks]
