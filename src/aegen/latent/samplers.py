@@ -159,7 +159,8 @@ class GMMSampler:
 
 
 DEFAULT_GMM_COMPONENTS = 10
-# The samplers made by name; a model's own mixture prior stands in for "prior" (trained.py).
+# The samplers made by name; a model that learned its own prior (vamp, vq-vae) has it stand in
+# for "prior" (trained.py).
 NamedSampler = (
     PriorSampler | GaussianSampler | GMMSampler | FlowSampler | DiffusionSampler | TwoStageSampler
 )
