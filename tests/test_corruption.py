@@ -431,6 +431,7 @@ def run_damaged(
             )
         assert SECRET.encode() not in content, f"{case}: the secret reached {path}"
     assert {p: p.read_bytes() for p in outside.iterdir()} == secrets, f"{case}: wrote through"
+    shutil.rmtree(work)  # a passed case's copy goes at once: the sweep makes thousands of them
 
 
 # --- the tests ----------------------------------------------------------------------------------
