@@ -1,6 +1,7 @@
 """The VQ-VAE and its PixelCNN prior: shapes, the quantiser (nearest entry, straight-through
 gradient, moving-average updates, restarts), a known loss value, the prior's causality,
-training, save/load/sample, refusing the samplers that need a continuous code space, and that
+training in two stages (the prior after the autoencoder, resumable in either), save/load/sample,
+refusing the samplers that need a continuous code space, and that
 the prior's samples use many entries and read as varied digits."""
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import math
 import pytest
 import torch
 
+import aegen
 from aegen.errors import ConfigError
 from aegen.models import build_model
 from aegen.models.pixelcnn import PixelCNN
 from aegen.models.quantizer import EMAQuantizer
 from aegen.pipeline import load, train
 from aegen.store.datasets import load_dataset
+from aegen.store.tensor_files import load_tensors
 from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
 
@@ -117,6 +120,73 @@ def test_the_groups_are_the_autoencoder_and_the_prior():
     ids = [id(p) for params in groups.values() for p in params]
     assert list(groups) == ["autoencoder", "prior"]
     assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+
+
+def test_the_prior_trains_after_the_autoencoder_in_the_last_share_of_the_epochs():
+    stages = lambda model, epochs: [(s.groups, s.first, s.last) for s in model.stages(epochs)]
+    model = build_model("vq-vae", SMALL)
+    assert stages(model, 10) == [(("autoencoder",), 1, 7), (("prior",), 8, 10)]
+    assert stages(model, 2) == [(("autoencoder",), 1, 1), (("prior",), 2, 2)]
+    assert stages(model, 1) == [(("autoencoder", "prior"), 1, 1)]  # one epoch: both at once
+    shared = build_model("vq-vae", {**SMALL, "prior_share": 0.9})
+    assert stages(shared, 10) == [(("autoencoder",), 1, 1), (("prior",), 2, 10)]
+    with pytest.raises(ConfigError, match="0 < prior_share < 1"):
+        build_model("vq-vae", {"prior_share": 1.0})
+
+
+def test_each_stage_moves_only_its_own_part():
+    """Epoch 1 trains the autoencoder and codebook, not the prior; epoch 2 the prior alone, on
+    grids that no longer change."""
+    data = load_dataset("mnist-5k", "train")
+    torch.manual_seed(0)
+    model = build_model("vq-vae", SMALL)
+    trainer = Trainer(
+        model, TrainSettings(epochs=2, threads=1), data.images[:512], data.images[512:640]
+    )
+    snapshot = lambda: {k: v.clone() for k, v in model.state_dict().items()}
+    start = snapshot()
+    trainer.fit(0, lambda metrics: metrics["epoch"] == 1, progress=False)
+    after_one = snapshot()
+    trainer.fit(1, progress=False)
+    after_two = snapshot()
+    moved = lambda a, b, part: [k for k in a if k.startswith(part) and not torch.equal(a[k], b[k])]
+    for part in ("encoder", "decoder", "expand", "quantizer"):
+        assert moved(start, after_one, part) and not moved(after_one, after_two, part), part
+    assert not moved(start, after_one, "prior") and moved(after_one, after_two, "prior")
+    assert model.training_groups is None  # every group trainable again outside the trainer
+
+
+def test_the_schedule_and_early_stopping_belong_to_each_stage():
+    data = load_dataset("mnist-5k", "train")
+    model = build_model("vq-vae", SMALL)
+    settings = TrainSettings(epochs=10, lr=1e-3, lr_schedule="cosine", early_stop=1, threads=1)
+    trainer = Trainer(model, settings, data.images[:256], data.images[256:300])
+    steps = trainer.steps_per_epoch
+    assert trainer.rate(0) == trainer.rate(7 * steps) == 1e-3  # each stage starts at the rate
+    assert trainer.rate(7 * steps - 1) == trainer.rate(10 * steps - 1) == 0.0
+    rising = [{"epoch": e, "val_loss": float(e)} for e in range(1, 10)]
+    assert not trainer._patience_spent(rising[:6], 7)  # the autoencoder's epochs run out
+    assert not trainer._patience_spent(rising[:8], 9)  # the prior's first epoch is its best
+    assert trainer._patience_spent(rising[:9], 10)
+
+
+def test_a_run_stopped_in_the_prior_stage_resumes_bit_exactly(tmp_path):
+    quiet = {"progress": False, "val_fraction": 0.9, "threads": 1, "epochs": 4}
+    options = {**SMALL, "prior_share": 0.5}  # epochs 1-2 the autoencoder, 3-4 the prior
+    train("vq-vae", "mnist-5k", out=tmp_path / "whole", model_options=options, **quiet)
+    stop_in_prior = [lambda run, epoch, metrics: aegen.STOP if epoch == 3 else None]
+    train(
+        "vq-vae",
+        "mnist-5k",
+        out=tmp_path / "parts",
+        model_options=options,
+        callbacks=stop_in_prior,
+        **quiet,
+    )
+    train("vq-vae", "mnist-5k", out=tmp_path / "parts", resume=True, **quiet)
+    whole = load_tensors(tmp_path / "whole" / "checkpoint.safetensors")[0]
+    parts = load_tensors(tmp_path / "parts" / "checkpoint.safetensors")[0]
+    assert whole.keys() == parts.keys() and all(torch.equal(whole[k], parts[k]) for k in whole)
 
 
 def test_training_lowers_the_held_out_reconstruction_and_prior_losses():

@@ -240,6 +240,12 @@ def _train(
     notes = ", bf16" if chosen.precision == "bf16" else ""
     notes += ", CUDA graph" if trainer.graphed_step is not None else ""
     notes += f", {trainer.tuner.describe()}" if trainer.device.type == "cpu" else ""
+    if len(trainer.stages) > 1:  # e.g. vq-vae: "epochs 1-35 autoencoder, 36-50 prior"
+        parts = [
+            f"{s.first}{f'-{s.last}' if s.last > s.first else ''} {'+'.join(s.groups)}"
+            for s in trainer.stages
+        ]
+        notes += f"; epochs {', '.join(parts)}"
     if main:
         log.info(
             f"training {model} on {chosen.dataset} ({len(train_index)} train / "

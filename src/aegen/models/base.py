@@ -27,6 +27,19 @@ class LossOutput:
     group_losses: dict[str, torch.Tensor] | None = None
 
 
+@dataclass(frozen=True)
+class Stage:
+    """Epochs first..last (1-based, inclusive) of a run in which only `groups` train."""
+
+    groups: tuple[str, ...]
+    first: int
+    last: int
+
+    @property
+    def epochs(self) -> int:
+        return self.last - self.first + 1
+
+
 def option(default: Any, meaning: str) -> Any:
     """A model option: its default and a one-line meaning (shown by `aegen models`)."""
     return field(default=default, metadata={"meaning": meaning})
@@ -93,6 +106,7 @@ class Autoencoder(nn.Module):
         # The share of its weight a KL term has now: the trainer's KL warm-up moves it; not
         # saved with the weights. A tensor, so that a step recorded as a CUDA graph reads it.
         self.register_buffer("kl_scale", torch.ones(()), persistent=False)
+        self.training_groups: tuple[str, ...] | None = None  # see stages()
 
     @property
     def has_kl_term(self) -> bool:
@@ -137,6 +151,16 @@ class Autoencoder(nn.Module):
         """Parameter groups with their own optimizer; LossOutput.group_losses names each one's
         loss. One group minimising `loss` unless a model's update rule says otherwise."""
         return {"model": list(self.parameters())}
+
+    def stages(self, epochs: int) -> list[Stage]:
+        """The run's epochs in order, each stage naming the update groups that train in it: one
+        stage of every group unless a model trains in stages (vq-vae: its prior after its
+        autoencoder). The trainer sets `training_groups` to the stage's groups as it enters it."""
+        return [Stage(tuple(self.update_groups()), 1, epochs)]
+
+    def trains(self, group: str) -> bool:
+        """Whether `group` trains now (training_groups None: outside the trainer, every one)."""
+        return self.training_groups is None or group in self.training_groups
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Rebuild x through the code (deterministic: the VAE uses its posterior mean)."""

@@ -8,12 +8,12 @@ grids of entry indices (pixelcnn.py) is its prior: the `prior` sampler draws ind
 and decodes their entries. There is no Gaussian code space, so the samplers fitted to codes
 (gaussian, gmm, flow, ...) do not apply.
 
-Both parts train in the one run, each update group on its own loss: the autoencoder on its
-reconstruction and commitment, the prior on the index grids of the same batch, taken as data
-(no gradient reaches the encoder through them). The paper trains the prior after the
-autoencoder; here it follows the codebook as it settles, and a run resumed or trained on keeps
-refining both. Its `loss` is the sum of the two, in nats-like units: summed squared error plus
-the prior's nats per grid.
+The run trains in two stages (Autoencoder.stages), as the paper does: the autoencoder first, on
+its reconstruction and commitment, then, for the last `prior_share` of the epochs, the prior on
+the finished autoencoder's index grids, which no longer change (the codebook stops moving). The
+stage follows from the epoch number, so `--resume` continues in whichever stage a run stopped; a
+run of one epoch trains both at once. Its `loss` is the sum of the two parts, in nats-like
+units: summed squared error plus the prior's nats per grid; each stage's group minimises its own.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from aegen.errors import ConfigError
-from aegen.models.base import Autoencoder, LossOutput, ModelConfig, option
+from aegen.models.base import Autoencoder, LossOutput, ModelConfig, Stage, option
 from aegen.models.code_ae import reconstruction_error
 from aegen.models.conv_nets import check_conv_sizes, conv_decoder, conv_encoder
 from aegen.models.pixelcnn import PixelCNN
@@ -46,6 +46,9 @@ class VQVAEConfig(ModelConfig):
     )
     prior_channels: int = option(64, "channels of the PixelCNN prior")
     prior_layers: int = option(4, "masked 3x3 layers of the PixelCNN prior")
+    prior_share: float = option(
+        0.3, "share of the epochs, at the end, that train the prior on the finished codes"
+    )
 
     def check(self) -> None:
         super().check()
@@ -56,6 +59,8 @@ class VQVAEConfig(ModelConfig):
             raise ConfigError(
                 "vq-vae needs 0 <= ema_decay < 1, commitment >= 0 and restart_below >= 0"
             )
+        if not 0 < self.prior_share < 1:
+            raise ConfigError("vq-vae needs 0 < prior_share < 1 (the prior's share of the epochs)")
 
 
 class VQVAE(Autoencoder):
@@ -122,14 +127,29 @@ class VQVAE(Autoencoder):
             "prior": list(self.prior.parameters()),
         }
 
+    def stages(self, epochs: int) -> list[Stage]:
+        """The autoencoder's epochs, then the prior's last `prior_share` of them (at least one
+        each); a single epoch trains both."""
+        if epochs < 2:
+            return [Stage(("autoencoder", "prior"), 1, epochs)]
+        prior = min(epochs - 1, max(1, round(epochs * self.config.prior_share)))
+        return [
+            Stage(("autoencoder",), 1, epochs - prior),
+            Stage(("prior",), epochs - prior + 1, epochs),
+        ]
+
     def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> LossOutput:
-        vectors = self._vectors(x)
-        chosen, index = self.quantizer(vectors, update=self.training)
-        commitment = (vectors - chosen.detach()).pow(2).sum() / len(x)
-        rebuilt = self.decode(self._grid(chosen, len(x)).flatten(1))
-        recon = reconstruction_error(rebuilt, x)
+        grad = torch.is_grad_enabled()
+        autoencoder_trains = self.trains("autoencoder")
+        with torch.set_grad_enabled(grad and autoencoder_trains):  # a part that waits: no graph
+            vectors = self._vectors(x)
+            chosen, index = self.quantizer(vectors, update=self.training and autoencoder_trains)
+            commitment = (vectors - chosen.detach()).pow(2).sum() / len(x)
+            rebuilt = self.decode(self._grid(chosen, len(x)).flatten(1))
+            recon = reconstruction_error(rebuilt, x)
         _, side, _ = self.grid_shape
-        prior_nll = self.prior.nll(index.view(len(x), side, side))
+        with torch.set_grad_enabled(grad and self.trains("prior")):
+            prior_nll = self.prior.nll(index.view(len(x), side, side))
         autoencoder = recon + self.config.commitment * commitment
         used = torch.zeros(len(self.quantizer.codebook), device=x.device).index_fill_(0, index, 1)
         terms = {

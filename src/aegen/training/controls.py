@@ -57,5 +57,6 @@ def best_epoch(history: list[dict], measure: str = "loss") -> int:
 
 
 def epochs_without_gain(history: list[dict], measure: str = "loss") -> int:
-    """How many epochs have passed since the lowest validation `measure` so far."""
-    return len(history) - best_epoch(history, measure)
+    """How many epochs have passed since the lowest validation `measure` in `history` (a
+    run's finished epochs, or the last stretch of them)."""
+    return history[-1]["epoch"] - best_epoch(history, measure) if history else 0

@@ -18,6 +18,12 @@ named with the step it appeared at, and no checkpoint is written before that loo
 a model with one optimizer has its whole step recorded as a CUDA graph and replayed
 (cuda_graph.py); the epoch's shorter last batch, several optimizers and several ranks run eagerly.
 
+Stages: a model may train its update groups in stages (Autoencoder.stages; vq-vae: its prior
+after its autoencoder). In each stage only its groups get gradients and updates; the learning
+rate's schedule runs over each stage's steps, and early stopping watches the last stage's
+epochs only, since the earlier ones end by their epoch count. The stage follows from the epoch
+number alone, so a resumed run picks up in the stage it was killed in.
+
 Controls (controls.py): the learning rate and the KL warm-up's share are set before each step
 from the global step alone, gradients are clipped per update group, and early stopping reads the
 history; so a resumed run recomputes all of them from its checkpoint. The validation loss is
@@ -37,7 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from aegen.errors import ConfigError, TrainingError
-from aegen.models.base import Autoencoder
+from aegen.models.base import Autoencoder, Stage
 from aegen.store.datasets import to_model_range
 from aegen.training import distributed
 from aegen.training.adam import FusedAdam
@@ -115,6 +121,7 @@ class Trainer:
         self.train_labels, self.val_labels = self._moved(train_labels), self._moved(val_labels)
         self.rank, self.world_size = distributed.world()
         self.groups = model.update_groups()
+        self.stages = checked_stages(model.stages(config.epochs), self.groups, config.epochs)
         self.loss_module = distributed.loss_module(
             model, several_groups=len(self.groups) > 1, device=self.device
         )
@@ -163,10 +170,15 @@ class Trainer:
     def warmup_steps(self) -> int:
         return self.config.kl_warmup * self.steps_per_epoch
 
+    def stage_of(self, epoch: int) -> Stage:
+        """The stage 1-based `epoch` belongs to."""
+        return next(s for s in self.stages if s.first <= epoch <= s.last)
+
     def rate(self, step: int) -> float:
-        """The learning rate at 0-based global step `step`."""
-        total = self.config.epochs * self.steps_per_epoch
-        return self.lr * rate_factor(self.config.lr_schedule, step, total)
+        """The learning rate at 0-based global step `step` (the schedule spans its stage)."""
+        stage = self.stage_of(step // self.steps_per_epoch + 1)
+        first, total = (stage.first - 1) * self.steps_per_epoch, stage.epochs * self.steps_per_epoch
+        return self.lr * rate_factor(self.config.lr_schedule, step - first, total)
 
     def set_step(self, step: int) -> None:
         """Set the learning rate and the KL warm-up's share for 0-based global step `step`."""
@@ -218,8 +230,9 @@ class Trainer:
         threads_before = torch.get_num_threads()
         try:
             self._fit(start_epoch, on_epoch_end, progress, past, new)
-        finally:  # the caller's own thread count back
+        finally:  # the caller's own thread count back, and every group trainable outside
             torch.set_num_threads(threads_before)
+            self.model.training_groups = None
         return new
 
     def _fit(
@@ -233,7 +246,7 @@ class Trainer:
         self.tuner.apply(self.tuner.current)
         for epoch in range(start_epoch + 1, self.config.epochs + 1):
             # Every rank stops together (each measured the validation loss on its own).
-            if distributed.any_rank(self._patience_spent(past), self.device):
+            if distributed.any_rank(self._patience_spent(past, epoch), self.device):
                 break
             started = time.perf_counter()
             metrics = {"epoch": epoch, **self.train_epoch(epoch, progress)}
@@ -254,10 +267,13 @@ class Trainer:
                 self.stop_reason = f"stopped by a callback after epoch {epoch}"
                 break
 
-    def _patience_spent(self, history: list[dict]) -> bool:
-        """Whether early stopping ends training after these epochs (it sets stop_reason)."""
+    def _patience_spent(self, history: list[dict], epoch: int) -> bool:
+        """Whether early stopping ends training before `epoch` (it sets stop_reason); only the
+        last stage's finished epochs count."""
         patience, key = self.config.early_stop, self.model.selection_metric
-        waited = epochs_without_gain(history, key) if history else 0
+        stage = self.stage_of(epoch)
+        watched = history[stage.first - 1 :] if stage is self.stages[-1] else []
+        waited = epochs_without_gain(watched, key) if watched else 0
         if not patience or waited < patience:
             return False
         what = "loss" if key == "loss" else f"{key.replace('_', ' ')} (the model's measure)"
@@ -286,6 +302,8 @@ class Trainer:
     def _train_epoch(self, epoch: int, progress: bool | None) -> dict[str, float]:
         torch.manual_seed(epoch_seed(self.config.seed, epoch))
         self.model.train()
+        stage = self.stage_of(epoch)
+        self.model.training_groups = stage.groups
         # The order is drawn on the CPU so that it is the same on every device.
         order = torch.randperm(len(self.train_images)).to(self.device)
         if self.rank > 0:  # the same order as rank 0, noise of its own
@@ -299,9 +317,10 @@ class Trainer:
             ]
         # tqdm's disable=None: a bar only on a terminal; other ranks never draw one.
         disable = True if self.rank != 0 else (None if progress is None else not progress)
+        part = f" ({'+'.join(stage.groups)})" if len(self.stages) > 1 else ""
         bar = tqdm(
             batches,
-            desc=f"epoch {epoch}/{self.config.epochs}",
+            desc=f"epoch {epoch}/{self.config.epochs}{part}",
             leave=False,
             disable=disable,
             unit="batch",
@@ -338,15 +357,18 @@ class Trainer:
         with autocast(self.device, self.config.precision):
             loss, terms, group_losses = self.loss_module(x, labels)
         self._zero_grad()
+        training = self.model.training_groups or tuple(self.groups)
         if group_losses is None:
             loss.backward()
         else:
-            self._backward_per_group(group_losses)
+            self._backward_per_group(group_losses, training)
         if self.config.clip_grad is not None:
-            for params in self.groups.values():  # the global norm of each update group
-                torch.nn.utils.clip_grad_norm_(params, self.config.clip_grad, foreach=True)
-        for optimizer in self.optimizers.values():
-            optimizer.step()
+            for name in training:  # the global norm of each update group
+                torch.nn.utils.clip_grad_norm_(
+                    self.groups[name], self.config.clip_grad, foreach=True
+                )
+        for name in training:
+            self.optimizers[name].step()
         return loss, terms, group_losses
 
     def _graphable_step(self, index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -358,9 +380,12 @@ class Trainer:
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
 
-    def _backward_per_group(self, group_losses: dict[str, torch.Tensor]) -> None:
-        """Each group's gradient from its own loss only (the model's update rule)."""
-        names = list(self.groups)
+    def _backward_per_group(
+        self, group_losses: dict[str, torch.Tensor], names: tuple[str, ...] | None = None
+    ) -> None:
+        """Each training group's gradient (names: every group) from its own loss only (the
+        model's update rule)."""
+        names = tuple(self.groups) if names is None else names
         for i, name in enumerate(names):
             params = self.groups[name]
             grads = torch.autograd.grad(
@@ -373,7 +398,7 @@ class Trainer:
                     grad = torch.empty_like(param).copy_(grad)
                 param.grad = grad
         if self.world_size > 1:
-            distributed.average_gradients([p for params in self.groups.values() for p in params])
+            distributed.average_gradients([p for name in names for p in self.groups[name]])
 
     @torch.no_grad()
     def validation_loss(
@@ -396,6 +421,16 @@ class Trainer:
                     totals[name] = totals.get(name, 0.0) + float(value) * n
         count = totals.pop("images")
         return {k: v / count for k, v in totals.items()}
+
+
+def checked_stages(stages: list[Stage], groups: dict, epochs: int) -> list[Stage]:
+    """A model's stages, which must cover epochs 1..epochs in order and name its groups."""
+    ends = [0, *(s.last for s in stages)]
+    if [s.first for s in stages] != [e + 1 for e in ends[:-1]] or ends[-1] != epochs:
+        raise ValueError(f"stages {stages} do not cover epochs 1-{epochs} in order")
+    if any(s.epochs < 1 or not s.groups or set(s.groups) - set(groups) for s in stages):
+        raise ValueError(f"stages {stages} name no or unknown update groups ({list(groups)})")
+    return stages
 
 
 class StepLosses:
