@@ -171,5 +171,5 @@ def test_console_entry_point_prints_no_traceback():
     assert (
         result.stderr.strip()
         == "aegen: error: unknown model 'vea' (did you mean 'vae'?); choose one of ae, conv-ae, "
-        "vae, beta-vae, iwae, conv-vae, cvae, vae-gan, rae, wae, aae, vamp, vq-vae"
+        "vae, beta-vae, iwae, conv-vae, cvae, vae-gan, rae, wae, aae, vamp, vq-vae, ldm"
     )

@@ -287,14 +287,15 @@ def build_parser(
         "--sampler",
         help="prior, gaussian, gmm, gmm-K, flow, diffusion, diffusion-N (N ODE steps) or "
         "two-stage; the fitted ones are fitted to the training codes once and saved in the run "
-        "(default: prior for a model trained to match it (VAEs, wae, aae; vamp's is its "
-        "mixture), gmm for rae, gaussian for a plain autoencoder)",
+        "(default: prior for a model trained to match it (VAEs, wae, aae) or with a learned "
+        "one (vamp's mixture, vq-vae's PixelCNN, ldm's flow), gmm for rae, gaussian for a "
+        "plain autoencoder)",
     )
     sample.add_argument(
         "--label",
         type=_int,
-        help="the class to generate (conditional models, "
-        "e.g. cvae); default: classes drawn uniformly",
+        help="the class to generate (conditional models, e.g. cvae, and ldm on labelled "
+        "data); default: cvae draws classes uniformly, ldm as often as the training labels",
     )
     sample.add_argument(
         "--out",

@@ -340,6 +340,22 @@ def options_for_data(model: str, options: dict[str, Any], data: ImageSet) -> dic
                 f"the model option num_classes={given} is fewer than the data's "
                 f"{len(data.classes)} classes"
             )
+    if "prior_classes" in fields:  # a prior conditioned on labels where the data has them
+        present = len(data.labels.unique()) if data.labelled else 0
+        fitted["prior_classes"] = options.get(
+            "prior_classes", len(data.classes) if present >= 2 else 0
+        )
+        given = fitted["prior_classes"]
+        if isinstance(given, int) and 0 < given < len(data.classes):
+            raise ConfigError(
+                f"the model option prior_classes={given} is fewer than the data's "
+                f"{len(data.classes)} classes"
+            )
+        if given and present < 2:
+            raise DataError(
+                f"{data.name} has {'one class' if present else 'no labels'}: "
+                "train with --option prior_classes=0 (an unconditional prior)"
+            )
     for key in ("image_size", "channels"):
         if key in options and options[key] != fitted[key]:
             flag = "--image-size" if key == "image_size" else "--channels"

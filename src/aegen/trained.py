@@ -89,6 +89,12 @@ class TrainedModel:
     def classes(self) -> int:
         return self.model.num_classes
 
+    @property
+    def label_classes(self) -> int:
+        """Classes `sample(label=...)` can ask for: a conditional model's, or those of a prior
+        conditioned on labels (ldm) whose encoder and decoder take none."""
+        return self.model.num_classes or self.model.prior_classes
+
     @torch.no_grad()
     def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images -> codes [N, latent_dim] (the posterior mean for a VAE; a conditional model
@@ -156,11 +162,11 @@ class TrainedModel:
         chosen = self.sampler(sampler or self.default_sampler)
 
         def labels_for_samples() -> torch.Tensor | None:
-            if not self.conditional:
+            if label is not None:
+                return torch.as_tensor(label).expand(n)
+            if not self.conditional:  # a labelled prior alone draws from every class at once
                 return None
-            if label is None:
-                return torch.randint(self.classes, (n,), generator=generator)
-            return torch.as_tensor(label).expand(n)
+            return torch.randint(self.classes, (n,), generator=generator)
 
         if is_conditional(chosen):  # codes drawn for their labels, so the labels come first
             labels = labels_for_samples()
@@ -174,21 +180,22 @@ class TrainedModel:
         (one, or one per sample)."""
         if label is None:
             return
-        if not self.conditional:
+        count = self.label_classes
+        if not count:
             raise ConfigError(f"{self.name} is not a conditional model: it takes no label")
-        classes = f"0..{self.classes - 1}"
+        classes = f"0..{count - 1}"
         if torch.is_tensor(label):
             if (
                 label.is_floating_point()
                 or label.is_complex()
                 or label.dtype == torch.bool
                 or label.shape not in ((), (n,))
-                or (label.numel() and not 0 <= int(label.min()) <= int(label.max()) < self.classes)
+                or (label.numel() and not 0 <= int(label.min()) <= int(label.max()) < count)
             ):
                 raise ConfigError(
                     f"labels must be one class index or {n} of them, whole numbers in {classes}"
                 )
-        elif isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < self.classes:
+        elif isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < count:
             raise ConfigError(
                 f"the label must be one of the class indices in {classes}, got {label!r}"
             )
@@ -217,7 +224,9 @@ class TrainedModel:
                 name, self.latent_dim, self.classes if self.conditional else 0
             )
             if name == "prior" and self.model.learned_prior:
-                sampler = LearnedPriorSampler(self.model.draw_prior, self.latent_dim)
+                sampler = LearnedPriorSampler(
+                    self.model.draw_prior, self.latent_dim, self.model.prior_classes > 0
+                )
             elif not self.model.continuous_codes and name != "prior":
                 raise ConfigError(
                     f"{self.name}'s codes are codebook entries, not points of a continuous "

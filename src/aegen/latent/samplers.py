@@ -48,13 +48,19 @@ class PriorSampler:
 
 
 class LearnedPriorSampler:
-    """A prior the model learned itself (the VampPrior's mixture, the VQ-VAE's PixelCNN), drawn
-    by the model: part of its weights, so nothing to fit or save here."""
+    """A prior the model learned itself (the VampPrior's mixture, the VQ-VAE's PixelCNN, the
+    ldm's flow), drawn by the model: part of its weights, so nothing to fit or save here.
+    `conditional`: the prior draws codes for labels (ldm's, on labelled data)."""
 
     name = "prior"
 
-    def __init__(self, draw: Callable[[int, torch.Generator], torch.Tensor | None], dim: int):
-        self.draw, self.latent_dim = draw, dim
+    def __init__(
+        self,
+        draw: Callable[[int, torch.Generator, torch.Tensor | None], torch.Tensor | None],
+        dim: int,
+        conditional: bool = False,
+    ):
+        self.draw, self.latent_dim, self.conditional = draw, dim, conditional
 
     def fit(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> LearnedPriorSampler:
         return self
@@ -62,7 +68,7 @@ class LearnedPriorSampler:
     def sample(
         self, n: int, generator: torch.Generator, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
-        codes = self.draw(n, generator)
+        codes = self.draw(n, generator, labels if self.conditional else None)
         assert codes is not None  # made only for models that draw their own prior
         return codes
 
@@ -209,5 +215,6 @@ def fitted_name(sampler: Sampler) -> str:
 
 
 def is_conditional(sampler: Sampler) -> bool:
-    """Whether the sampler draws codes for given labels (a learned one on a conditional model)."""
-    return isinstance(sampler, LEARNED) and sampler.conditional
+    """Whether the sampler draws codes for given labels (a learned one on a conditional model,
+    or a learned prior conditioned on labels)."""
+    return isinstance(sampler, (*LEARNED, LearnedPriorSampler)) and sampler.conditional

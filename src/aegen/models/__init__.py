@@ -19,6 +19,7 @@ from aegen.models.base import (
 from aegen.models.conv_ae import ConvAE, ConvAEConfig
 from aegen.models.conv_vae import ConvVAE, ConvVAEConfig
 from aegen.models.cvae import CVAE, CVAEConfig
+from aegen.models.ldm import LatentDiffusion, LDMConfig
 from aegen.models.rae import RAE, RAEConfig
 from aegen.models.vae import VAE, VAEConfig
 from aegen.models.vae_gan import VAEGAN, VAEGANConfig
@@ -111,6 +112,12 @@ PRESETS: dict[str, Preset] = {
         VQVAE,
         "VQ-VAE (van den Oord et al. 2017): conv, 7x7 grid of 16-d codes from a 128-entry EMA "
         "codebook; a PixelCNN prior over its indices; 2 optimizers",
+    ),
+    "ldm": Preset(
+        LDMConfig,
+        LatentDiffusion,
+        "latent diffusion (after Rombach et al. 2022): conv AE with a KL-regularised 4x7x7 "
+        "code, then a flow-matching prior on the codes, label-guided; 2 stages",
     ),
 }
 

@@ -94,6 +94,8 @@ class Autoencoder(nn.Module):
     # False where codes are discrete (codebook entries): no density can be fitted to them.
     continuous_codes: bool = True
     learned_prior: bool = False  # True: draw_prior gives its prior's codes, not N(0, I)
+    # Classes a learned prior draws codes for (`--label`) while encode and decode need no label.
+    prior_classes: int = 0
     default_lr: float = 1e-3  # Adam's learning rate when the settings leave it open
     default_weight_decay: float = 0.0
     adam_betas: tuple[float, float] = (0.9, 0.999)
@@ -119,10 +121,13 @@ class Autoencoder(nn.Module):
         gradients inside itself, like RAE-GP's Jacobian penalty, is left eager)."""
         return True
 
-    def draw_prior(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
+    def draw_prior(
+        self, n: int, generator: torch.Generator, labels: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
         """n codes [n, latent_dim] (on the CPU) from a prior the model learned (the VampPrior's
-        mixture, the VQ-VAE's PixelCNN; learned_prior says so), which the `prior` sampler then
-        draws from; None where the prior is the standard normal."""
+        mixture, the VQ-VAE's PixelCNN, the ldm's flow; learned_prior says so), which the
+        `prior` sampler then draws from; None where the prior is the standard normal. `labels`
+        [n] (class indices) only for a prior conditioned on them (prior_classes > 0)."""
         return None
 
     @property
@@ -221,9 +226,22 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     return value
 
 
-def require_positive(config: Any) -> None:
-    """Every integer size in a model config must be at least 1."""
+def require_positive(config: Any, may_be_zero: tuple[str, ...] = ()) -> None:
+    """Every integer size in a model config must be at least 1 (those named: at least 0)."""
     for key, value in dataclasses.asdict(config).items():
         values = value if isinstance(value, (list, tuple)) else [value]
-        if any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in values):
-            raise ConfigError(f"option {key!r} must be at least 1, got {value}")
+        least = 0 if key in may_be_zero else 1
+        if any(isinstance(v, int) and not isinstance(v, bool) and v < least for v in values):
+            raise ConfigError(f"option {key!r} must be at least {least}, got {value}")
+
+
+def two_stages(epochs: int, prior_share: float) -> list[Stage]:
+    """An autoencoder's epochs, then its prior's last `prior_share` of them (at least one each);
+    a single epoch trains both at once. Groups "autoencoder" and "prior" (vq-vae, ldm)."""
+    if epochs < 2:
+        return [Stage(("autoencoder", "prior"), 1, epochs)]
+    prior = min(epochs - 1, max(1, round(epochs * prior_share)))
+    return [
+        Stage(("autoencoder",), 1, epochs - prior),
+        Stage(("prior",), epochs - prior + 1, epochs),
+    ]

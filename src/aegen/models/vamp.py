@@ -75,7 +75,9 @@ class VampVAE(VAE):
         return self.posterior(self.pseudo_inputs.clamp(0, 1))
 
     @torch.no_grad()
-    def draw_prior(self, n: int, generator: torch.Generator) -> torch.Tensor:
+    def draw_prior(
+        self, n: int, generator: torch.Generator, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """n codes from the mixture: a component drawn uniformly, then a code from it."""
         means, logvars = (t.detach().cpu().float() for t in self.prior_components())
         picked = torch.randint(len(means), (n,), generator=generator)

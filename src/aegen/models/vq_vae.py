@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from aegen.errors import ConfigError
-from aegen.models.base import Autoencoder, LossOutput, ModelConfig, Stage, option
+from aegen.models.base import Autoencoder, LossOutput, ModelConfig, Stage, option, two_stages
 from aegen.models.code_ae import reconstruction_error
 from aegen.models.conv_nets import check_conv_sizes, conv_decoder, conv_encoder
 from aegen.models.pixelcnn import PixelCNN
@@ -128,15 +128,7 @@ class VQVAE(Autoencoder):
         }
 
     def stages(self, epochs: int) -> list[Stage]:
-        """The autoencoder's epochs, then the prior's last `prior_share` of them (at least one
-        each); a single epoch trains both."""
-        if epochs < 2:
-            return [Stage(("autoencoder", "prior"), 1, epochs)]
-        prior = min(epochs - 1, max(1, round(epochs * self.config.prior_share)))
-        return [
-            Stage(("autoencoder",), 1, epochs - prior),
-            Stage(("prior",), epochs - prior + 1, epochs),
-        ]
+        return two_stages(epochs, self.config.prior_share)
 
     def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> LossOutput:
         grad = torch.is_grad_enabled()
@@ -163,7 +155,9 @@ class VQVAE(Autoencoder):
         )
 
     @torch.no_grad()
-    def draw_prior(self, n: int, generator: torch.Generator) -> torch.Tensor:
+    def draw_prior(
+        self, n: int, generator: torch.Generator, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """n codes drawn from the PixelCNN prior: index grids, position by position, and their
         entries, flattened like encode's [n, dim * side * side] (on the CPU)."""
         dim, side, _ = self.grid_shape

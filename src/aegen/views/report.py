@@ -44,6 +44,7 @@ PICTURES = [
     ("latent.png", "Held-out codes"),
     ("interpolations.png", "Straight lines between the codes of held-out pairs"),
     ("manifold.png", "Decoded grid of 2-d codes"),
+    ("denoising.png", "The prior's path from noise (left) to a code (right), decoded on the way"),
 ]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -1,10 +1,11 @@
 """The pictures every run folder gets: reconstructions, samples, latent scatter, interpolations,
-a latent manifold (2-d codes only) and loss curves."""
+a latent manifold (2-d codes only), the denoising path (ldm only) and loss curves."""
 
 from __future__ import annotations
 
 import torch
 
+from aegen.models.ldm import LatentDiffusion
 from aegen.store.atomic import write_atomic
 from aegen.store.datasets import unit_images
 from aegen.store.exports import image_grid_png, save_image_grid
@@ -20,6 +21,7 @@ N_RECONSTRUCTIONS = 24
 N_SAMPLES = 64
 N_LATENT_POINTS = 2000
 N_INTERPOLATIONS, INTERPOLATION_STEPS = 8, 10
+N_DENOISED, DENOISING_COLUMNS = 8, 9
 
 
 def interpolations(
@@ -50,12 +52,27 @@ def interpolations(
 
 
 def run_sample_grid(trained: TrainedModel, seed: int = 0) -> tuple[torch.Tensor, int]:
-    """Samples for samples.png and its columns: 64 in 8 columns, or for a conditional model one
-    row of 8 per class."""
-    if not trained.conditional:
+    """Samples for samples.png and its columns: 64 in 8 columns, or for a model that samples by
+    label (a conditional one, or a labelled prior) one row of 8 per class."""
+    if not trained.label_classes:
         return trained.sample(N_SAMPLES, seed=seed), 8
-    labels = torch.arange(trained.classes).repeat_interleave(8)
+    labels = torch.arange(trained.label_classes).repeat_interleave(8)
     return trained.sample(len(labels), seed=seed, label=labels), 8
+
+
+def denoising_paths(trained: TrainedModel, seed: int = 0) -> torch.Tensor:
+    """N_DENOISED samples of a latent diffusion prior, each decoded at DENOISING_COLUMNS points
+    of its path from noise to code (one row per sample, one per class where it has labels):
+    [N_DENOISED * DENOISING_COLUMNS, C, H, W]."""
+    model = trained.model
+    assert isinstance(model, LatentDiffusion)
+    classes = model.prior_classes
+    labels = torch.arange(N_DENOISED) % classes if classes else None
+    path: list[torch.Tensor] = []
+    model.draw_prior(N_DENOISED, torch.Generator().manual_seed(seed), labels, path)
+    picked = torch.linspace(0, len(path) - 1, DENOISING_COLUMNS).round().long().tolist()
+    codes = torch.stack([path[i] for i in picked], 1)  # [samples, columns, latent]
+    return trained.decode(codes.flatten(0, 1))
 
 
 def write_run_pictures(trained: TrainedModel, history: list[dict]) -> None:
@@ -95,5 +112,9 @@ def write_run_pictures(trained: TrainedModel, history: list[dict]) -> None:
         centre = (0.0, 0.0) if variational else tuple(codes.mean(0).tolist())
         scale = (1.0, 1.0) if variational else tuple(codes.std(0).tolist())
         save_manifold(run_dir / "manifold.png", trained.decode, centre=centre, scale=scale)
+    if isinstance(trained.model, LatentDiffusion):
+        write_atomic(
+            run_dir / "denoising.png", image_grid_png(denoising_paths(trained), DENOISING_COLUMNS)
+        )
     if history:
         save_loss_curves(run_dir / "loss.png", history)

@@ -1,0 +1,220 @@
+"""Latent diffusion at MNIST scale (after Rombach et al., CVPR 2022): an autoencoder with a sharp
+spatial code and a flow-matching prior on that code.
+
+The autoencoder: the conv bodies down to a 7 x 7 grid of `code_channels` numbers per position (4
+by default: 196 numbers for a 28-pixel image), lightly KL-regularised (`kl_weight` on the summed
+KL, against the reconstruction's summed error) so that its code space stays smooth without
+blurring what it rebuilds. The prior: a convolutional velocity network on the code grids,
+trained by flow matching and sampled by Heun's method in `sampling_steps` steps
+(code_denoiser.py), conditioned on the label where the data has labels (classifier-free
+guidance, scale `guidance`). The codes it learns are standardised per channel by moving averages
+taken while the autoencoder trains (saved with the weights), so the prior sees unit-scale
+numbers whatever scale the encoder settles on.
+
+Asked for no label, a labelled prior draws labels from the training labels' frequencies (counted
+while it trains), then codes for them: a draw from the whole data's distribution, which the
+label-guided path serves far better than the unlabelled one it learns on the side (measured on
+mnist-5k, 2,000 samples, a 64-channel prior: FD-aegen 55 against 212). The defaults were chosen
+on mnist-5k (2,000 samples, 40 epochs): a 128-channel prior against 64 (FD-aegen 40.7 against
+68 unguided), guidance 1.5 against 1 and 2 (31.8, 40.7, 59.8), and 10 Heun steps, whose samples
+scored as 25 steps' (45.4 against 44.8 with 1,000 samples) in 0.4 of the time.
+
+Two stages, as vq-vae (Autoencoder.stages): the autoencoder, then the prior for the last
+`prior_share` of the epochs on the finished autoencoder's codes. No perceptual or feature loss:
+aegen's judge is a classifier of its own, and a loss in its features would flatter the scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from aegen.errors import ConfigError
+from aegen.models.base import (
+    Autoencoder,
+    LossOutput,
+    ModelConfig,
+    Stage,
+    option,
+    require_positive,
+    two_stages,
+)
+from aegen.models.code_denoiser import CodeDenoiser
+from aegen.models.conv_nets import check_conv_sizes, conv_decoder, conv_encoder
+
+RECONSTRUCTION_LOSSES = ("bce", "l1", "l2")
+CODE_STATS_DECAY = 0.99
+
+
+@dataclass
+class LDMConfig(ModelConfig):
+    """The autoencoder's widths and code, its loss, and the prior's size, guidance and steps."""
+
+    hidden_channels: tuple[int, ...] = option((32, 64), "channels of the two stride-2 convolutions")
+    code_channels: int = option(4, "numbers per position of the 7x7 code grid")
+    kl_weight: float = option(1e-3, "weight of the code's summed KL term")
+    reconstruction: str = option("bce", "the autoencoder's summed pixel loss: bce, l1 or l2")
+    prior_classes: int = option(10, "labels the prior is conditioned on (0: unconditional)")
+    prior_width: int = option(128, "channels of the prior's velocity network")
+    prior_blocks: int = option(4, "residual blocks of the prior's velocity network")
+    label_dropout: float = option(0.1, "share of training codes the prior sees without a label")
+    guidance: float = option(1.5, "classifier-free guidance scale of labelled samples (1: none)")
+    sampling_steps: int = option(10, "Heun steps from noise to a code when sampling")
+    prior_share: float = option(
+        0.7, "share of the epochs, at the end, that train the prior on the finished codes"
+    )
+
+    def check(self) -> None:
+        require_positive(self, may_be_zero=("prior_classes",))
+        check_conv_sizes("ldm", self.image_size, self.hidden_channels)
+        if self.reconstruction not in RECONSTRUCTION_LOSSES:
+            raise ConfigError(
+                f"ldm's reconstruction is one of {', '.join(RECONSTRUCTION_LOSSES)}, "
+                f"got {self.reconstruction!r}"
+            )
+        if self.kl_weight < 0 or not 0 <= self.label_dropout < 1 or self.guidance < 0:
+            raise ConfigError("ldm needs kl_weight >= 0, 0 <= label_dropout < 1, guidance >= 0")
+        if not 0 < self.prior_share < 1:
+            raise ConfigError("ldm needs 0 < prior_share < 1 (the prior's share of the epochs)")
+
+
+class LatentDiffusion(Autoencoder):
+    """Conv encoder to a KL-regularised 4 x 7 x 7 code, conv decoder, sigmoid; a flow-matching
+    prior on the codes."""
+
+    value_range = (0.0, 1.0)
+    learned_prior = True
+
+    config: LDMConfig
+    code_mean: torch.Tensor
+    code_std: torch.Tensor
+    code_updates: torch.Tensor
+    label_counts: torch.Tensor
+
+    def __init__(self, config: LDMConfig | None = None):
+        config = config or LDMConfig()
+        super().__init__(config)
+        c, (narrow, wide) = config.channels, config.hidden_channels
+        side, k = config.image_size // 4, config.code_channels
+        self.image_shape = (c, config.image_size, config.image_size)
+        self.grid_shape = (k, side, side)
+        self.latent_dim = k * side * side
+        self.prior_classes = config.prior_classes
+        self.encoder = nn.Sequential(*conv_encoder(c, narrow, wide)[:-1], nn.Conv2d(wide, 2 * k, 1))
+        self.expand = nn.Conv2d(k, wide, 1)
+        self.decoder = conv_decoder(wide, narrow, c)
+        self.prior = CodeDenoiser(k, config.prior_classes, config.prior_width, config.prior_blocks)
+        # Per-channel moving mean and spread of the training codes (the prior's unit scale).
+        self.register_buffer("code_mean", torch.zeros(k))
+        self.register_buffer("code_std", torch.ones(k))
+        self.register_buffer("code_updates", torch.zeros((), dtype=torch.long))
+        # How often the prior saw each label in training: the label marginal draws come from.
+        self.register_buffer("label_counts", torch.zeros(config.prior_classes, dtype=torch.long))
+
+    @property
+    def default_sampler(self) -> str:
+        return "prior"  # the flow-matching prior's
+
+    @property
+    def graphable(self) -> bool:
+        return False  # two update groups; the code statistics update eagerly
+
+    def stages(self, epochs: int) -> list[Stage]:
+        return two_stages(epochs, self.config.prior_share)
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The code grid's mean and log-variance, each [B, k, side, side]."""
+        mean, logvar = self.encoder(x).chunk(2, 1)
+        return mean, logvar.clamp(-30.0, 20.0)
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The posterior mean, flattened: [B, k * side * side]."""
+        return self.posterior(x)[0].flatten(1)
+
+    def _logits(self, grid: torch.Tensor) -> torch.Tensor:
+        return self.decoder(F.relu(self.expand(grid)))
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sigmoid(self._logits(z.view(-1, *self.grid_shape)))
+
+    def update_groups(self) -> dict[str, list[nn.Parameter]]:
+        autoencoder = [*self.encoder.parameters(), *self.expand.parameters()]
+        return {
+            "autoencoder": [*autoencoder, *self.decoder.parameters()],
+            "prior": list(self.prior.parameters()),
+        }
+
+    def reconstruction_loss(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The configured pixel loss, summed per image and averaged over the batch."""
+        if self.config.reconstruction == "bce":
+            total = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+        elif self.config.reconstruction == "l1":
+            total = (torch.sigmoid(logits) - x).abs().sum()
+        else:
+            total = (torch.sigmoid(logits) - x).pow(2).sum()
+        return total / len(x)
+
+    @torch.no_grad()
+    def _track_codes(self, z: torch.Tensor) -> None:
+        """Move the per-channel code statistics towards this batch's (bias-corrected early on,
+        as a mean of the first batches)."""
+        decay = min(CODE_STATS_DECAY, float(self.code_updates) / (float(self.code_updates) + 1))
+        per_channel = z.transpose(0, 1).flatten(1)
+        self.code_mean.lerp_(per_channel.mean(1), 1 - decay)
+        self.code_std.lerp_(per_channel.std(1).clamp_min(1e-3), 1 - decay)
+        self.code_updates += 1
+
+    def standardised(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.code_mean[:, None, None]) / self.code_std[:, None, None]
+
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> LossOutput:
+        grad = torch.is_grad_enabled()
+        autoencoder_trains = self.trains("autoencoder")
+        with torch.set_grad_enabled(grad and autoencoder_trains):  # a part that waits: no graph
+            mean, logvar = self.posterior(x)
+            z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+            recon = self.reconstruction_loss(self._logits(z), x)
+            kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum() / len(x)
+        if self.training and autoencoder_trains:
+            self._track_codes(z.detach())
+        given = labels if self.prior_classes else None
+        if given is not None and given.dim() != 1:
+            raise ConfigError("ldm's prior takes class indices [B], not class weights")
+        dropout = self.config.label_dropout if self.training else 0.0
+        if given is not None and self.training and self.trains("prior"):
+            self.label_counts += torch.bincount(given.long(), minlength=self.prior_classes)
+        with torch.set_grad_enabled(grad and self.trains("prior")):
+            prior = self.prior.loss(self.standardised(z.detach()), given, dropout)
+        autoencoder = recon + self.config.kl_weight * kl
+        terms = {"recon": recon.detach(), "kl": kl.detach(), "prior": prior.detach()}
+        return LossOutput(autoencoder + prior, terms, {"autoencoder": autoencoder, "prior": prior})
+
+    @torch.no_grad()
+    def draw_prior(
+        self,
+        n: int,
+        generator: torch.Generator,
+        labels: torch.Tensor | None = None,
+        path: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """n codes [n, latent_dim] (on the CPU) from the prior: noise from `generator`, solved to
+        codes, guided towards `labels` (none given: drawn from the training labels' frequencies;
+        none at all for an unconditional prior); `path` receives each step's codes, flattened
+        the same way."""
+        device = self.code_mean.device
+        noise = torch.randn(n, *self.grid_shape, generator=generator).to(device)
+        if labels is None and self.prior_classes:
+            counts = self.label_counts.cpu().double()
+            weights = counts if counts.sum() > 0 else torch.ones(self.prior_classes)
+            labels = torch.multinomial(weights, n, replacement=True, generator=generator)
+        steps: list[torch.Tensor] = []
+        u = self.prior.sample(
+            noise, labels, self.config.guidance, self.config.sampling_steps, steps
+        )
+        scale = lambda v: v * self.code_std[:, None, None] + self.code_mean[:, None, None]
+        if path is not None:
+            path.extend(scale(v).flatten(1).cpu() for v in steps)
+        return scale(u).flatten(1).cpu()
