@@ -12,24 +12,13 @@ samples with N steps (default 25, i.e. 49 network evaluations) from the same fit
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
 from aegen.latent.code_fitting import CodeNetwork, FitSettings, NetworkSampler
+from aegen.models.flow_matching import TIME_FEATURES, heun_solve, time_features
 
 DEFAULT_STEPS = 25
-TIME_FEATURES = 32
-
-
-def time_features(t: torch.Tensor) -> torch.Tensor:
-    """Sinusoidal features [N, TIME_FEATURES] of times t in [0, 1] (Vaswani et al.'s encoding)."""
-    half = TIME_FEATURES // 2
-    frequencies = torch.exp(torch.arange(half, device=t.device) * (-math.log(1000.0) / (half - 1)))
-    angles = 1000.0 * t[:, None] * frequencies
-    return torch.cat([angles.sin(), angles.cos()], 1)
 
 
 class Block(nn.Module):
@@ -71,28 +60,6 @@ class VelocityField(CodeNetwork):
     def solve(self, x: torch.Tensor, y: torch.Tensor, steps: int) -> torch.Tensor:
         """Heun's method from t = 0 (noise) to t = 1 (codes) in `steps` equal steps."""
         return heun_solve(lambda x_t, t: self(x_t, t, y), x, steps)
-
-
-def heun_solve(
-    velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    steps: int,
-    path: list[torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """Follow velocity(x, t) (t one time per row) from t = 0 (noise x) to t = 1 by Heun's
-    method in `steps` equal steps; `path`, if given, receives x after each step."""
-    dt = 1.0 / steps
-    for i in range(steps):
-        t = torch.full((len(x),), i * dt, device=x.device)
-        v = velocity(x, t)
-        guess = x + dt * v
-        if i == steps - 1:  # Euler's for the last step: one network evaluation fewer
-            x = guess
-        else:
-            x = x + 0.5 * dt * (v + velocity(guess, t + dt))
-        if path is not None:
-            path.append(x)
-    return x
 
 
 class DiffusionSampler(NetworkSampler):

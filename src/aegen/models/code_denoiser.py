@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aegen.latent.diffusion import TIME_FEATURES, heun_solve, time_features
+from aegen.models.flow_matching import TIME_FEATURES, heun_solve, time_features
 
 
 class ResidualBlock(nn.Module):
