@@ -129,6 +129,8 @@ def test_a_saved_run_samples_the_same_and_by_label(tmp_path):
     assert torch.equal(again.sample(6, seed=2, label=3), trained.sample(6, seed=2, label=3))
     with pytest.raises(ConfigError, match=r"class indices in 0\.\.9"):
         again.sample(4, label=10)
+    with pytest.raises(ConfigError, match="gaussian sampler draws no codes for a label"):
+        again.sample(4, sampler="gaussian", label=3)
     # Its encoder and decoder take no labels: reconstructions need none.
     assert again.reconstruct(torch.rand(2, 1, 28, 28)).shape == (2, 1, 28, 28)
     pictures = {p.name for p in (tmp_path / "l").glob("*.png")}

@@ -168,6 +168,11 @@ class TrainedModel:
                 return None
             return torch.randint(self.classes, (n,), generator=generator)
 
+        if label is not None and not self.conditional and not is_conditional(chosen):
+            raise ConfigError(  # the decoder takes no label either: it would be ignored
+                f"{self.name}'s {chosen.name} sampler draws no codes for a label; --label "
+                "needs its prior"
+            )
         if is_conditional(chosen):  # codes drawn for their labels, so the labels come first
             labels = labels_for_samples()
             return chosen.sample(n, generator, labels), labels
