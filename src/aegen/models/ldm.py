@@ -29,21 +29,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-from torch.nn import functional as F
 
 from aegen.errors import ConfigError
 from aegen.models.base import (
-    Autoencoder,
     LossOutput,
     ModelConfig,
-    Stage,
     option,
     require_positive,
-    two_stages,
 )
+from aegen.models.bernoulli import bernoulli_nll
 from aegen.models.code_denoiser import CodeDenoiser
-from aegen.models.conv_nets import check_conv_sizes, conv_decoder, conv_encoder
+from aegen.models.conv_nets import check_conv_sizes
+from aegen.models.grid_ae import GridAutoencoder
 
 RECONSTRUCTION_LOSSES = ("bce", "l1", "l2")
 CODE_STATS_DECAY = 0.99
@@ -81,14 +78,12 @@ class LDMConfig(ModelConfig):
             raise ConfigError("ldm needs 0 < prior_share < 1 (the prior's share of the epochs)")
 
 
-class LatentDiffusion(Autoencoder):
+class LatentDiffusion(GridAutoencoder):
     """Conv encoder to a KL-regularised 4 x 7 x 7 code, conv decoder, sigmoid; a flow-matching
     prior on the codes."""
 
-    value_range = (0.0, 1.0)
-    learned_prior = True
-
     config: LDMConfig
+    prior: CodeDenoiser
     code_mean: torch.Tensor
     code_std: torch.Tensor
     code_updates: torch.Tensor
@@ -96,16 +91,9 @@ class LatentDiffusion(Autoencoder):
 
     def __init__(self, config: LDMConfig | None = None):
         config = config or LDMConfig()
-        super().__init__(config)
-        c, (narrow, wide) = config.channels, config.hidden_channels
-        side, k = config.image_size // 4, config.code_channels
-        self.image_shape = (c, config.image_size, config.image_size)
-        self.grid_shape = (k, side, side)
-        self.latent_dim = k * side * side
+        k = config.code_channels  # the encoder gives each position's mean and log-variance
+        super().__init__(config, config.hidden_channels, k, 2 * k, config.prior_share)
         self.prior_classes = config.prior_classes
-        self.encoder = nn.Sequential(*conv_encoder(c, narrow, wide)[:-1], nn.Conv2d(wide, 2 * k, 1))
-        self.expand = nn.Conv2d(k, wide, 1)
-        self.decoder = conv_decoder(wide, narrow, c)
         self.prior = CodeDenoiser(k, config.prior_classes, config.prior_width, config.prior_blocks)
         # Per-channel moving mean and spread of the training codes (the prior's unit scale).
         self.register_buffer("code_mean", torch.zeros(k))
@@ -113,17 +101,6 @@ class LatentDiffusion(Autoencoder):
         self.register_buffer("code_updates", torch.zeros((), dtype=torch.long))
         # How often the prior saw each label in training: the label marginal draws come from.
         self.register_buffer("label_counts", torch.zeros(config.prior_classes, dtype=torch.long))
-
-    @property
-    def default_sampler(self) -> str:
-        return "prior"  # the flow-matching prior's
-
-    @property
-    def graphable(self) -> bool:
-        return False  # two update groups; the code statistics update eagerly
-
-    def stages(self, epochs: int) -> list[Stage]:
-        return two_stages(epochs, self.config.prior_share)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The code grid's mean and log-variance, each [B, k, side, side]."""
@@ -134,23 +111,10 @@ class LatentDiffusion(Autoencoder):
         """The posterior mean, flattened: [B, k * side * side]."""
         return self.posterior(x)[0].flatten(1)
 
-    def _logits(self, grid: torch.Tensor) -> torch.Tensor:
-        return self.decoder(F.relu(self.expand(grid)))
-
-    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.sigmoid(self._logits(z.view(-1, *self.grid_shape)))
-
-    def update_groups(self) -> dict[str, list[nn.Parameter]]:
-        autoencoder = [*self.encoder.parameters(), *self.expand.parameters()]
-        return {
-            "autoencoder": [*autoencoder, *self.decoder.parameters()],
-            "prior": list(self.prior.parameters()),
-        }
-
     def reconstruction_loss(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The configured pixel loss, summed per image and averaged over the batch."""
         if self.config.reconstruction == "bce":
-            total = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+            total = bernoulli_nll(logits.flatten(1), x.flatten(1)).sum()
         elif self.config.reconstruction == "l1":
             total = (torch.sigmoid(logits) - x).abs().sum()
         else:

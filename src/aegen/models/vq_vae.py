@@ -21,13 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-from torch.nn import functional as F
 
 from aegen.errors import ConfigError
-from aegen.models.base import Autoencoder, LossOutput, ModelConfig, Stage, option, two_stages
+from aegen.models.base import LossOutput, ModelConfig, option
 from aegen.models.code_ae import reconstruction_error
-from aegen.models.conv_nets import check_conv_sizes, conv_decoder, conv_encoder
+from aegen.models.conv_nets import check_conv_sizes
+from aegen.models.grid_ae import GridAutoencoder
 from aegen.models.pixelcnn import PixelCNN
 from aegen.models.quantizer import EMAQuantizer
 
@@ -63,39 +62,23 @@ class VQVAEConfig(ModelConfig):
             raise ConfigError("vq-vae needs 0 < prior_share < 1 (the prior's share of the epochs)")
 
 
-class VQVAE(Autoencoder):
+class VQVAE(GridAutoencoder):
     """Conv encoder to a 7 x 7 grid of 16-d vectors, a 128-entry codebook, conv decoder, sigmoid;
     a PixelCNN prior over the grid's indices."""
 
-    value_range = (0.0, 1.0)
     continuous_codes = False  # codes are codebook entries: no density to fit to them
-    learned_prior = True
 
     config: VQVAEConfig
+    prior: PixelCNN
 
     def __init__(self, config: VQVAEConfig | None = None):
         config = config or VQVAEConfig()
-        super().__init__(config)
-        c, (narrow, wide) = config.channels, config.hidden_channels
-        side, dim = config.image_size // 4, config.embedding_dim
-        self.image_shape = (c, config.image_size, config.image_size)
-        self.grid_shape = (dim, side, side)
-        self.latent_dim = dim * side * side
-        self.encoder = nn.Sequential(*conv_encoder(c, narrow, wide)[:-1], nn.Conv2d(wide, dim, 1))
+        dim = config.embedding_dim
+        super().__init__(config, config.hidden_channels, dim, dim, config.prior_share)
         self.quantizer = EMAQuantizer(
             config.codebook_size, dim, config.ema_decay, config.restart_below
         )
-        self.expand = nn.Conv2d(dim, wide, 1)
-        self.decoder = conv_decoder(wide, narrow, c)
         self.prior = PixelCNN(config.codebook_size, config.prior_channels, config.prior_layers)
-
-    @property
-    def default_sampler(self) -> str:
-        return "prior"  # the PixelCNN's
-
-    @property
-    def graphable(self) -> bool:
-        return False  # not tried on a GPU: its codebook updates run eagerly there
 
     def _vectors(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's grid as rows of vectors [B * side * side, dim]."""
@@ -115,20 +98,6 @@ class VQVAE(Autoencoder):
         """The codebook index at each grid position: [B, side, side]."""
         _, side, _ = self.grid_shape
         return self.quantizer.indices(self._vectors(x)).view(len(x), side, side)
-
-    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        grid = z.view(-1, *self.grid_shape)
-        return torch.sigmoid(self.decoder(F.relu(self.expand(grid))))
-
-    def update_groups(self) -> dict[str, list[nn.Parameter]]:
-        autoencoder = [*self.encoder.parameters(), *self.expand.parameters()]
-        return {
-            "autoencoder": [*autoencoder, *self.decoder.parameters()],
-            "prior": list(self.prior.parameters()),
-        }
-
-    def stages(self, epochs: int) -> list[Stage]:
-        return two_stages(epochs, self.config.prior_share)
 
     def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> LossOutput:
         grad = torch.is_grad_enabled()
