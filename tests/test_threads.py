@@ -78,6 +78,22 @@ def test_a_run_that_starts_beside_a_busy_process_drops_to_one_thread_in_a_window
     assert tuner.chosen == 1 and used.index(1) <= 2  # warm-up, one window, then the try
 
 
+def test_epochs_shorter_than_a_window_add_up_to_windows(restore_threads):
+    """`ae` on mnist-5k: epochs of 0.1-0.2 s, each followed by validation and saving that the
+    tuner must not count; its windows span epochs, so it still leaves the slow count."""
+    clock = FakeClock()
+    tuner = tuner_on(clock)
+    busy = {1: (0.0003, 1.0), 2: (0.001, 0.35)}  # steps of 0.03 s and 0.1 s
+    used = []
+    for _ in range(20):  # epochs of two steps, 0.2 s with two threads
+        tuner.resume()
+        used += run_steps(tuner, clock, busy, 2)
+        tuner.pause()
+        clock.now += 1.0  # validation, checkpoint: not steps
+        clock.cpu += 0.1
+    assert tuner.chosen == 1 and used[-10:] == [1] * 10
+
+
 def test_a_tie_keeps_the_count_it_has(restore_threads):
     clock = FakeClock()
     tuner = tuner_on(clock)

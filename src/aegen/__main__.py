@@ -1,5 +1,5 @@
 """`python -m aegen` (and torchrun) enter the CLI here."""
 
-from aegen.cli import main
+from aegen.cli import run
 
-raise SystemExit(main())
+run()

@@ -13,9 +13,9 @@ import math
 from collections.abc import Iterator
 
 import torch
-from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from aegen.models.bernoulli import softplus
 from aegen.models.vae import BernoulliVAE
 from aegen.store.datasets import unit_images
 
@@ -53,7 +53,7 @@ def log_weights(
             logits = model.decode_logits(z.transpose(0, 1), labels).transpose(0, 1)
         else:
             logits = model.decode_logits(z)  # [B, draws, pixels]
-        log_likelihood = torch.einsum("bkp,bp->bk", logits, pixels) - F.softplus(logits).sum(-1)
+        log_likelihood = torch.einsum("bkp,bp->bk", logits, pixels) - softplus(logits).sum(-1)
         chunks.append(log_likelihood + log_prior - log_q)
     return torch.cat(chunks, 1)
 

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from aegen.errors import ConfigError
 from aegen.models.base import Autoencoder, LossOutput, ModelConfig, option
+from aegen.models.bernoulli import bernoulli_nll
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -99,16 +100,12 @@ class BernoulliVAE(Autoencoder):
         if k == 1:
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparametrisation trick
             # BCE on logits equals BCE on the sigmoid output, without its log(0) at saturation.
-            recon = F.binary_cross_entropy_with_logits(
-                self.decode_logits(z, labels), x.flatten(1), reduction="sum"
-            ) / len(x)
+            recon = bernoulli_nll(self.decode_logits(z, labels), x.flatten(1)).sum() / len(x)
             loss = recon + (self.kl_scale * options.kl_weight) * kl
         else:
             eps = torch.randn(k, *mu.shape, dtype=mu.dtype, device=mu.device)
             z = mu + eps * torch.exp(0.5 * logvar)  # [k, B, latent_dim]
-            bce = F.binary_cross_entropy_with_logits(
-                self.decode_logits(z, labels), x.flatten(1).expand(k, -1, -1), reduction="none"
-            ).sum(-1)
+            bce = bernoulli_nll(self.decode_logits(z, labels), x.flatten(1))  # [k, B]
             # log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x); the log(2 pi) terms cancel
             log_w = -bce - 0.5 * (z.pow(2) - eps.pow(2) - logvar).sum(-1)
             loss = -(torch.logsumexp(log_w, 0) - math.log(k)).mean()

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from aegen.errors import ConfigError
 from aegen.models.base import LossOutput, option
+from aegen.models.bernoulli import bernoulli_nll
 from aegen.models.vae import LOG_2PI, VAE, VAEConfig
 
 
@@ -96,8 +96,6 @@ class VampVAE(VAE):
         z = mu + eps * torch.exp(0.5 * logvar)
         log_q = -0.5 * (eps.pow(2) + logvar + LOG_2PI).sum(-1)
         kl = (log_q - self.log_prior(z)).sum() / len(x)
-        recon = F.binary_cross_entropy_with_logits(
-            self.decode_logits(z), x.flatten(1), reduction="sum"
-        ) / len(x)
+        recon = bernoulli_nll(self.decode_logits(z), x.flatten(1)).sum() / len(x)
         loss = recon + (self.kl_scale * self.config.kl_weight) * kl
         return LossOutput(loss, {"recon": recon.detach(), "kl": kl.detach()})

@@ -100,6 +100,7 @@ class ThreadTuner:
         self._usual_share = 1.0  # its share when the last try confirmed it
         self._images = 0
         self._started, self._cpu_started = clock(), cpu_clock()
+        self._paused: tuple[float, float] | None = None  # a window's clocks so far, stopped
 
     @property
     def active(self) -> bool:
@@ -120,8 +121,23 @@ class ThreadTuner:
             torch.set_num_threads(count)
 
     def restart(self) -> None:
-        """Start a new window (after a pause the steps did not cause: validation, saving)."""
+        """Start a new window."""
         self._images, self._started, self._cpu_started = 0, self.clock(), self.cpu_clock()
+        self._paused = None
+
+    def pause(self) -> None:
+        """Stop the window's clocks: what follows (validation, saving) is not training steps."""
+        self._paused = (self.clock() - self._started, self.cpu_clock() - self._cpu_started)
+
+    def resume(self) -> None:
+        """Go on with the paused window, so that epochs shorter than a window (`ae` on 5,000
+        images: 0.1 s) add up to whole windows instead of each starting an unfinished one."""
+        if self._paused is None:
+            self.restart()
+            return
+        wall, cpu = self._paused
+        self._started, self._cpu_started = self.clock() - wall, self.cpu_clock() - cpu
+        self._paused = None
 
     def step_done(self, images: int) -> None:
         """Count a finished step; at the end of a window, decide the next window's count."""

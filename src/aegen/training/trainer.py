@@ -330,7 +330,7 @@ class Trainer:
         first = (epoch - 1) * self.steps_per_epoch
         if not moving:
             self.set_step(first)  # the rate a resumed run may have changed, and full KL weight
-        self.tuner.restart()  # not the validation and saving since the last step
+        self.tuner.resume()  # the steps' window, paused for the validation and saving
         for step, index in enumerate(bar, start=1):
             if moving:
                 self.set_step(first + step - 1)
@@ -343,6 +343,7 @@ class Trainer:
             self.tuner.step_done(len(index))
             if step % CHECK_EVERY == 0:
                 bar.set_postfix(loss=f"{losses.check():.4g}", refresh=False)
+        self.tuner.pause()
         losses.check()
         totals = distributed.sum_across_ranks(losses.totals, self.device)
         images = totals.pop("images")
