@@ -5,13 +5,15 @@
 Beside 0, 1 and 2 busy processes (each a pure-Python loop: what a browser tab, an indexer or a
 second job looks like to the scheduler), one `aegen train` process per measurement:
 - vae: the VAE 784-400-20 on full Fashion-MNIST (60,000 images, batch 128), 2 epochs;
-- ae: the 3-d autoencoder on mnist-5k, 5 epochs;
+- ae: the 3-d autoencoder on mnist-5k, 20 epochs (0.1-0.3 s each: the tuner's windows of 0.5 s
+  span epochs);
 each with the default thread choice (`auto`: the tuner), `--threads 2` (torch's default on this
 2-core machine, what aegen did before the tuner) and `--threads 1`; and pythae 0.1.2's VAE on
 the same data (its own default threads), when bench/setup_peers.sh made its venv.
-An epoch's time: the fastest epoch after the first in aegen's history.jsonl (its training
-steps and a validation pass on 1 held-out image; the first pays for warming up and the tuner's
-first look); pythae's: its 1-epoch training time (TrainingPipeline, start-up excluded).
+An epoch's time: the median of the epochs after the first in aegen's history.jsonl (its
+training steps and a validation pass on 1 held-out image; the first pays for warming up; the
+tuner's tries and the epochs before it leaves a slow count are in the median); pythae's: its
+1-epoch training time (TrainingPipeline, start-up excluded).
 Loads and variants are interleaved, the best of the repeats is kept; a run that takes longer
 than --timeout seconds is stopped and reported as such.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +39,7 @@ BUSY = "while True:\n    pass\n"
 def aegen_epoch(model: str, variant: str, data_root: Path, work: Path, timeout: float) -> float:
     data = ["--dataset", "fashion-mnist", "--data-root", str(data_root), "--epochs", "2"]
     if model == "ae":
-        data = ["--dataset", "mnist-5k", "--epochs", "5"]
+        data = ["--dataset", "mnist-5k", "--epochs", "20"]
     pin = [] if variant == "auto" else ["--threads", variant.split()[1]]
     out = Path(tempfile.mkdtemp(dir=work))
     argv = [sys.executable, "-m", "aegen", "train", model, *data, *pin]
@@ -44,7 +47,7 @@ def aegen_epoch(model: str, variant: str, data_root: Path, work: Path, timeout: 
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     subprocess.run(argv, check=True, timeout=timeout, env=env, stdout=subprocess.DEVNULL)
     lines = (out / "run" / "history.jsonl").read_text().splitlines()
-    return min(json.loads(line)["seconds"] for line in lines[1:])
+    return statistics.median(json.loads(line)["seconds"] for line in lines[1:])
 
 
 def pythae_epoch(data_root: Path, timeout: float) -> float:

@@ -10,7 +10,9 @@ imported: torch.optim imports torch._dynamo (torch's compiler stack, 1.3 s here)
 optimizer is built, and torchvision imports it too; aegen's training path uses neither since
 its own Adam and image grids (issue #20). The
 parent times the whole process; "interpreter and the rest" is what no phase accounts for. The
-best of the repeats is kept per phase. pythae (bench/setup_peers.sh) pays the same torch and
+best of the repeats is kept per phase. Each repeat runs twice, alternating: ending as the `aegen`
+command does (the garbage collector frozen first, cli.run) and with the interpreter's own exit,
+whose final collections over torch's objects are most of "interpreter and the rest". pythae (bench/setup_peers.sh) pays the same torch and
 torch.optim imports: with both epochs fast, these fixed seconds bound any whole-run ratio.
 """
 
@@ -61,14 +63,21 @@ phases["epoch + held-out loss"] = (phases.pop("epoch + held-out loss + writes")
                                    - phases["checkpoint, weights, metrics"])
 heavy = ("torch._dynamo", "torchvision", "matplotlib")
 print(json.dumps({"phases": phases, "imported": [m for m in heavy if m in sys.modules]}))
+if sys.argv[2] == "frozen":  # as the aegen command ends (cli.run)
+    import gc
+    gc.freeze()
 """
+EXITS = ("frozen", "plain")  # the aegen command's exit (gc frozen), and the interpreter's own
 
 
-def one_process(data_root: Path) -> tuple[dict[str, float], list[str]]:
+def one_process(data_root: Path, exit: str) -> tuple[dict[str, float], list[str]]:
     """The phases' seconds of one fresh process, and the heavy modules it imported."""
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(data_root)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", CHILD, str(data_root), exit],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     found = json.loads(done.stdout.splitlines()[-1])
     phases = found["phases"]
@@ -87,14 +96,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=HERE / "startup-cpu.json")
     args = parser.parse_args()
-    processes = [one_process(args.data_root.resolve()) for _ in range(args.repeats)]
-    runs = [phases for phases, _ in processes]
-    imported = processes[0][1]
-    best = {name: min(run[name] for run in runs) for name in runs[0]}
+    runs: dict[str, list[dict[str, float]]] = {exit: [] for exit in EXITS}
+    for _ in range(args.repeats):  # the two exits alternate
+        for exit in EXITS:
+            phases, imported = one_process(args.data_root.resolve(), exit)
+            runs[exit].append(phases)
+    best = {
+        exit: {name: min(run[name] for run in runs[exit]) for name in runs[exit][0]}
+        for exit in EXITS
+    }
     args.json.write_text(json.dumps({"best": best, "runs": runs, "imported": imported}, indent=2))
-    print(f"| phase of a 1-epoch VAE run | seconds (best of {args.repeats}) |\n|---|---:|")
-    for name, seconds in best.items():
-        print(f"| {name} | {seconds:.2f} |")
+    print(f"| phase of a 1-epoch VAE run (best of {args.repeats}) | {' | '.join(EXITS)} |")
+    print("|---|---:|---:|")
+    for name in best[EXITS[0]]:
+        print(f"| {name} | {' | '.join(f'{best[exit][name]:.2f}' for exit in EXITS)} |")
     print(f"heavy modules the run imported: {', '.join(imported) or 'none'}")
 
 

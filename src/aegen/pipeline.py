@@ -325,33 +325,19 @@ def options_for_data(model: str, options: dict[str, Any], data: ImageSet) -> dic
         )
     fitted = {"image_size": height, "channels": channels}
     fields = {f.name for f in dataclasses.fields(preset(model).config_class)}
+    present = len(data.labels.unique()) if data.labelled else 0  # classes with images
     if "num_classes" in fields:  # a conditional model: the labels pick the class
-        present = len(data.labels.unique()) if data.labelled else 0
         if present < 2:
             raise DataError(
                 f"{model} is conditional and needs images of two or more classes; "
                 f"{data.name} has {'one class' if present else 'no labels'} "
                 "(give a folder with a sub-folder per class, or an .npz with labels)"
             )
-        given = options.get("num_classes", len(data.classes))
-        fitted["num_classes"] = given  # not a whole number: the model's config refuses it
-        if isinstance(given, int) and given < len(data.classes):
-            raise ConfigError(
-                f"the model option num_classes={given} is fewer than the data's "
-                f"{len(data.classes)} classes"
-            )
+        fitted["num_classes"] = _class_option("num_classes", options, data, len(data.classes))
     if "prior_classes" in fields:  # a prior conditioned on labels where the data has them
-        present = len(data.labels.unique()) if data.labelled else 0
-        fitted["prior_classes"] = options.get(
-            "prior_classes", len(data.classes) if present >= 2 else 0
-        )
-        given = fitted["prior_classes"]
-        if isinstance(given, int) and 0 < given < len(data.classes):
-            raise ConfigError(
-                f"the model option prior_classes={given} is fewer than the data's "
-                f"{len(data.classes)} classes"
-            )
-        if given and present < 2:
+        default = len(data.classes) if present >= 2 else 0
+        fitted["prior_classes"] = _class_option("prior_classes", options, data, default)
+        if fitted["prior_classes"] and present < 2:
             raise DataError(
                 f"{data.name} has {'one class' if present else 'no labels'}: "
                 "train with --option prior_classes=0 (an unconditional prior)"
@@ -365,6 +351,18 @@ def options_for_data(model: str, options: dict[str, Any], data: ImageSet) -> dic
                 "convert the data instead"
             )
     return {**options, **fitted}
+
+
+def _class_option(name: str, options: dict[str, Any], data: ImageSet, default: int) -> Any:
+    """A model option counting classes (num_classes, prior_classes): the one given, else the
+    default; fewer than the data's classes is one line (a value that is no whole number is
+    passed on for the model's config to refuse)."""
+    given = options.get(name, default)
+    if isinstance(given, int) and 0 < given < len(data.classes):
+        raise ConfigError(
+            f"the model option {name}={given} is fewer than the data's {len(data.classes)} classes"
+        )
+    return given
 
 
 def _run_config(
