@@ -28,7 +28,7 @@ def softplus(logits: torch.Tensor) -> torch.Tensor:
     if logits.dtype in LOW_PRECISION:
         logits = logits.float()
     # Above 20, log(1 + e^l) is l in float32 (torch's softplus switches there too); below, it
-    # is at least l: the larger of the two is softplus for every l, in four passes and one more.
+    # is at least l: the larger of the two is softplus for every l (five passes, all vectorised).
     return torch.maximum(logits.clamp_max(20).exp_().add_(1).log_(), logits)
 
 
