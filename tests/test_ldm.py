@@ -135,6 +135,19 @@ def test_a_saved_run_samples_the_same_and_by_label(tmp_path):
     assert again.reconstruct(torch.rand(2, 1, 28, 28)).shape == (2, 1, 28, 28)
     pictures = {p.name for p in (tmp_path / "l").glob("*.png")}
     assert {"samples.png", "denoising.png", "interpolations.png"} <= pictures
+    # prior-N: the same flow solved in N steps; N = the sampling_steps option is the prior
+    steps = again.model.config.sampling_steps
+    assert torch.equal(again.sample(6, seed=2, sampler=f"prior-{steps}"), first)
+    coarse = again.sample(6, seed=2, sampler="prior-2", label=3)
+    assert coarse.shape == first.shape and not torch.equal(coarse, first)
+    with pytest.raises(ConfigError, match="whole number in 1..10000"):
+        again.sample(2, sampler="prior-0")
+
+
+def test_only_ldm_takes_prior_steps(tmp_path):
+    trained = train("ae", "mnist-5k", epochs=1, out=tmp_path / "a")
+    with pytest.raises(ConfigError, match="only ldm's prior is solved in steps"):
+        trained.sample(2, sampler="prior-5")
 
 
 def test_unlabelled_images_train_an_unconditional_prior(tmp_path):

@@ -286,8 +286,9 @@ def build_parser(
     sample.add_argument("--seed", type=_int, default=0, help="seeds the draws (default 0)")
     sample.add_argument(
         "--sampler",
-        help="prior, gaussian, gmm, gmm-K, flow, diffusion, diffusion-N (N ODE steps) or "
-        "two-stage; the fitted ones are fitted to the training codes once and saved in the run "
+        help="prior, gaussian, gmm, gmm-K, flow, diffusion, diffusion-N (N ODE steps), "
+        "two-stage or, for ldm, prior-N (its prior in N steps); the fitted ones are fitted "
+        "to the training codes once and saved in the run "
         "(default: prior for a model trained to match it (VAEs, wae, aae) or with a learned "
         "one (vamp's mixture, vq-vae's PixelCNN, ldm's flow), gmm for rae, gaussian for a "
         "plain autoencoder)",
@@ -356,8 +357,8 @@ def build_parser(
         action="append",
         dest="samplers",
         metavar="NAME",
-        help="prior, gaussian, gmm, gmm-K, flow, diffusion, diffusion-N or two-stage "
-        "(repeatable; default prior, gaussian and gmm: the learned ones take a minute each "
+        help="prior, gaussian, gmm, gmm-K, flow, diffusion, diffusion-N, two-stage or prior-N "
+        "(ldm) (repeatable; default prior, gaussian and gmm: the learned ones take a minute each "
         "to fit)",
     )
     evaluate.add_argument(

@@ -19,12 +19,15 @@ from aegen.errors import ConfigError, DataError, RunError
 from aegen.latent.samplers import (
     LEARNED,
     LearnedPriorSampler,
+    PriorSampler,
     Sampler,
     fitted_name,
     is_conditional,
     make_sampler,
+    numbered,
 )
 from aegen.models import Autoencoder, build_model
+from aegen.models.ldm import LatentDiffusion
 from aegen.store.datasets import (
     ImageSet,
     has_test_split,
@@ -225,8 +228,12 @@ class TrainedModel:
         and fitted to these weights; refitted and saved over if the weights changed since).
         fit=False refuses, with one line, a sampler that would have to be fitted first."""
         if name not in self._samplers:
-            sampler: Sampler = make_sampler(
-                name, self.latent_dim, self.classes if self.conditional else 0
+            steps = numbered(name, "prior")  # prior-N: ldm's flow solved in N steps
+            classes = self.classes if self.conditional else 0
+            sampler: Sampler = (
+                self._prior_in_steps(name, steps)
+                if steps is not None
+                else make_sampler(name, self.latent_dim, classes)
             )
             if name == "prior" and self.model.learned_prior:
                 sampler = LearnedPriorSampler(
@@ -238,7 +245,7 @@ class TrainedModel:
                     f"space: no {name} sampler can be fitted to them; sample from its prior"
                 )
             path = self.run_dir / f"sampler-{fitted_name(sampler)}.safetensors"
-            if name != "prior":
+            if not isinstance(sampler, (PriorSampler, LearnedPriorSampler)):  # nothing to fit
                 if not os.path.lexists(path) or not self._load_sampler(sampler, path):
                     if not fit:
                         raise ConfigError(
@@ -257,6 +264,21 @@ class TrainedModel:
                     save_tensors(path, state, metadata)
             self._samplers[name] = sampler
         return self._samplers[name]
+
+    def _prior_in_steps(self, name: str, steps: int) -> LearnedPriorSampler:
+        """`prior-N`: ldm's flow prior solved in N Heun steps instead of its sampling_steps
+        option (fewer: faster, coarser samples)."""
+        model = self.model
+        if not isinstance(model, LatentDiffusion):
+            raise ConfigError(
+                f"{name!r}: only ldm's prior is solved in steps; {self.name} samples from 'prior'"
+            )
+        return LearnedPriorSampler(
+            lambda n, generator, labels: model.draw_prior(n, generator, labels, steps=steps),
+            self.latent_dim,
+            model.prior_classes > 0,
+            name,
+        )
 
     def _load_sampler(self, sampler: Sampler, path: Path) -> bool:
         """Load a saved sampler, its tensors checked in the file's header before they are read;

@@ -52,15 +52,15 @@ class LearnedPriorSampler:
     ldm's flow), drawn by the model: part of its weights, so nothing to fit or save here.
     `conditional`: the prior draws codes for labels (ldm's, on labelled data)."""
 
-    name = "prior"
-
     def __init__(
         self,
         draw: Callable[[int, torch.Generator, torch.Tensor | None], torch.Tensor | None],
         dim: int,
         conditional: bool = False,
+        name: str = "prior",
     ):
         self.draw, self.latent_dim, self.conditional = draw, dim, conditional
+        self.name = name  # prior, or prior-N: ldm's flow solved in N steps
 
     def fit(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> LearnedPriorSampler:
         return self
@@ -188,25 +188,32 @@ def make_sampler(name: str, latent_dim: int, classes: int = 0) -> NamedSampler:
     """An unfitted sampler: prior, gaussian, gmm (10 components), gmm-K (K components), flow,
     diffusion (25 ODE steps), diffusion-N (N steps) or two-stage. With classes > 0 (a
     conditional model) the learned ones condition on the label."""
-    numbered = re.fullmatch(r"(gmm|diffusion)-([0-9]+)", name, re.ASCII)
-    if numbered:
-        kind, number = numbered[1], int(numbered[2])
-        if not 1 <= number <= 10_000 or numbered[2] != str(number):
-            raise ConfigError(
-                f"{name!r}: the number after {kind!r} must be a whole number in 1..10000"
-            )
-        if kind == "gmm":
-            return GMMSampler(latent_dim, number)
-        return DiffusionSampler(latent_dim, classes, steps=number)
+    components, steps = numbered(name, "gmm"), numbered(name, "diffusion")
+    if components is not None:
+        return GMMSampler(latent_dim, components)
+    if steps is not None:
+        return DiffusionSampler(latent_dim, classes, steps=steps)
     if name not in SAMPLERS:
         raise ConfigError(
             f"unknown sampler {name!r}{closest(name, SAMPLERS)}; choose one of "
-            f"{', '.join(SAMPLERS)}, gmm-K for K components or diffusion-N for N steps"
+            f"{', '.join(SAMPLERS)}, gmm-K for K components, diffusion-N for N steps or "
+            "prior-N for ldm's prior in N steps"
         )
     kind = SAMPLERS[name]
     if kind in LEARNED:
         return kind(latent_dim, classes)
     return kind(latent_dim)
+
+
+def numbered(name: str, kind: str) -> int | None:
+    """N of a name `kind-N` (gmm-K, diffusion-N, prior-N), None for other names; an N outside
+    1..10000, or not written plainly, is one line."""
+    found = re.fullmatch(rf"{kind}-([0-9]+)", name, re.ASCII)
+    if not found:
+        return None
+    if not 1 <= int(found[1]) <= 10_000 or found[1] != str(int(found[1])):
+        raise ConfigError(f"{name!r}: the number after {kind!r} must be a whole number in 1..10000")
+    return int(found[1])
 
 
 def fitted_name(sampler: Sampler) -> str:

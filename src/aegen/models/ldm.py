@@ -163,22 +163,23 @@ class LatentDiffusion(GridAutoencoder):
         generator: torch.Generator,
         labels: torch.Tensor | None = None,
         path: list[torch.Tensor] | None = None,
+        steps: int | None = None,
     ) -> torch.Tensor:
         """n codes [n, latent_dim] (on the CPU) from the prior: noise from `generator`, solved to
         codes, guided towards `labels` (none given: drawn from the training labels' frequencies;
         none at all for an unconditional prior); `path` receives each step's codes, flattened
-        the same way."""
+        the same way; `steps` Heun steps (default: the sampling_steps option)."""
         device = self.code_mean.device
         noise = torch.randn(n, *self.grid_shape, generator=generator).to(device)
         if labels is None and self.prior_classes:
             counts = self.label_counts.cpu().double()
             weights = counts if counts.sum() > 0 else torch.ones(self.prior_classes)
             labels = torch.multinomial(weights, n, replacement=True, generator=generator)
-        steps: list[torch.Tensor] = []
+        solved: list[torch.Tensor] = []
         u = self.prior.sample(
-            noise, labels, self.config.guidance, self.config.sampling_steps, steps
+            noise, labels, self.config.guidance, steps or self.config.sampling_steps, solved
         )
         scale = lambda v: v * self.code_std[:, None, None] + self.code_mean[:, None, None]
         if path is not None:
-            path.extend(scale(v).flatten(1).cpu() for v in steps)
+            path.extend(scale(v).flatten(1).cpu() for v in solved)
         return scale(u).flatten(1).cpu()
