@@ -229,21 +229,17 @@ class TrainedModel:
         fit=False refuses, with one line, a sampler that would have to be fitted first."""
         if name not in self._samplers:
             steps = numbered(name, "prior")  # prior-N: ldm's flow solved in N steps
-            classes = self.classes if self.conditional else 0
-            sampler: Sampler = (
-                self._prior_in_steps(name, steps)
-                if steps is not None
-                else make_sampler(name, self.latent_dim, classes)
-            )
-            if name == "prior" and self.model.learned_prior:
-                sampler = LearnedPriorSampler(
-                    self.model.draw_prior, self.latent_dim, self.model.prior_classes > 0
-                )
-            elif not self.model.continuous_codes and name != "prior":
-                raise ConfigError(
-                    f"{self.name}'s codes are codebook entries, not points of a continuous "
-                    f"space: no {name} sampler can be fitted to them; sample from its prior"
-                )
+            sampler: Sampler
+            if steps is not None or (name == "prior" and self.model.learned_prior):
+                sampler = self._learned_prior(name, steps)
+            else:
+                classes = self.classes if self.conditional else 0
+                sampler = make_sampler(name, self.latent_dim, classes)
+                if not self.model.continuous_codes and name != "prior":
+                    raise ConfigError(
+                        f"{self.name}'s codes are codebook entries, not points of a continuous "
+                        f"space: no {name} sampler can be fitted to them; sample from its prior"
+                    )
             path = self.run_dir / f"sampler-{fitted_name(sampler)}.safetensors"
             if not isinstance(sampler, (PriorSampler, LearnedPriorSampler)):  # nothing to fit
                 if not os.path.lexists(path) or not self._load_sampler(sampler, path):
@@ -265,20 +261,21 @@ class TrainedModel:
             self._samplers[name] = sampler
         return self._samplers[name]
 
-    def _prior_in_steps(self, name: str, steps: int) -> LearnedPriorSampler:
-        """`prior-N`: ldm's flow prior solved in N Heun steps instead of its sampling_steps
-        option (fewer: faster, coarser samples)."""
+    def _learned_prior(self, name: str, steps: int | None) -> LearnedPriorSampler:
+        """The prior the model learned, drawn by the model: `prior`, or `prior-N` (steps N),
+        ldm's flow solved in N Heun steps instead of its sampling_steps option (fewer: faster,
+        coarser samples)."""
         model = self.model
-        if not isinstance(model, LatentDiffusion):
-            raise ConfigError(
-                f"{name!r}: only ldm's prior is solved in steps; {self.name} samples from 'prior'"
-            )
-        return LearnedPriorSampler(
-            lambda n, generator, labels: model.draw_prior(n, generator, labels, steps=steps),
-            self.latent_dim,
-            model.prior_classes > 0,
-            name,
-        )
+        draw: Callable[[int, torch.Generator, torch.Tensor | None], torch.Tensor | None]
+        draw = model.draw_prior
+        if steps is not None:
+            if not isinstance(model, LatentDiffusion):
+                raise ConfigError(
+                    f"{name!r}: only ldm's prior is solved in steps; {self.name} samples from "
+                    "'prior'"
+                )
+            draw = lambda n, generator, labels: model.draw_prior(n, generator, labels, steps=steps)
+        return LearnedPriorSampler(draw, self.latent_dim, model.prior_classes > 0, name)
 
     def _load_sampler(self, sampler: Sampler, path: Path) -> bool:
         """Load a saved sampler, its tensors checked in the file's header before they are read;
