@@ -109,6 +109,13 @@ def test_evaluate_writes_every_metric_and_repeats_exactly(
     assert likelihood["grayscale_bce"]["k"] == 4
     assert likelihood["grayscale_bce"]["nll"] <= -likelihood["grayscale_bce"]["elbo"] + 1e-6
     assert (vae.run_dir / "samples-gmm.png").is_file()
+    pixel_stats = {"psnr", "ssim", "colour_error", "delta_e", "hf_share", "hf_ratio"}
+    blocks = [saved["reconstruction"], saved["real_data"], saved["reconstructed_data"]]
+    for block in blocks + list(saved["samplers"].values()):
+        keys = pixel_stats if block is saved["reconstruction"] else {"hf_share", "hf_ratio"}
+        assert keys <= set(block) and all(math.isfinite(block[k]) for k in keys)
+    assert 0 < saved["protocol"]["reference_hf_share"] < 1
+    assert pixel_stats - {"hf_share", "hf_ratio"} <= set(saved["protocol"])
     assert score_run(vae, **kwargs) == metrics  # same run, same seed, same numbers
 
 

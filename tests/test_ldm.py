@@ -62,15 +62,18 @@ def test_a_known_loss_value_with_all_weights_zero():
     assert out.terms["prior"].item() == pytest.approx(2 * 196, rel=0.05)
 
 
-def test_the_prior_trains_after_the_autoencoder_for_most_of_the_epochs():
-    stages = [(s.groups, s.first, s.last) for s in build_model("ldm").stages(10)]
-    assert stages == [(("autoencoder",), 1, 3), (("prior",), 4, 10)]
+def test_the_autoencoder_stage_ends_where_its_share_ends_at_the_latest():
+    stages = [(s.groups, s.first, s.last, s.settles) for s in build_model("ldm").stages(10)]
+    assert stages == [(("autoencoder",), 1, 5, "val_recon"), (("prior",), 6, 10, None)]
+    fixed = build_model("ldm", {"stage_switch": "fixed", "prior_share": 0.7}).stages(10)
+    assert [(s.first, s.last, s.settles) for s in fixed] == [(1, 3, None), (4, 10, None)]
 
 
 def test_each_stage_lowers_its_held_out_loss():
     data = load_dataset("mnist-5k", "train")
     torch.manual_seed(0)
-    model = build_model("ldm", {"prior_share": 0.5})  # epochs 1-2 the autoencoder, 3-4 the prior
+    # epochs 1-2 the autoencoder, 3-4 the prior
+    model = build_model("ldm", {"prior_share": 0.5, "stage_switch": "fixed"})
     settings = TrainSettings(epochs=4, threads=1)
     train_images, val_images = data.images[:4500], data.images[4500:4756]
     trainer = Trainer(
@@ -78,7 +81,7 @@ def test_each_stage_lowers_its_held_out_loss():
     )
     start = trainer.validation_loss(val_images, 0, data.labels[4500:4756])
     weights: list[torch.Tensor] = []
-    keep = lambda metrics: weights.append(model.decoder[0].weight.detach().clone())
+    keep = lambda metrics: weights.append(model.decoder[1].weight.detach().clone())
     history = trainer.fit(on_epoch_end=keep, progress=False)
     autoencoder_done, prior_done = history[1], history[3]
     assert autoencoder_done["val_recon"] < 0.5 * start["recon"]

@@ -65,12 +65,16 @@ def test_mixed_sizes_name_two_files_and_image_size_fixes_it(tmp_path):
     assert data.images.shape == (2, 1, 16, 16) and data.images[1].float().mean() == 200
 
 
-def test_mixed_colour_modes_ask_for_channels(tmp_path):
-    png(tmp_path / "f" / "a.png", np.zeros((8, 8), np.uint8))
-    png(tmp_path / "f" / "b.png", np.zeros((8, 8, 3), np.uint8))
-    with pytest.raises(DataError, match="differ in colour .* pass --channels 1 or --channels 3"):
-        load_dataset(str(tmp_path / "f"))
-    assert load_dataset(str(tmp_path / "f"), channels=3).images.shape == (2, 3, 8, 8)
+def test_a_folder_mixing_gray_and_colour_images_is_colour(tmp_path):
+    png(tmp_path / "f" / "a.png", np.full((8, 8), 40, np.uint8))
+    png(tmp_path / "f" / "b.png", np.full((8, 8, 3), (200, 10, 90), np.uint8))
+    png(tmp_path / "f" / "c.png", np.full((8, 8), 70, np.uint8))
+    images = load_dataset(str(tmp_path / "f")).images
+    assert images.shape == (3, 3, 8, 8)
+    assert images[0].flatten(1).amax(1).tolist() == [40, 40, 40]  # gray on every channel
+    assert images[1].flatten(1).amax(1).tolist() == [200, 10, 90]
+    assert images[2].flatten(1).amin(1).tolist() == [70, 70, 70]
+    assert load_dataset(str(tmp_path / "f"), channels=1).images.shape == (3, 1, 8, 8)
 
 
 def test_resizing_keeps_the_centre(tmp_path):

@@ -23,6 +23,7 @@ import torch
 
 from aegen.errors import ConfigError, DataError, Interrupted, RunError, TrainingError
 from aegen.models import Autoencoder, build_model, config_to_dict, preset
+from aegen.scoring.diagnosis import diagnose
 from aegen.scoring.scores import score_run
 from aegen.store.checkpoint import BestWeights, load_checkpoint, save_checkpoint
 from aegen.store.datasets import (
@@ -39,6 +40,7 @@ from aegen.store.run_folder import (
     read_config,
     read_history,
     write_config,
+    write_diagnosis,
     write_history,
 )
 from aegen.store.tensor_files import save_best_weights, save_weights
@@ -47,6 +49,7 @@ from aegen.training import distributed
 from aegen.training.callbacks import Callback, EpochHook, call_hooks, epoch_hooks
 from aegen.training.device import flushing_denormals, resolve_device
 from aegen.training.settings import RESUMABLE, SETTINGS, TrainSettings, settings_from
+from aegen.training.stage_plan import plan_text
 from aegen.training.trainer import Trainer, check_kl_warmup
 from aegen.version import __version__
 from aegen.views.run_pictures import write_run_pictures
@@ -232,6 +235,8 @@ def _train(
             save_best_weights(run_dir, best.state, best.epoch, model)
         write_history(run_dir, history)
         log.info(format_epoch(metrics, chosen))
+        if trainer.stage_note:
+            log.info(trainer.stage_note)
         if not hooks:
             return False
         snapshot = TrainedModel(run_dir, copy.deepcopy(net).cpu(), config, chosen.data_root)
@@ -240,12 +245,8 @@ def _train(
     notes = ", bf16" if chosen.precision == "bf16" else ""
     notes += ", CUDA graph" if trainer.graphed_step is not None else ""
     notes += f", {trainer.tuner.describe()}" if trainer.device.type == "cpu" else ""
-    if len(trainer.stages) > 1:  # e.g. vq-vae: "epochs 1-35 autoencoder, 36-50 prior"
-        parts = [
-            f"{s.first}{f'-{s.last}' if s.last > s.first else ''} {'+'.join(s.groups)}"
-            for s in trainer.stages
-        ]
-        notes += f"; epochs {', '.join(parts)}"
+    if len(trainer.planned) > 1:  # e.g. vq-vae: "epochs 1-35 autoencoder, 36-50 prior"
+        notes += f"; {plan_text(trainer.planned, trainer.steps_per_epoch)}"
     if main:
         log.info(
             f"training {model} on {chosen.dataset} ({len(train_index)} train / "
@@ -268,7 +269,11 @@ def _train(
     weights = "best" if best is not None else "last"
     trained = TrainedModel(run_dir, net, config, chosen.data_root, weights)
     if main:
-        write_run_pictures(trained, history)
+        samples = write_run_pictures(trained, history)
+        diagnosis = diagnose(trained, history, trainer.planned, trainer.steps_per_epoch, samples)
+        write_diagnosis(run_dir, diagnosis)
+        for finding in diagnosis["findings"]:
+            log.warning(f"warning: {finding}")
     return trained
 
 
@@ -304,13 +309,14 @@ def absolute_path(dataset: str) -> str:
 
 
 def training_data(chosen: TrainSettings) -> ImageSet:
-    """The training split of the chosen data, at the chosen size and channels."""
+    """The training split of the chosen data, at the chosen size, channels and background."""
     return load_dataset(
         chosen.dataset,
         "train",
         chosen.data_root,
         image_size=chosen.image_size,
         channels=chosen.channels,
+        background=chosen.background,
     )
 
 
@@ -323,8 +329,14 @@ def options_for_data(model: str, options: dict[str, Any], data: ImageSet) -> dic
             f"{data.name} holds {width}x{height} images; aegen's models take square ones: "
             "pass --image-size S to resize and centre-crop them to SxS"
         )
+    config_class = preset(model).config_class
     fitted = {"image_size": height, "channels": channels}
-    fields = {f.name for f in dataclasses.fields(preset(model).config_class)}
+    fitted |= {
+        key: value
+        for key, value in config_class.defaults_for_images(height, channels).items()
+        if key not in options
+    }
+    fields = {f.name for f in dataclasses.fields(config_class)}
     present = len(data.labels.unique()) if data.labelled else 0  # classes with images
     if "num_classes" in fields:  # a conditional model: the labels pick the class
         if present < 2:
@@ -385,6 +397,7 @@ def _run_config(
             "root": chosen.data_root,
             "image_size": chosen.image_size,
             "channels": chosen.channels,
+            "background": chosen.background,
             "image_shape": list(data.image_shape),
             "classes": list(data.classes),
             "digest": data.digest,
@@ -406,6 +419,7 @@ def recorded_settings(config: dict[str, Any]) -> TrainSettings:
             "data_root": data.get("root"),
             "image_size": data.get("image_size"),
             "channels": data.get("channels"),
+            "background": data.get("background"),  # none before the setting: white
         }
     )
     return settings_from({k: v for k, v in values.items() if v is not None}, f"{CONFIG}")
@@ -456,7 +470,8 @@ def _resumed_run(
     return run_dir, net, settings_from(resumed, "the resumed run's settings")
 
 
-CONTROLS = ("lr", "kl_weight")  # logged per epoch beside the losses, with no validation value
+# Logged per epoch beside the losses, with no validation value (stage: a multi-stage model's).
+CONTROLS = ("lr", "kl_weight", "stage")
 
 
 def format_epoch(metrics: dict, settings: TrainSettings) -> str:

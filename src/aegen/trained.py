@@ -26,8 +26,9 @@ from aegen.latent.samplers import (
     make_sampler,
     numbered,
 )
-from aegen.models import Autoencoder, build_model
+from aegen.models import Autoencoder, build_recorded_model
 from aegen.models.ldm import LatentDiffusion
+from aegen.store.background import DEFAULT_BACKGROUND
 from aegen.store.datasets import (
     ImageSet,
     has_test_split,
@@ -313,7 +314,11 @@ class TrainedModel:
         data = self.config["data"]
         if which not in ("train", "val", "test"):
             raise ConfigError(f"unknown split {which!r}; choose train, val or test")
-        shape = {"image_size": data.get("image_size"), "channels": data.get("channels")}
+        shape = {
+            "image_size": data.get("image_size"),
+            "channels": data.get("channels"),
+            "background": data.get("background", DEFAULT_BACKGROUND),  # none before: white
+        }
         if which == "test" and self.has_test_split:
             return load_dataset(data["dataset"], "test", self.data_root, **shape)
         which = "val" if which == "test" else which
@@ -423,7 +428,7 @@ def load(
 def recorded_model(run_dir: Path, config: dict[str, Any]) -> Autoencoder:
     """A freshly initialised model as config.json describes it, or one line saying why not."""
     try:
-        return build_model(config["model"], config["model_config"])
+        return build_recorded_model(config["model"], config["model_config"])
     except ConfigError as exc:
         raise RunError(
             f"{run_dir / CONFIG} does not describe a model aegen can build ({exc})"

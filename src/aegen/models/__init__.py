@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,12 +133,25 @@ def preset(name: str) -> Preset:
         ) from None
 
 
+# What an option added after runs were recorded meant before it existed: a recorded config
+# without the key is built as it was then (its weights load, its resume goes on as it began).
+RECORDED_BEFORE_OPTION = {"upsample": "transpose", "stage_switch": "fixed"}
+
+
 def build_model(name: str, options: dict[str, Any] | None = None) -> Autoencoder:
     """A freshly initialised model of preset name, with options overriding its config."""
     entry = preset(name)
     return entry.model_class(
         config_from_dict(entry.config_class, {**entry.defaults, **(options or {})})
     )
+
+
+def build_recorded_model(name: str, recorded: dict[str, Any]) -> Autoencoder:
+    """A freshly initialised model as a run's config.json records it (options it predates take
+    their meaning from before them: RECORDED_BEFORE_OPTION)."""
+    fields = {f.name for f in dataclasses.fields(preset(name).config_class)}
+    before = {k: v for k, v in RECORDED_BEFORE_OPTION.items() if k in fields}
+    return build_model(name, {**before, **recorded})
 
 
 __all__ = [
@@ -147,6 +161,7 @@ __all__ = [
     "LossOutput",
     "ModelConfig",
     "build_model",
+    "build_recorded_model",
     "preset",
     "option_meanings",
     "config_to_dict",
@@ -173,4 +188,6 @@ __all__ = [
     "VampVAE",
     "VQVAEConfig",
     "VQVAE",
+    "LDMConfig",
+    "LatentDiffusion",
 ]

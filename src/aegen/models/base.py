@@ -29,11 +29,19 @@ class LossOutput:
 
 @dataclass(frozen=True)
 class Stage:
-    """Epochs first..last (1-based, inclusive) of a run in which only `groups` train."""
+    """Epochs first..last (1-based, inclusive) of a run in which only `groups` train.
+
+    A stage that `settles` on a validation term (e.g. "val_recon") may end before `last`: after
+    an epoch at or past its floor (`least_steps` optimizer steps and `least_epochs` epochs) in
+    which that term has gained less than SETTLE_GAIN over the last SETTLE_EPOCHS epochs; the
+    next stage then starts at once (training.stage_plan resolves a plan against the history)."""
 
     groups: tuple[str, ...]
     first: int
     last: int
+    settles: str | None = None
+    least_steps: int = 0
+    least_epochs: int = 1
 
     @property
     def epochs(self) -> int:
@@ -56,6 +64,12 @@ class ModelConfig:
     def check(self) -> None:
         """Raise ConfigError for a value the model cannot be built with."""
         require_positive(self)
+
+    @classmethod
+    def defaults_for_images(cls, image_size: int, channels: int) -> dict[str, Any]:
+        """Option defaults that depend on the images (the grid models' widths for 64 px and
+        up), used where the user gave no value."""
+        return {}
 
 
 def option_meanings(config_class: type) -> list[tuple[str, Any, str]]:
@@ -235,13 +249,22 @@ def require_positive(config: Any, may_be_zero: tuple[str, ...] = ()) -> None:
             raise ConfigError(f"option {key!r} must be at least {least}, got {value}")
 
 
-def two_stages(epochs: int, prior_share: float) -> list[Stage]:
-    """An autoencoder's epochs, then its prior's last `prior_share` of them (at least one each);
-    a single epoch trains both at once. Groups "autoencoder" and "prior" (vq-vae, ldm)."""
+STAGE_SWITCHES = ("settled", "fixed")
+
+
+def two_stages(
+    epochs: int, prior_share: float, switch: str = "fixed", least_steps: int = 0
+) -> list[Stage]:
+    """An autoencoder's epochs, then its prior's (groups "autoencoder" and "prior": vq-vae, ldm);
+    a single epoch trains both at once. "fixed": the prior gets the last `prior_share` of the
+    epochs. "settled": the autoencoder stage ends once its held-out reconstruction ("val_recon")
+    settles, after at least `least_steps` steps and 3 epochs, and at the latest where the prior's
+    last `prior_share` of the epochs begins; the prior gets the rest."""
     if epochs < 2:
         return [Stage(("autoencoder", "prior"), 1, epochs)]
     prior = min(epochs - 1, max(1, round(epochs * prior_share)))
-    return [
-        Stage(("autoencoder",), 1, epochs - prior),
-        Stage(("prior",), epochs - prior + 1, epochs),
-    ]
+    if switch == "fixed":
+        autoencoder = Stage(("autoencoder",), 1, epochs - prior)
+    else:
+        autoencoder = Stage(("autoencoder",), 1, epochs - prior, "val_recon", least_steps, 3)
+    return [autoencoder, Stage(("prior",), epochs - prior + 1, epochs)]

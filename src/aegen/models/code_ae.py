@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from aegen.models.base import Autoencoder, ModelConfig, option
-from aegen.models.conv_nets import check_conv_sizes, conv_decoder, conv_encoder
+from aegen.models.conv_nets import check_conv_sizes, conv_decoder, conv_encoder, upsample_option
 
 
 @dataclass
@@ -26,15 +26,16 @@ class CodeAEConfig(ModelConfig):
     model: ClassVar[str] = "this model"  # named in error messages
     hidden_channels: tuple[int, ...] = option((32, 64), "channels of the two stride-2 convolutions")
     latent_dim: int = option(16, "numbers in the code")
+    upsample: str = upsample_option()
 
     def check(self) -> None:
         super().check()
-        check_conv_sizes(self.model, self.image_size, self.hidden_channels)
+        check_conv_sizes(self.model, self.image_size, self.hidden_channels, self.upsample)
 
 
 class ConvCodeAE(Autoencoder):
-    """Conv(4, s2) -> Conv(4, s2) -> linear code; linear -> ConvT(4, s2) -> ConvT(4, s2) ->
-    sigmoid. Subclasses give the loss (reconstruction_error plus their penalty)."""
+    """Conv(4, s2) x2 -> linear code; linear -> (resize x2, conv 3x3) x2 -> conv 3x3 -> sigmoid.
+    Subclasses give the loss (reconstruction_error plus their penalty)."""
 
     value_range = (0.0, 1.0)
 
@@ -42,15 +43,16 @@ class ConvCodeAE(Autoencoder):
 
     def __init__(self, config: CodeAEConfig):
         super().__init__(config)
-        c, (narrow, wide), side = config.channels, config.hidden_channels, config.image_size // 4
+        c, widths = config.channels, config.hidden_channels
+        wide, side = widths[-1], config.image_size // 2 ** len(widths)
         self.image_shape = (c, config.image_size, config.image_size)
         self.latent_dim = config.latent_dim
         self.feature_shape = (wide, side, side)
         features = wide * side * side
-        self.encoder = conv_encoder(c, narrow, wide)
+        self.encoder = conv_encoder(c, widths)
         self.fc_code = nn.Linear(features, config.latent_dim)
         self.fc_decode = nn.Linear(config.latent_dim, features)
-        self.decoder = conv_decoder(wide, narrow, c)
+        self.decoder = conv_decoder(widths, c, config.upsample)
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.fc_code(self.encoder(x))

@@ -2,7 +2,9 @@
 
 At 28x28 it is the article's network exactly. Other sizes (multiples of 16: 32, 48, 64, ...) use
 the same two convolutions and pools with stride 2 throughout, down to an 8 x S/16 x S/16 code
-(8x2x2 at 32 px), and four stride-2 transposed convolutions back up.
+(8x2x2 at 32 px), and back up in four doublings: by default each a nearest-neighbour resize and a
+3x3 convolution, which cannot print a checkerboard (conv_nets.py says why; `upsample transpose`:
+four stride-2 transposed convolutions, as runs recorded before that option were built).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from torch.nn import functional as F
 
 from aegen.errors import ConfigError
 from aegen.models.base import Autoencoder, LossOutput, ModelConfig, option
+from aegen.models.conv_nets import UPSAMPLINGS, upsample_option
 
 
 @dataclass
@@ -24,6 +27,7 @@ class ConvAEConfig(ModelConfig):
     hidden_channels: tuple[int, ...] = option(
         (16, 8), "channels of the two convolutions; the code is the second x 2 x 2 (28, 32 px)"
     )
+    upsample: str = upsample_option()  # sizes other than 28: the article's layout has its own
 
     def check(self) -> None:
         super().check()
@@ -34,6 +38,8 @@ class ConvAEConfig(ModelConfig):
             )
         if len(self.hidden_channels) != 2:
             raise ConfigError("conv-ae needs two hidden channel counts")
+        if self.upsample not in UPSAMPLINGS:
+            raise ConfigError(f"upsample is one of {', '.join(UPSAMPLINGS)}, got {self.upsample!r}")
 
 
 class ConvAE(Autoencoder):
@@ -56,7 +62,7 @@ class ConvAE(Autoencoder):
         if side == 28:
             self.encoder, self.decoder = _article_layers(c, wide, narrow)
         else:
-            self.encoder, self.decoder = _stride_two_layers(c, wide, narrow)
+            self.encoder, self.decoder = _stride_two_layers(c, wide, narrow, config.upsample)
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.encoder(x).flatten(1)
@@ -90,7 +96,9 @@ def _article_layers(c: int, wide: int, narrow: int) -> tuple[nn.Sequential, nn.S
     return encoder, decoder
 
 
-def _stride_two_layers(c: int, wide: int, narrow: int) -> tuple[nn.Sequential, nn.Sequential]:
+def _stride_two_layers(
+    c: int, wide: int, narrow: int, upsample: str
+) -> tuple[nn.Sequential, nn.Sequential]:
     """Encoder and decoder for S x S images, S a multiple of 16: each layer halves or doubles."""
     encoder = nn.Sequential(
         nn.Conv2d(c, wide, 3, stride=2, padding=1),  # -> wide x S/2
@@ -100,14 +108,19 @@ def _stride_two_layers(c: int, wide: int, narrow: int) -> tuple[nn.Sequential, n
         nn.ReLU(),
         nn.MaxPool2d(2, stride=2),  # -> narrow x S/16
     )
-    decoder = nn.Sequential(
-        nn.ConvTranspose2d(narrow, wide, 4, stride=2, padding=1),  # -> wide x S/8
-        nn.ReLU(),
-        nn.ConvTranspose2d(wide, wide, 4, stride=2, padding=1),  # -> wide x S/4
-        nn.ReLU(),
-        nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1),  # -> narrow x S/2
-        nn.ReLU(),
-        nn.ConvTranspose2d(narrow, c, 4, stride=2, padding=1),  # -> c x S
-        nn.Tanh(),
-    )
-    return encoder, decoder
+    if upsample == "transpose":
+        decoder = nn.Sequential(
+            nn.ConvTranspose2d(narrow, wide, 4, stride=2, padding=1),  # -> wide x S/8
+            nn.ReLU(),
+            nn.ConvTranspose2d(wide, wide, 4, stride=2, padding=1),  # -> wide x S/4
+            nn.ReLU(),
+            nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1),  # -> narrow x S/2
+            nn.ReLU(),
+            nn.ConvTranspose2d(narrow, c, 4, stride=2, padding=1),  # -> c x S
+            nn.Tanh(),
+        )
+        return encoder, decoder
+    layers: list[nn.Module] = []
+    for a, b in ((narrow, wide), (wide, wide), (wide, narrow), (narrow, narrow)):
+        layers += [nn.Upsample(scale_factor=2.0), nn.Conv2d(a, b, 3, padding=1), nn.ReLU()]
+    return encoder, nn.Sequential(*layers, nn.Conv2d(narrow, c, 3, padding=1), nn.Tanh())

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from aegen.models.base import ModelConfig, option
-from aegen.models.conv_nets import check_conv_sizes, conv_decoder, conv_encoder
+from aegen.models.conv_nets import check_conv_sizes, conv_decoder, conv_encoder, upsample_option
 from aegen.models.vae import BernoulliVAE, check_objective
 
 
@@ -27,31 +27,33 @@ class ConvVAEConfig(ModelConfig):
     importance_samples: int = option(
         1, "posterior draws per image in the objective (1: ELBO; k > 1: IWAE)"
     )
+    upsample: str = upsample_option()
 
     def check(self) -> None:
         super().check()
-        check_conv_sizes("conv-vae", self.image_size, self.hidden_channels)
+        check_conv_sizes("conv-vae", self.image_size, self.hidden_channels, self.upsample)
         check_objective(self)
 
 
 class ConvVAE(BernoulliVAE):
-    """Conv(4, s2) -> Conv(4, s2) -> linear heads; linear -> ConvT(4, s2) -> ConvT(4, s2) logits."""
+    """Conv(4, s2) x2 -> linear heads; linear -> (resize x2, conv 3x3) x2 -> conv 3x3 logits."""
 
     config: ConvVAEConfig
 
     def __init__(self, config: ConvVAEConfig | None = None):
         config = config or ConvVAEConfig()
         super().__init__(config)
-        c, (narrow, wide), side = config.channels, config.hidden_channels, config.image_size // 4
+        c, widths = config.channels, config.hidden_channels
+        wide, side = widths[-1], config.image_size // 2 ** len(widths)
         self.image_shape = (c, config.image_size, config.image_size)
         self.latent_dim = config.latent_dim
         self.feature_shape = (wide, side, side)
         features = wide * side * side
-        self.encoder = conv_encoder(c, narrow, wide)
+        self.encoder = conv_encoder(c, widths)
         self.fc_mu = nn.Linear(features, config.latent_dim)
         self.fc_logvar = nn.Linear(features, config.latent_dim)
         self.fc_decode = nn.Linear(config.latent_dim, features)
-        self.decoder = conv_decoder(wide, narrow, c)
+        self.decoder = conv_decoder(widths, c, config.upsample)
 
     def posterior(
         self, x: torch.Tensor, labels: torch.Tensor | None = None

@@ -1,50 +1,106 @@
-"""A conv autoencoder to a code grid at a quarter of the image's side, with a prior over the
-grids trained after it: what vq-vae and ldm share (their subclasses give the code and the prior).
+"""A conv autoencoder to a code grid, with a prior over the grids trained after it: what vq-vae
+and ldm share (their subclasses give the code and the prior).
 
-The encoder is the conv models' two stride-2 convolutions and a 1x1 convolution to the code's
+The encoder is the conv models' stride-2 convolutions (two up to 32 px, so a 28 px image gets a
+7x7 grid and a 32 px one 8x8; a third from 64 px on, so a 64 px image gets an 8x8 grid of wider
+features rather than the 28 px layout stretched to 16x16) and a 1x1 convolution to the code's
 channels; a 1x1 convolution widens the grid again for the conv decoder; the sigmoid gives the
 image. The run trains in two stages (Autoencoder.stages): the autoencoder ("autoencoder":
-encoder, widening, decoder) first, the prior ("prior") on its finished codes for the last
-`prior_share` of the epochs.
+encoder, widening, decoder) first, until its held-out reconstruction settles (stage_switch
+"settled"), then the prior ("prior") on its finished codes for the rest of the epochs, at least
+the last `prior_share` of them.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aegen.models.base import Autoencoder, ModelConfig, Stage, two_stages
-from aegen.models.conv_nets import conv_decoder, conv_encoder
+from aegen.errors import ConfigError
+from aegen.models.base import (
+    STAGE_SWITCHES,
+    Autoencoder,
+    ModelConfig,
+    Stage,
+    option,
+    require_positive,
+    two_stages,
+)
+from aegen.models.conv_nets import check_conv_sizes, conv_decoder, conv_encoder, upsample_option
+
+
+def grid_widths(image_size: int) -> tuple[int, ...]:
+    """The default stride-2 widths for an image side: two up to 32 px, a third of 128 channels
+    from 64 px on, a fourth from 128 px on (a code grid of 7-16 positions a side)."""
+    widths = [32, 64]
+    while image_size // 2 ** len(widths) > 8 and image_size % 2 ** (len(widths) + 1) == 0:
+        widths.append(128)
+    return tuple(widths)
+
+
+@dataclass
+class GridConfig(ModelConfig):
+    """The conv widths, the decoder's upsampling and how the run is split into stages."""
+
+    model: ClassVar[str] = "this model"  # named in error messages
+    may_be_zero: ClassVar[tuple[str, ...]] = ()  # integer options that may be 0
+    hidden_channels: tuple[int, ...] = option(
+        (32, 64), "channels of the stride-2 convolutions (64 px and up: a third, 128, by default)"
+    )
+    upsample: str = upsample_option()
+    prior_share: float = option(0.5, "least share of the epochs, at the end, left to the prior")
+    stage_switch: str = option(
+        "settled",
+        "settled: the autoencoder stage ends once its held-out reconstruction gains less than 1% "
+        "in 2 epochs (not before autoencoder_steps steps and 3 epochs; at the latest where "
+        "prior_share begins); fixed: the prior gets exactly the last prior_share of the epochs",
+    )
+    autoencoder_steps: int = option(
+        500, "least optimizer steps of the autoencoder stage (stage_switch settled)"
+    )
+
+    @classmethod
+    def defaults_for_images(cls, image_size: int, channels: int) -> dict[str, Any]:
+        return {"hidden_channels": grid_widths(image_size)}
+
+    def check(self) -> None:
+        require_positive(self, may_be_zero=self.may_be_zero)
+        check_conv_sizes(self.model, self.image_size, self.hidden_channels, self.upsample)
+        if not 0 < self.prior_share < 1:
+            raise ConfigError(
+                f"{self.model} needs 0 < prior_share < 1 (the prior's share of the epochs)"
+            )
+        if self.stage_switch not in STAGE_SWITCHES:
+            raise ConfigError(
+                f"stage_switch is one of {', '.join(STAGE_SWITCHES)}, got {self.stage_switch!r}"
+            )
 
 
 class GridAutoencoder(Autoencoder):
-    """Conv encoder (`hidden_channels`, then `encoder_channels` at side/4), 1x1 widening of the
-    `code_channels` grid back to the decoder; the subclass adds `self.prior`, a module."""
+    """Conv encoder (`hidden_channels`, then `encoder_channels` per position), 1x1 widening of
+    the `code_channels` grid back to the decoder; the subclass adds `self.prior`, a module."""
 
     value_range = (0.0, 1.0)
     learned_prior = True
     prior: nn.Module
+    config: GridConfig
 
-    def __init__(
-        self,
-        config: ModelConfig,
-        hidden_channels: tuple[int, ...],
-        code_channels: int,
-        encoder_channels: int,
-        prior_share: float,
-    ):
+    def __init__(self, config: GridConfig, code_channels: int, encoder_channels: int):
         super().__init__(config)
-        (narrow, wide), c, side = hidden_channels, config.channels, config.image_size // 4
-        self.prior_share = prior_share
+        widths, c = config.hidden_channels, config.channels
+        side = config.image_size // 2 ** len(widths)
         self.image_shape = (c, config.image_size, config.image_size)
         self.grid_shape = (code_channels, side, side)
         self.latent_dim = code_channels * side * side
         self.encoder = nn.Sequential(
-            *conv_encoder(c, narrow, wide)[:-1], nn.Conv2d(wide, encoder_channels, 1)
+            *conv_encoder(c, widths)[:-1], nn.Conv2d(widths[-1], encoder_channels, 1)
         )
-        self.expand = nn.Conv2d(code_channels, wide, 1)
-        self.decoder = conv_decoder(wide, narrow, c)
+        self.expand = nn.Conv2d(code_channels, widths[-1], 1)
+        self.decoder = conv_decoder(widths, c, config.upsample)
 
     @property
     def default_sampler(self) -> str:
@@ -55,7 +111,8 @@ class GridAutoencoder(Autoencoder):
         return False  # two update groups and buffers updated eagerly (codebook, code statistics)
 
     def stages(self, epochs: int) -> list[Stage]:
-        return two_stages(epochs, self.prior_share)
+        config = self.config
+        return two_stages(epochs, config.prior_share, config.stage_switch, config.autoencoder_steps)
 
     def update_groups(self) -> dict[str, list[nn.Parameter]]:
         autoencoder = [*self.encoder.parameters(), *self.expand.parameters()]

@@ -19,39 +19,39 @@ on mnist-5k (2,000 samples, 40 epochs): a 128-channel prior against 64 (FD-aegen
 68 unguided), guidance 1.5 against 1 and 2 (31.8, 40.7, 59.8), and 10 Heun steps, whose samples
 scored as 25 steps' (45.4 against 44.8 with 1,000 samples) in 0.4 of the time.
 
-Two stages, as vq-vae (Autoencoder.stages): the autoencoder, then the prior for the last
-`prior_share` of the epochs on the finished autoencoder's codes. No perceptual or feature loss:
+Two stages, as vq-vae (Autoencoder.stages, grid_ae.py): the autoencoder until its held-out
+reconstruction settles, then the prior for the rest of the epochs (at least the last
+`prior_share`) on the finished autoencoder's codes. No perceptual or feature loss:
 aegen's judge is a classifier of its own, and a loss in its features would flatter the scores.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from aegen.errors import ConfigError
 from aegen.models.base import (
     LossOutput,
-    ModelConfig,
     option,
-    require_positive,
 )
 from aegen.models.bernoulli import bernoulli_nll
 from aegen.models.code_denoiser import CodeDenoiser
-from aegen.models.conv_nets import check_conv_sizes
-from aegen.models.grid_ae import GridAutoencoder
+from aegen.models.grid_ae import GridAutoencoder, GridConfig
 
 RECONSTRUCTION_LOSSES = ("bce", "l1", "l2")
 CODE_STATS_DECAY = 0.99
 
 
 @dataclass
-class LDMConfig(ModelConfig):
+class LDMConfig(GridConfig):
     """The autoencoder's widths and code, its loss, and the prior's size, guidance and steps."""
 
-    hidden_channels: tuple[int, ...] = option((32, 64), "channels of the two stride-2 convolutions")
-    code_channels: int = option(4, "numbers per position of the 7x7 code grid")
+    model: ClassVar[str] = "ldm"
+    may_be_zero: ClassVar[tuple[str, ...]] = ("prior_classes",)
+    code_channels: int = option(4, "numbers per position of the code grid (7x7 at 28 px)")
     kl_weight: float = option(1e-3, "weight of the code's summed KL term")
     reconstruction: str = option("bce", "the autoencoder's summed pixel loss: bce, l1 or l2")
     prior_classes: int = option(10, "labels the prior is conditioned on (0: unconditional)")
@@ -60,13 +60,9 @@ class LDMConfig(ModelConfig):
     label_dropout: float = option(0.1, "share of training codes the prior sees without a label")
     guidance: float = option(1.5, "classifier-free guidance scale of labelled samples (1: none)")
     sampling_steps: int = option(10, "Heun steps from noise to a code when sampling")
-    prior_share: float = option(
-        0.7, "share of the epochs, at the end, that train the prior on the finished codes"
-    )
 
     def check(self) -> None:
-        require_positive(self, may_be_zero=("prior_classes",))
-        check_conv_sizes("ldm", self.image_size, self.hidden_channels)
+        super().check()
         if self.reconstruction not in RECONSTRUCTION_LOSSES:
             raise ConfigError(
                 f"ldm's reconstruction is one of {', '.join(RECONSTRUCTION_LOSSES)}, "
@@ -74,8 +70,6 @@ class LDMConfig(ModelConfig):
             )
         if self.kl_weight < 0 or not 0 <= self.label_dropout < 1 or self.guidance < 0:
             raise ConfigError("ldm needs kl_weight >= 0, 0 <= label_dropout < 1, guidance >= 0")
-        if not 0 < self.prior_share < 1:
-            raise ConfigError("ldm needs 0 < prior_share < 1 (the prior's share of the epochs)")
 
 
 class LatentDiffusion(GridAutoencoder):
@@ -92,7 +86,7 @@ class LatentDiffusion(GridAutoencoder):
     def __init__(self, config: LDMConfig | None = None):
         config = config or LDMConfig()
         k = config.code_channels  # the encoder gives each position's mean and log-variance
-        super().__init__(config, config.hidden_channels, k, 2 * k, config.prior_share)
+        super().__init__(config, k, 2 * k)
         self.prior_classes = config.prior_classes
         self.prior = CodeDenoiser(k, config.prior_classes, config.prior_width, config.prior_blocks)
         # Per-channel moving mean and spread of the training codes (the prior's unit scale).

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from aegen.errors import ConfigError
 from aegen.models.base import Autoencoder, LossOutput, ModelConfig, option
-from aegen.models.conv_nets import check_conv_sizes
+from aegen.models.conv_nets import check_conv_sizes, upsample_option
 
 
 @dataclass
@@ -33,10 +33,13 @@ class VAEGANConfig(ModelConfig):
     latent_dim: int = option(20, "numbers in the code")
     gamma: float = option(1.0, "weight of the feature reconstruction in the decoder's loss")
     kl_weight: float = option(1.0, "weight of the KL term (1: the VAE; other values: a beta-VAE)")
+    upsample: str = upsample_option()
 
     def check(self) -> None:
         super().check()
-        check_conv_sizes("vae-gan", self.image_size, self.hidden_channels)
+        check_conv_sizes("vae-gan", self.image_size, self.hidden_channels, self.upsample)
+        if len(self.hidden_channels) != 2:
+            raise ConfigError("vae-gan needs two hidden channel counts")
         if self.gamma < 0 or self.kl_weight < 0:
             raise ConfigError("gamma and kl_weight must be >= 0")
 
@@ -63,7 +66,8 @@ class Discriminator(nn.Module):
 
 
 class VAEGAN(Autoencoder):
-    """Encoder Conv-BN-ReLU x2 -> mu, logvar; decoder linear -> ConvT-BN-ReLU -> ConvT, sigmoid."""
+    """Encoder Conv-BN-ReLU x2 -> mu, logvar; decoder linear -> (resize x2, conv 3x3, BN, ReLU)
+    x2 -> conv 3x3, sigmoid (conv_nets.py: no checkerboard)."""
 
     value_range = (0.0, 1.0)
     variational = True
@@ -94,12 +98,10 @@ class VAEGAN(Autoencoder):
         self.fc_decode = nn.Sequential(
             nn.Linear(config.latent_dim, features), nn.BatchNorm1d(features), nn.ReLU()
         )
-        self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1),
-            nn.BatchNorm2d(narrow),
-            nn.ReLU(),
-            nn.ConvTranspose2d(narrow, c, 4, stride=2, padding=1),
-            nn.Sigmoid(),
+        self.decoder = (
+            _transposed_decoder(wide, narrow, c)
+            if config.upsample == "transpose"
+            else _resizing_decoder(wide, narrow, c)
         )
         self.discriminator = Discriminator(c, (narrow, wide), side)
 
@@ -178,3 +180,30 @@ class VAEGAN(Autoencoder):
                 "discriminator": d_loss,
             },
         )
+
+
+def _resizing_decoder(wide: int, narrow: int, c: int) -> nn.Sequential:
+    """Features [B, wide, S/4, S/4] -> images [B, c, S, S]: nearest x2 and a 3x3 conv, twice."""
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2.0),
+        nn.Conv2d(wide, narrow, 3, padding=1),
+        nn.BatchNorm2d(narrow),
+        nn.ReLU(),
+        nn.Upsample(scale_factor=2.0),
+        nn.Conv2d(narrow, narrow, 3, padding=1),
+        nn.BatchNorm2d(narrow),
+        nn.ReLU(),
+        nn.Conv2d(narrow, c, 3, padding=1),
+        nn.Sigmoid(),
+    )
+
+
+def _transposed_decoder(wide: int, narrow: int, c: int) -> nn.Sequential:
+    """The decoder of runs recorded before the `upsample` option: two transposed convs."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1),
+        nn.BatchNorm2d(narrow),
+        nn.ReLU(),
+        nn.ConvTranspose2d(narrow, c, 4, stride=2, padding=1),
+        nn.Sigmoid(),
+    )

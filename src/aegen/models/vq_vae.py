@@ -9,33 +9,35 @@ and decodes their entries. There is no Gaussian code space, so the samplers fitt
 (gaussian, gmm, flow, ...) do not apply.
 
 The run trains in two stages (Autoencoder.stages), as the paper does: the autoencoder first, on
-its reconstruction and commitment, then, for the last `prior_share` of the epochs, the prior on
-the finished autoencoder's index grids, which no longer change (the codebook stops moving). The
-stage follows from the epoch number, so `--resume` continues in whichever stage a run stopped; a
-run of one epoch trains both at once. Its `loss` is the sum of the two parts, in nats-like
-units: summed squared error plus the prior's nats per grid; each stage's group minimises its own.
+its reconstruction and commitment, until its held-out reconstruction settles (grid_ae.py), then,
+for the rest of the epochs (at least the last `prior_share`), the prior on the finished
+autoencoder's index grids, which no longer change (the codebook stops moving). The stage follows
+from the epoch number and the finished epochs' history, so `--resume` continues in whichever
+stage a run stopped; a run of one epoch trains both at once. Its `loss` is the sum of the two
+parts, in nats-like units: summed squared error plus the prior's nats per grid; each stage's
+group minimises its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from aegen.errors import ConfigError
-from aegen.models.base import LossOutput, ModelConfig, option
+from aegen.models.base import LossOutput, option
 from aegen.models.code_ae import reconstruction_error
-from aegen.models.conv_nets import check_conv_sizes
-from aegen.models.grid_ae import GridAutoencoder
+from aegen.models.grid_ae import GridAutoencoder, GridConfig
 from aegen.models.pixelcnn import PixelCNN
 from aegen.models.quantizer import EMAQuantizer
 
 
 @dataclass
-class VQVAEConfig(ModelConfig):
+class VQVAEConfig(GridConfig):
     """The conv widths, the codebook, the commitment weight and the prior's size."""
 
-    hidden_channels: tuple[int, ...] = option((32, 64), "channels of the two stride-2 convolutions")
+    model: ClassVar[str] = "vq-vae"
     embedding_dim: int = option(16, "numbers in each codebook entry")
     codebook_size: int = option(128, "entries in the codebook")
     commitment: float = option(0.25, "weight of the encoder's distance to its entries")
@@ -45,21 +47,16 @@ class VQVAEConfig(ModelConfig):
     )
     prior_channels: int = option(64, "channels of the PixelCNN prior")
     prior_layers: int = option(4, "masked 3x3 layers of the PixelCNN prior")
-    prior_share: float = option(
-        0.3, "share of the epochs, at the end, that train the prior on the finished codes"
-    )
+    prior_share: float = option(0.3, "least share of the epochs, at the end, left to the prior")
 
     def check(self) -> None:
         super().check()
-        check_conv_sizes("vq-vae", self.image_size, self.hidden_channels)
         if self.codebook_size < 2:
             raise ConfigError("vq-vae needs a codebook of 2 or more entries")
         if not 0 <= self.ema_decay < 1 or self.commitment < 0 or self.restart_below < 0:
             raise ConfigError(
                 "vq-vae needs 0 <= ema_decay < 1, commitment >= 0 and restart_below >= 0"
             )
-        if not 0 < self.prior_share < 1:
-            raise ConfigError("vq-vae needs 0 < prior_share < 1 (the prior's share of the epochs)")
 
 
 class VQVAE(GridAutoencoder):
@@ -74,7 +71,7 @@ class VQVAE(GridAutoencoder):
     def __init__(self, config: VQVAEConfig | None = None):
         config = config or VQVAEConfig()
         dim = config.embedding_dim
-        super().__init__(config, config.hidden_channels, dim, dim, config.prior_share)
+        super().__init__(config, dim, dim)
         self.quantizer = EMAQuantizer(
             config.codebook_size, dim, config.ema_decay, config.restart_below
         )

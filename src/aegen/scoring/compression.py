@@ -115,6 +115,15 @@ def _ssim_sigma(side: int) -> float:
     return SSIM_SIGMA if side >= SSIM_MIN_SIDE else max((side - 1) / 3.5, 0.1)
 
 
+def ssim_available() -> bool:
+    """Whether SSIM can be measured: torchmetrics (the `compression` extra) is installed."""
+    try:
+        from torchmetrics.functional.image import structural_similarity_index_measure  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _ssim_per_image(original: torch.Tensor, rebuilt: torch.Tensor) -> torch.Tensor:
     try:
         from torchmetrics.functional.image import structural_similarity_index_measure
@@ -128,9 +137,12 @@ def _ssim_per_image(original: torch.Tensor, rebuilt: torch.Tensor) -> torch.Tens
     return torch.cat([s.reshape(-1) for s in scores]).double()  # type: ignore[union-attr]
 
 
-def distortion(original: torch.Tensor, rebuilt: torch.Tensor) -> dict[str, float]:
+def distortion(
+    original: torch.Tensor, rebuilt: torch.Tensor, with_ssim: bool = True
+) -> dict[str, float]:
     """MSE, PSNR (dB, mean over images) and SSIM of rebuilt vs original, float [N, C, H, W] in
-    [0, 1]: the distortion axis, in the units image-compression papers report."""
+    [0, 1]: the distortion axis, in the units image-compression papers report. with_ssim=False
+    leaves SSIM out (it needs torchmetrics, see ssim_available)."""
     if original.shape != rebuilt.shape or original.ndim != 4 or len(original) == 0:
         raise ConfigError(
             "distortion needs two image sets [N, C, H, W] of one shape, not "
@@ -140,12 +152,10 @@ def distortion(original: torch.Tensor, rebuilt: torch.Tensor) -> dict[str, float
         raise ConfigError("distortion needs float images in [0, 1]; convert uint8 with unit_images")
     per_image = (original.double() - rebuilt.double()).pow(2).flatten(1).mean(1)
     psnr = (10 * torch.log10(1 / per_image)).clamp(max=PSNR_CAP)  # 1/0 = inf -> the cap
-    ssim = _ssim_per_image(original.float(), rebuilt.float())
-    return {
-        "mse": per_image.mean().item(),
-        "psnr": psnr.mean().item(),
-        "ssim": ssim.mean().item(),
-    }
+    scores = {"mse": per_image.mean().item(), "psnr": psnr.mean().item()}
+    if with_ssim:
+        scores["ssim"] = _ssim_per_image(original.float(), rebuilt.float()).mean().item()
+    return scores
 
 
 def _flat_unit(images: torch.Tensor) -> np.ndarray:

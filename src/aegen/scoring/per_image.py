@@ -61,7 +61,10 @@ def images_to_score(
         root = data_root if data_root is not None else trained.data_root
         data = load_dataset(source, "test", root, image_size=size, channels=channels)
     else:
-        data = load_dataset(source, "train", image_size=size, channels=channels)
+        background = trained.config["data"].get("background", "white")  # as the run's images
+        data = load_dataset(
+            source, "train", image_size=size, channels=channels, background=background
+        )
     data = with_run_classes(trained, data)
     check_labels(trained, data, source)
     return data

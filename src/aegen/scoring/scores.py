@@ -8,7 +8,9 @@ validation images, never trained on); every sampler draws the same number of sam
 with its accuracy, so that scores from different judges are never compared. As a floor, the same
 scores are computed for real training images against the reference ("real data" row), and as
 the floor of the samplers, for the model's reconstructions of those images ("reconstructed data":
-what a perfect density on the training codes would give).
+what a perfect density on the training codes would give). Beside the judge's scores, each image
+set gets pixel statistics (image_stats.py): its high-frequency power share against the
+reference's (checkerboard textures), and the held-out reconstructions' PSNR, SSIM and colour error.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ from aegen.scoring.classifier import (
     load_classifier,
     own_data_classifier,
     random_feature_cnn,
+)
+from aegen.scoring.image_stats import (
+    fidelity_protocol,
+    hf_ratio,
+    hf_share,
+    high_frequency_power,
+    reconstruction_fidelity,
 )
 from aegen.scoring.quality import (
     CONFIDENT,
@@ -62,22 +71,28 @@ def quality_scores(
     images: torch.Tensor | Iterable[torch.Tensor],
     real_features: torch.Tensor,
     labelled: bool = True,
+    reference_hf_share: float | None = None,
 ) -> dict:
     """FD-aegen, precision, recall and (when the judge knows classes) class coverage of images
-    (one tensor, or chunks of them) against the real reference's features."""
-    parts = (
-        [classify(classifier, images)]
-        if torch.is_tensor(images)
-        else [classify(classifier, chunk) for chunk in images]
-    )
+    (one tensor, or chunks of them) against the real reference's features; their hf_share, and
+    its ratio to the reference's when given."""
+    chunks = [images] if torch.is_tensor(images) else images
+    parts, high, total = [], 0.0, 0.0
+    for chunk in chunks:
+        parts.append(classify(classifier, chunk))
+        chunk_high, chunk_total = high_frequency_power(chunk)
+        high, total = high + chunk_high, total + chunk_total
     features = torch.cat([f for f, _ in parts])
     probabilities = torch.cat([p for _, p in parts])
     precision, recall = precision_recall(real_features, features)
+    share = high / total if total > 0 else 0.0  # as image_stats.hf_share, from the same chunks
     return {
         "fd_aegen": frechet_distance(features, real_features),
         "precision": precision,
         "recall": recall,
         **(class_coverage(probabilities) if labelled else {}),
+        "hf_share": share,
+        **({} if reference_hf_share is None else {"hf_ratio": hf_ratio(share, reference_hf_share)}),
     }
 
 
@@ -112,7 +127,9 @@ def judge(
 def reconstruction_scores(
     trained: TrainedModel, images: torch.Tensor, labels: torch.Tensor, seed: int
 ) -> dict:
-    """Mean model loss (its own units) and per-pixel MSE in [0, 1] on uint8 images."""
+    """Mean model loss (its own units), per-pixel MSE in [0, 1], PSNR, SSIM, colour error and
+    the high-frequency share (and its ratio to the originals') of reconstructions of uint8
+    images."""
     model = trained.model.eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -121,9 +138,22 @@ def reconstruction_scores(
             * len(chunk)
             for chunk, chunk_labels in zip(images.split(1024), labels.split(1024))
         )
+    original = unit_images(images)
     rebuilt = trained.reconstruct(images, labels)
-    mse = (rebuilt - unit_images(images)).pow(2).mean().item()
-    return {"model_loss": total / len(images), "pixel_mse": mse, "images": len(images)}
+    mse = (rebuilt - original).pow(2).mean().item()
+    share = hf_share(rebuilt)
+    return {
+        "model_loss": total / len(images),
+        "pixel_mse": mse,
+        "images": len(images),
+        **reconstruction_fidelity(original, rebuilt),
+        "hf_share": share,
+        "hf_ratio": hf_ratio(share, hf_share(original)),
+    }
+
+
+def _hf_line(scores: dict) -> str:
+    return f"HF share {scores['hf_share']:.4f} ({scores['hf_ratio']:.2f}x the reference's)"
 
 
 def score_run(
@@ -149,6 +179,7 @@ def score_run(
     labelled = record.get("kind") != "random-cnn"
     real = unit_images(test.images)
     real_features, _ = classify(net, real)
+    real_hf = hf_share(real)
     metrics: dict = {
         "run": str(trained.run_dir),
         "model": trained.name,
@@ -167,11 +198,20 @@ def score_run(
             "judge": record.get("kind", "trained-cnn"),
             "precision_recall_k": NEIGHBOURS,
             "confident_probability": CONFIDENT,
+            **fidelity_protocol(),
+            "reference_hf_share": real_hf,
         },
         "classifier": record,
         "reconstruction": reconstruction_scores(trained, test.images, test.labels, seed),
     }
-    log.info(f"{trained.name}: held-out reconstruction {metrics['reconstruction']}")
+    recon = metrics["reconstruction"]
+    ssim = f"  SSIM {recon['ssim']:.3f}" if "ssim" in recon else ""
+    log.info(
+        f"{trained.name}: held-out reconstruction MSE {recon['pixel_mse']:.4f}  PSNR "
+        f"{recon['psnr']:.2f} dB{ssim}  colour error {recon['colour_error']:.2f} (0-255)  deltaE "
+        f"{recon['delta_e']:.2f}  HF share {recon['hf_share']:.4f} ({recon['hf_ratio']:.2f}x the "
+        f"originals'; reference {real_hf:.4f})"
+    )
     if trained.model.pixel_likelihood:
         model = trained.model
         assert isinstance(model, BernoulliVAE)  # the models with a pixel likelihood
@@ -187,21 +227,25 @@ def score_run(
     train = trained.split("train")
     train_images, train_labels = train.images[:n_samples], train.labels[:n_samples]
     metrics["protocol"]["real_data_images"] = len(train_images)
-    metrics["real_data"] = quality_scores(net, unit_images(train_images), real_features, labelled)
+    metrics["real_data"] = quality_scores(
+        net, unit_images(train_images), real_features, labelled, real_hf
+    )
     # The floor of every sampler: a perfect density on the training codes would give exactly
     # these, the decoded codes of training images (the test images are the reference itself).
     rebuilt = (
         trained.reconstruct(part, labels)
         for part, labels in zip(train_images.split(4096), train_labels.split(4096))
     )
-    metrics["reconstructed_data"] = quality_scores(net, rebuilt, real_features, labelled)
+    metrics["reconstructed_data"] = quality_scores(net, rebuilt, real_features, labelled, real_hf)
+    for key, name in (("real_data", "real data"), ("reconstructed_data", "reconstructed data")):
+        log.info(f"{trained.name} / {name}: {_hf_line(metrics[key])}")
     metrics["samplers"] = {}
     for name in dict.fromkeys(trained.sampler(given).name for given in samplers):  # gmm-10: gmm
         chunks = trained.sample_in_chunks(n_samples, seed=seed, sampler=name)
         first = next(chunks)
         save_image_grid(trained.run_dir / f"samples-{name}.png", first[:64])
         metrics["samplers"][name] = quality_scores(
-            net, itertools.chain([first], chunks), real_features, labelled
+            net, itertools.chain([first], chunks), real_features, labelled, real_hf
         )
         scores = metrics["samplers"][name]
         coverage = (
@@ -212,7 +256,8 @@ def score_run(
         )
         log.info(
             f"{trained.name} / {name}: FD-aegen {scores['fd_aegen']:.2f}  precision "
-            f"{scores['precision']:.3f}  recall {scores['recall']:.3f}{coverage}"
+            f"{scores['precision']:.3f}  recall {scores['recall']:.3f}{coverage}  "
+            f"{_hf_line(scores)}"
         )
     write_json(trained.run_dir / SCORES, metrics)
     return metrics

@@ -25,6 +25,7 @@ import torch
 from aegen.errors import DataError
 from aegen.names import closest
 from aegen.store.atomic import write_atomic
+from aegen.store.background import DEFAULT_BACKGROUND
 from aegen.store.cache import cache_root
 from aegen.store.image_set import ImageSet
 from aegen.store.own_images import fit_images, is_path, load_own_images
@@ -155,17 +156,19 @@ def load_dataset(
     download: bool = True,
     image_size: int | None = None,
     channels: int | None = None,
+    background: str = DEFAULT_BACKGROUND,
 ) -> ImageSet:
     """Load a data set split by name, or a folder or array by path (train split only), with its
-    images resized to image_size and converted to channels where those are given. IDX files are
-    downloaded and verified when missing."""
+    images resized to image_size and converted to channels where those are given (a folder's
+    transparent pixels composited over background). IDX files are downloaded and verified when
+    missing."""
     check_dataset_name(name)
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose 'train' or 'test'")
     if not has_test_split(name):
         if split == "test":
             raise DataError(f"{name} has no test split; its held-out images are the reference")
-        return load_own_images(name, image_size, channels)
+        return load_own_images(name, image_size, channels, background)
     chosen = root if root is not None else os.environ.get("AEGEN_DATA")
     root = Path(chosen).expanduser() if chosen else default_data_root()
     needs_files = not (name == EMBEDDED and split == "train")

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from aegen.store.background import DEFAULT_BACKGROUND, RGB, background_rgb
+
 warnings.filterwarnings(
     "ignore",
     message="The image decoding and encoding capabilities of TorchVision are deprecated",
@@ -72,15 +74,21 @@ def image_files(folder: Path) -> list[ImageFile]:
     return sorted(found, key=lambda f: f.path)
 
 
-def decode_file(path: str, size: int | None, channels: int | None) -> Decoded:
+WHITE = background_rgb(DEFAULT_BACKGROUND)
+
+
+def decode_file(
+    path: str, size: int | None, channels: int | None, background: RGB = WHITE
+) -> Decoded:
     """One file's pixels [C, H, W] in uint8, converted to `channels` (None: the file's own, 1 or
-    3) and, when size is given, resized so its shorter side is `size` and centre-cropped to
-    size x size. A file that cannot be read gives the reason as a string instead."""
+    3), its transparent pixels composited over `background` and, when size is given, resized so
+    its shorter side is `size` and centre-cropped to size x size. A file that cannot be read
+    gives the reason as a string instead."""
     if size is None:
-        fast = _decode_fast(path, channels)
+        fast = _decode_fast(path, channels)  # a JPEG: never transparent
         if fast is not None:
             return fast
-    return _decode_pillow(path, size, channels)
+    return _decode_pillow(path, size, channels, background)
 
 
 def is_fast(path: str) -> bool:
@@ -122,7 +130,9 @@ def _decode_fast(path: str, channels: int | None) -> torch.Tensor | None:
     return convert_channels(pixels.unsqueeze(0), channels)[0]
 
 
-def _decode_pillow(path: str, size: int | None, channels: int | None) -> Decoded:
+def _decode_pillow(
+    path: str, size: int | None, channels: int | None, background: RGB = WHITE
+) -> Decoded:
     try:
         with Image.open(path) as image:
             wanted = channels or natural_channels(image.mode)
@@ -130,7 +140,8 @@ def _decode_pillow(path: str, size: int | None, channels: int | None) -> Decoded
             if size is not None:
                 image.draft(mode, (size, size))  # JPEG: decode at a reduced scale already
             image.load()
-            pixels = _converted(ImageOps.exif_transpose(image), mode)  # a photo as it is shown
+            upright = ImageOps.exif_transpose(image)  # a photo as it is shown
+            pixels = _converted(upright, mode, background)
     except (
         OSError,
         ValueError,
@@ -139,7 +150,7 @@ def _decode_pillow(path: str, size: int | None, channels: int | None) -> Decoded
     ) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return reason[:200]
-    if size is not None:
+    if size is not None:  # after compositing: resampling RGBA would mix the hidden colour in
         pixels = _square(pixels, size)
     array = np.array(pixels, dtype=np.uint8)
     array = array[:, :, None] if array.ndim == 2 else array
@@ -147,7 +158,7 @@ def _decode_pillow(path: str, size: int | None, channels: int | None) -> Decoded
 
 
 def natural_channels(mode: str) -> int:
-    """1 for Pillow's grayscale modes, 3 for every colour mode (alpha is dropped)."""
+    """1 for Pillow's grayscale modes, 3 for every colour mode (alpha is composited away)."""
     return 1 if mode in GRAYSCALE_MODES else 3
 
 
@@ -163,18 +174,17 @@ def convert_channels(images: torch.Tensor, channels: int | None) -> torch.Tensor
     return luma.unsqueeze(1).to(torch.uint8)
 
 
-def _converted(image: Image.Image, mode: str) -> Image.Image:
-    """The image in mode L or RGB. 16-bit grayscale is scaled from 0..65535 to 0..255 (so is a
-    32-bit integer image, clipped there); a float image is taken to lie in [0, 1]."""
+def _converted(image: Image.Image, mode: str, background: RGB) -> Image.Image:
+    """The image in mode L or RGB, transparent pixels composited over background. 16-bit
+    grayscale is scaled from 0..65535 to 0..255 (so is a 32-bit integer image, clipped there); a
+    float image is taken to lie in [0, 1]."""
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         values = np.asarray(image, dtype=np.float64)
         top = 1.0 if image.mode == "F" else 65535.0
         image = Image.fromarray(np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Transparent pixels over white, as an image viewer shows them.
         rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (*background, 255)), rgba)
     return image if image.mode == mode else image.convert(mode)
 
 
@@ -189,6 +199,8 @@ def _square(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
-def decode_files(paths: list[str], size: int | None, channels: int | None) -> list[Decoded]:
+def decode_files(
+    paths: list[str], size: int | None, channels: int | None, background: RGB = WHITE
+) -> list[Decoded]:
     """decode_file over a list: one task of a decoding thread."""
-    return [decode_file(path, size, channels) for path in paths]
+    return [decode_file(path, size, channels, background) for path in paths]

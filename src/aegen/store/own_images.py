@@ -4,7 +4,8 @@ A folder's sub-folders are its classes (the ImageFolder convention: sorted names
 folder is unlabelled. Files are decoded once, by a few threads when there are many (the
 decoders release the GIL; threads, unlike worker processes, never re-run a user's unguarded
 script), and the result is cached under a key made of the files' names, sizes and modification
-times and of the requested size and channels: a second run on the same folder starts at once.
+times and of the requested size, channels and background (the colour transparent pixels are
+composited over): a second run on the same folder starts at once.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 
 from aegen.errors import AegenError, DataError
 from aegen.store import decode
+from aegen.store.background import DEFAULT_BACKGROUND, RGB, background_rgb
 from aegen.store.cache import cache_root
 from aegen.store.image_set import ImageSet
 from aegen.store.tensor_files import load_tensors, save_tensors
@@ -50,8 +52,15 @@ def is_path(dataset: str) -> bool:
     )
 
 
-def load_own_images(path: str, image_size: int | None, channels: int | None) -> ImageSet:
-    """The images of a folder or .npy/.npz file, at the requested size and channels."""
+def load_own_images(
+    path: str,
+    image_size: int | None,
+    channels: int | None,
+    background: str = DEFAULT_BACKGROUND,
+) -> ImageSet:
+    """The images of a folder or .npy/.npz file, at the requested size and channels, the
+    transparent pixels of a folder's images composited over the background colour."""
+    rgb = background_rgb(background)  # an unknown colour before any file is read
     source = Path(path).expanduser()
     if not source.exists():
         raise DataError(f"{source} does not exist (give an image folder or a .npy/.npz file)")
@@ -63,7 +72,7 @@ def load_own_images(path: str, image_size: int | None, channels: int | None) -> 
             f"{source} is neither a folder of images nor a .npy/.npz array; "
             "give one of those or a built-in data set name"
         )
-    return _load_cached(str(resolved), image_size, channels, _signature(resolved))
+    return _load_cached(str(resolved), image_size, channels, rgb, _signature(resolved))
 
 
 def _signature(source: Path) -> tuple:
@@ -77,11 +86,11 @@ def _signature(source: Path) -> tuple:
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(
-    path: str, image_size: int | None, channels: int | None, signature: tuple
+    path: str, image_size: int | None, channels: int | None, background: RGB, signature: tuple
 ) -> ImageSet:
     source = Path(path)
     if source.is_dir():
-        return _load_folder(source, list(signature), image_size, channels)
+        return _load_folder(source, list(signature), image_size, channels, background)
     images, labels, classes = _load_array(source)
     images = fit_images(images, image_size, channels)
     return ImageSet(path, "train", images, labels, classes, content_digest(images, labels))
@@ -99,15 +108,19 @@ def content_digest(images: torch.Tensor, labels: torch.Tensor) -> str:
 
 
 def _load_folder(
-    folder: Path, files: list[decode.ImageFile], image_size: int | None, channels: int | None
+    folder: Path,
+    files: list[decode.ImageFile],
+    image_size: int | None,
+    channels: int | None,
+    background: RGB,
 ) -> ImageSet:
     labels, classes = _folder_labels(folder, files)
-    key = _cache_key(folder, files, image_size, channels)
+    key = _cache_key(folder, files, image_size, channels, background)
     cached = _read_cache(key, len(files))
     if cached is not None:
         images, digest = cached
     else:
-        images = _decode_all([f.path for f in files], image_size, channels)
+        images = _decode_all([f.path for f in files], image_size, channels, background)
         digest = content_digest(images, labels)
         _write_cache(key, images, folder, digest)
     return ImageSet(str(folder), "train", images, labels, classes, digest)
@@ -144,12 +157,16 @@ def _folder_labels(
 
 
 def _cache_key(
-    folder: Path, files: list[decode.ImageFile], size: int | None, channels: int | None
+    folder: Path,
+    files: list[decode.ImageFile],
+    size: int | None,
+    channels: int | None,
+    background: RGB,
 ) -> str:
     """A name for the decoded tensor, "SOURCE-CONTENT": the first part names the folder and the
-    flags (older entries of the same source are replaced), the second changes whenever a file
-    is added, removed or modified."""
-    source = json.dumps([DECODER_VERSION, str(folder), size, channels])
+    flags (older entries of the same source are replaced; another background is another
+    entry), the second changes whenever a file is added, removed or modified."""
+    source = json.dumps([DECODER_VERSION, str(folder), size, channels, list(background)])
     entries = [[os.path.relpath(f.path, folder), f.size, f.mtime_ns] for f in files]
     content = hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:32]
     return f"{hashlib.sha256(source.encode()).hexdigest()[:16]}-{content}"
@@ -188,7 +205,9 @@ def _write_cache(key: str, images: torch.Tensor, folder: Path, digest: str) -> N
         log.warning(f"could not cache the decoded images in {path} ({exc})")
 
 
-def _decode_all(paths: list[str], size: int | None, channels: int | None) -> torch.Tensor:
+def _decode_all(
+    paths: list[str], size: int | None, channels: int | None, background: RGB = decode.WHITE
+) -> torch.Tensor:
     """Every file decoded into one uint8 tensor [N, C, H, W], by a few threads when there are
     enough files to pay for them. Each chunk is checked as it arrives, so an unreadable file or
     a size that disagrees stops the work at once (queued chunks are cancelled, Ctrl-C too)."""
@@ -199,14 +218,17 @@ def _decode_all(paths: list[str], size: int | None, channels: int | None) -> tor
     with bar:
         if len(paths) < PARALLEL_FROM or threads < 2:
             for chunk in chunks:
-                check(chunk, decode.decode_files(chunk, size, channels))
+                check(chunk, decode.decode_files(chunk, size, channels, background))
                 bar.update(len(chunk))
             return torch.stack(check.images)
         if size is None and any(decode.is_fast(path) for path in paths):
             decode.jpeg_decoder()  # imported here, not by the workers at once (it can hang)
         pool = concurrent.futures.ThreadPoolExecutor(threads)
         try:
-            tasks = [pool.submit(decode.decode_files, chunk, size, channels) for chunk in chunks]
+            tasks = [
+                pool.submit(decode.decode_files, chunk, size, channels, background)
+                for chunk in chunks
+            ]
             for chunk, task in zip(chunks, tasks):
                 check(chunk, task.result())
                 bar.update(len(chunk))
@@ -217,7 +239,9 @@ def _decode_all(paths: list[str], size: int | None, channels: int | None) -> tor
 
 class _ChunkCheck:
     """Collects decoded images, raising DataError (one line) at the first unreadable file or
-    the first image whose size or colour differs from the first one's."""
+    the first image whose size differs from the first one's. A folder that mixes gray and
+    colour files (emoji sets hold a few gray-with-alpha icons among colour ones) is colour:
+    its gray images are repeated over the three channels, as a viewer shows them."""
 
     def __init__(self) -> None:
         self.images: list[torch.Tensor] = []
@@ -229,24 +253,22 @@ class _ChunkCheck:
                 raise DataError(f"cannot read the image {path} ({pixels})")
             if not self.images:
                 self.first_path = path
-            elif pixels.shape != self.images[0].shape:
+            elif pixels.shape[1:] != self.images[0].shape[1:]:
                 raise DataError(
                     _disagreement(self.first_path, self.images[0].shape, path, pixels.shape)
                 )
+            elif pixels.shape[0] < self.images[0].shape[0]:  # gray among colour
+                pixels = pixels.expand(3, -1, -1)
+            elif pixels.shape[0] > self.images[0].shape[0]:  # the first colour one
+                self.images = [image.expand(3, -1, -1) for image in self.images]
             self.images.append(pixels)
 
 
 def _disagreement(a: str, a_shape: tuple, b: str, b_shape: tuple) -> str:
-    (ca, ha, wa), (cb, hb, wb) = a_shape, b_shape
-    if (ha, wa) != (hb, wb):
-        return (
-            f"the images differ in size ({a} is {wa}x{ha}, {b} is {wb}x{hb}); "
-            "pass --image-size S to resize and centre-crop them all to SxS"
-        )
-    kinds = {1: "grayscale", 3: "colour"}
+    (_, ha, wa), (_, hb, wb) = a_shape, b_shape
     return (
-        f"the images differ in colour ({a} is {kinds[ca]}, {b} is {kinds[cb]}); "
-        "pass --channels 1 or --channels 3 to convert them all"
+        f"the images differ in size ({a} is {wa}x{ha}, {b} is {wb}x{hb}); "
+        "pass --image-size S to resize and centre-crop them all to SxS"
     )
 
 

@@ -25,8 +25,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from aegen.errors import RunError
+from aegen.errors import ConfigError, RunError
 from aegen.store.atomic import write_atomic, write_json
+from aegen.store.background import DEFAULT_BACKGROUND, background_rgb
 
 RUN_FORMAT = 1
 CONFIG = "config.json"
@@ -35,6 +36,7 @@ BEST_WEIGHTS = "model-best.safetensors"
 CHECKPOINT = "checkpoint.safetensors"
 HISTORY = "history.jsonl"
 SCORES = "scores.json"
+DIAGNOSIS = "diagnosis.json"  # what the end of training found wrong (scoring/diagnosis.py)
 OLD_HISTORY, OLD_SCORES = "metrics.jsonl", "metrics.json"  # the names of aegen 0.1
 
 
@@ -79,6 +81,12 @@ def _check_config(path: Path, config: dict[str, Any]) -> None:
         value = data.get(key)
         if value is not None and (isinstance(value, bool) or value not in allowed):
             raise RunError(f"{path}: data.{key} must be null or one of the sizes aegen takes")
+    try:  # absent in runs from before the setting: white
+        background_rgb(data.get("background", DEFAULT_BACKGROUND))
+    except ConfigError:
+        raise RunError(
+            f"{path}: data.background must be white, black, gray, grey or a colour #RRGGBB"
+        ) from None
     if not isinstance(data.get("digest", ""), str):
         raise RunError(f"{path}: data.digest must be a string")
     if not isinstance(config.get("aegen_version", ""), str):
@@ -100,6 +108,25 @@ def read_history(run_dir: Path) -> list[dict]:
     lines = read_run_file(path).split(b"\n")
     rows = [parse_json(path, line, f"line {n}") for n, line in enumerate(lines, 1) if line.strip()]
     return check_history(path, rows)
+
+
+def write_diagnosis(run_dir: Path, diagnosis: dict[str, Any]) -> None:
+    """diagnosis.json: the numbers of the end-of-training checks and their findings."""
+    write_atomic(run_dir / DIAGNOSIS, (json.dumps(diagnosis, indent=2) + "\n").encode())
+
+
+def read_diagnosis(run_dir: Path) -> dict[str, Any] | None:
+    """A run's diagnosis, checked (None for a run trained before aegen wrote one)."""
+    path = Path(run_dir) / DIAGNOSIS
+    if not os.path.lexists(path):
+        return None
+    diagnosis = parse_json(path, read_run_file(path))
+    findings = diagnosis.get("findings") if isinstance(diagnosis, dict) else None
+    if not isinstance(findings, list) or not all(isinstance(f, str) for f in findings):
+        raise RunError(f"{path} does not hold a diagnosis (a list of findings); train again")
+    if not isinstance(diagnosis.get("checks"), dict):
+        raise RunError(f"{path} does not hold the diagnosis' checks; train again")
+    return diagnosis
 
 
 SCORE_NAMES = ("fd_aegen", "precision", "recall", "label_entropy", "confident_share")

@@ -17,6 +17,7 @@ from typing import Any
 
 from aegen.errors import ConfigError
 from aegen.names import closest
+from aegen.store.background import DEFAULT_BACKGROUND, background_rgb
 
 PRECISIONS = ("fp32", "bf16")
 LR_SCHEDULES = ("constant", "cosine", "onecycle")
@@ -92,6 +93,13 @@ class TrainSettings:
         "convert the images to 1 (grayscale) or 3 (RGB) channels (default: the data's own)",
         section="data",
         choices=(1, 3),
+    )
+    background: str = setting(
+        DEFAULT_BACKGROUND,
+        "colour that transparent pixels of RGBA/LA/P images are composited over: white, black, "
+        "gray (or grey) or a hex colour #RRGGBB",
+        section="data",
+        metavar="COLOUR",
     )
     data_root: str | None = setting(
         None,
@@ -188,6 +196,9 @@ class TrainSettings:
         """Raise ConfigError for a value out of its bounds or of the wrong type."""
         for spec in dataclasses.fields(self):
             check_value(spec, getattr(self, spec.name))
+        # Not in check_value, which the flags' parsers call: a bad colour is one ConfigError
+        # line, not argparse's usage text.
+        background_rgb(self.background)
 
     def section(self, name: str) -> dict[str, Any]:
         """The settings recorded in one section of config.json ("train" or "data")."""

@@ -21,8 +21,9 @@ a model with one optimizer has its whole step recorded as a CUDA graph and repla
 Stages: a model may train its update groups in stages (Autoencoder.stages; vq-vae: its prior
 after its autoencoder). In each stage only its groups get gradients and updates; the learning
 rate's schedule runs over each stage's steps, and early stopping watches the last stage's
-epochs only, since the earlier ones end by their epoch count. The stage follows from the epoch
-number alone, so a resumed run picks up in the stage it was killed in.
+epochs only, since the earlier ones end by their own rule. A stage may end once a held-out
+measure settles (stage_plan.py); the stage follows from the epoch number and the finished
+epochs' history alone, so a resumed run picks up in the stage it was killed in.
 
 Controls (controls.py): the learning rate and the KL warm-up's share are set before each step
 from the global step alone, gradients are clipped per update group, and early stopping reads the
@@ -51,6 +52,7 @@ from aegen.training.controls import epochs_without_gain, kl_factor, rate_factor
 from aegen.training.cuda_graph import GraphedStep
 from aegen.training.device import autocast, flushing_denormals, resolve_device
 from aegen.training.settings import TrainSettings
+from aegen.training.stage_plan import resolve, switch_note
 from aegen.training.threads import ThreadTuner, thread_candidates
 
 EVAL_BATCH = 1024
@@ -121,7 +123,10 @@ class Trainer:
         self.train_labels, self.val_labels = self._moved(train_labels), self._moved(val_labels)
         self.rank, self.world_size = distributed.world()
         self.groups = model.update_groups()
-        self.stages = checked_stages(model.stages(config.epochs), self.groups, config.epochs)
+        self.planned = checked_stages(model.stages(config.epochs), self.groups, config.epochs)
+        self.history: list[dict] = []  # the finished epochs' metrics, which resolve the stages
+        self.stage_note: str | None = None  # a line for the log when a stage has just ended
+        self._resolved: tuple[int, list[Stage]] = (-1, [])
         self.loss_module = distributed.loss_module(
             model, several_groups=len(self.groups) > 1, device=self.device
         )
@@ -169,6 +174,17 @@ class Trainer:
     @property
     def warmup_steps(self) -> int:
         return self.config.kl_warmup * self.steps_per_epoch
+
+    @property
+    def stages(self) -> list[Stage]:
+        """The planned stages as the finished epochs have resolved them (stage_plan.py); kept
+        until another epoch finishes, since the learning rate asks at every step."""
+        if self._resolved[0] != len(self.history):
+            self._resolved = (
+                len(self.history),
+                resolve(self.planned, self.history, self.steps_per_epoch),
+            )
+        return self._resolved[1]
 
     def stage_of(self, epoch: int) -> Stage:
         """The stage 1-based `epoch` belongs to."""
@@ -225,6 +241,7 @@ class Trainer:
         run's), which early stopping counts from. Returns the new epochs' metrics;
         `stop_reason` says why training ended before config.epochs, if it did."""
         past = list(history or [])
+        self.history, self._resolved = past, (-1, [])
         new: list[dict] = []
         self.stop_reason = None
         threads_before = torch.get_num_threads()
@@ -249,6 +266,7 @@ class Trainer:
             if distributed.any_rank(self._patience_spent(past, epoch), self.device):
                 break
             started = time.perf_counter()
+            stage_index = self.stages.index(self.stage_of(epoch))
             metrics = {"epoch": epoch, **self.train_epoch(epoch, progress)}
             held_out = self.validation_loss(self.val_images, epoch, self.val_labels)
             broken = [k for k, v in held_out.items() if not math.isfinite(v)]
@@ -259,9 +277,12 @@ class Trainer:
                 )
             metrics.update({f"val_{k}": v for k, v in held_out.items()})
             metrics.update(self._controls_now(epoch))
+            if len(self.planned) > 1:
+                metrics["stage"] = stage_index + 1
             metrics["seconds"] = round(time.perf_counter() - started, 3)
             new.append(metrics)
             past.append(metrics)
+            self.stage_note = switch_note(self.planned, self.stages, epoch, self.steps_per_epoch)
             stop = bool(on_epoch_end(metrics)) if on_epoch_end is not None else False
             if distributed.any_rank(stop, self.device):
                 self.stop_reason = f"stopped by a callback after epoch {epoch}"
@@ -272,7 +293,7 @@ class Trainer:
         last stage's finished epochs count."""
         patience, key = self.config.early_stop, self.model.selection_metric
         stage = self.stage_of(epoch)
-        watched = history[stage.first - 1 :] if stage is self.stages[-1] else []
+        watched = history[stage.first - 1 :] if stage == self.stages[-1] else []
         waited = epochs_without_gain(watched, key) if watched else 0
         if not patience or waited < patience:
             return False

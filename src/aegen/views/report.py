@@ -27,6 +27,7 @@ from aegen.store.run_folder import (
     SCORE_NAMES,
     SCORES,
     read_config,
+    read_diagnosis,
     read_history,
     read_run_file,
     read_scores,
@@ -215,8 +216,19 @@ def _run(run_dir: Path, data_root: Any) -> dict[str, Any]:
         history = read_history(run_dir)
     except RunError as exc:
         history_error = str(exc)
+    diagnosis, diagnosis_error = None, ""
+    try:
+        diagnosis = read_diagnosis(run_dir)
+    except RunError as exc:
+        diagnosis_error = str(exc)
     samplers = list(metrics["samplers"]) if metrics else _standard_samplers(config)
+    if not metrics:  # the samples the run drew at its end, where it kept them: nothing to fit
+        saved = [name for name in samplers if os.path.lexists(run_dir / f"samples-{name}.png")]
+        samplers = saved or samplers
     return {
+        "findings": diagnosis["findings"] if diagnosis else [],
+        "diagnosed": diagnosis is not None,
+        "diagnosis_error": diagnosis_error,
         "title": f"{config['model']} on {config['data']['dataset']}",
         "path": str(run_dir),
         "config_rows": _config_rows(config),

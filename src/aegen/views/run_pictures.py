@@ -51,13 +51,25 @@ def interpolations(
     return trained.decode(path.reshape(-1, a.shape[1]), labels)
 
 
-def run_sample_grid(trained: TrainedModel, seed: int = 0) -> tuple[torch.Tensor, int]:
+def run_sample_grid(
+    trained: TrainedModel, seed: int = 0, sampler: str | None = None
+) -> tuple[torch.Tensor, int]:
     """Samples for samples.png and its columns: 64 in 8 columns, or for a model that samples by
     label (a conditional one, or a labelled prior) one row of 8 per class."""
     if not trained.label_classes:
-        return trained.sample(N_SAMPLES, seed=seed), 8
+        return trained.sample(N_SAMPLES, seed=seed, sampler=sampler), 8
     labels = torch.arange(trained.label_classes).repeat_interleave(8)
-    return trained.sample(len(labels), seed=seed, label=labels), 8
+    return trained.sample(len(labels), seed=seed, sampler=sampler, label=labels), 8
+
+
+def shown_samplers(trained: TrainedModel) -> list[str]:
+    """The samplers a run folder shows samples of: its default, and beside a weak fixed prior
+    (the VAE family's N(0, I), the plain AEs' single Gaussian) a mixture fitted to the training
+    codes, which the measured tables show to be the better generator of those models."""
+    model, default = trained.model, trained.default_sampler
+    if model.learned_prior or not model.continuous_codes or model.conditional:
+        return [default]
+    return list(dict.fromkeys([default, "gmm"]))
 
 
 def denoising_paths(trained: TrainedModel, seed: int = 0) -> torch.Tensor:
@@ -75,8 +87,11 @@ def denoising_paths(trained: TrainedModel, seed: int = 0) -> torch.Tensor:
     return trained.decode(codes.flatten(0, 1))
 
 
-def write_run_pictures(trained: TrainedModel, history: list[dict]) -> None:
-    """Write every picture of the run folder from held-out (validation) images."""
+def write_run_pictures(trained: TrainedModel, history: list[dict]) -> torch.Tensor:
+    """Write every picture of the run folder from held-out (validation) images; returns the
+    default sampler's samples (samples.png), which the run's diagnosis looks at too.
+    samples-NAME.png holds each shown sampler's (shown_samplers), so that every picture of
+    samples is named by what drew it."""
     run_dir, held_out = trained.run_dir, trained.split("val")
     originals, labels = held_out.images[:N_RECONSTRUCTIONS], held_out.labels[:N_RECONSTRUCTIONS]
     save_reconstructions(
@@ -84,7 +99,12 @@ def write_run_pictures(trained: TrainedModel, history: list[dict]) -> None:
         unit_images(originals),
         trained.reconstruct(originals, labels),
     )
-    save_image_grid(run_dir / "samples.png", *run_sample_grid(trained))
+    samples, columns = run_sample_grid(trained)
+    save_image_grid(run_dir / "samples.png", samples, columns)
+    for name in shown_samplers(trained):
+        drawn = samples if name == trained.default_sampler else None
+        grid = (drawn, columns) if drawn is not None else run_sample_grid(trained, sampler=name)
+        save_image_grid(run_dir / f"samples-{name}.png", *grid)
     points = slice(0, N_LATENT_POINTS)
     codes = trained.encode(held_out.images[points], held_out.labels[points])
     save_latent_scatter(
@@ -118,3 +138,4 @@ def write_run_pictures(trained: TrainedModel, history: list[dict]) -> None:
         )
     if history:
         save_loss_curves(run_dir / "loss.png", history)
+    return samples
