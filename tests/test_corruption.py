@@ -24,9 +24,9 @@ from safetensors.torch import load_file, save_file
 from aegen.cli import main
 
 COVERAGE = (
-    "13 files x 5-45 damages each (163 damaged copies of a run folder) x 8 commands x 2 models "
-    "= 2608 command runs with -m slow; by default the ae run's 163 copies under the commands "
-    "that read the damaged file: 280 runs"
+    "14 files x 5-45 damages each (178 damaged copies of a run folder) x 8 commands x 2 models "
+    "= 2848 command runs with -m slow; by default the ae run's 178 copies under the commands "
+    "that read the damaged file: 295 runs"
 )
 
 MODELS = ("ae", "vae")  # a plain and a variational model; conv-ae's files are checked alike
@@ -46,6 +46,7 @@ FILES = [
     "history.jsonl",
     "sampler-gaussian.safetensors",
     "scores.json",
+    "diagnosis.json",
     *PICTURES,
 ]
 SECRET = "aegen-fuzz-secret-7f3a9c"  # what the file outside the run folder holds
@@ -90,11 +91,13 @@ KEYS = {
         "classifier.test_accuracy",
     ],
     "history.jsonl": ["epoch", "loss", "val_loss", "seconds"],  # in its last line
+    "diagnosis.json": ["checks", "findings", "checks.reconstruction_mse"],
 }
 DEEP_KEY = {
     "config.json": "model_config.image_size",
     "scores.json": "protocol.reference",
     "history.jsonl": "loss",
+    "diagnosis.json": "findings",
 }
 
 
@@ -369,6 +372,7 @@ READERS = {
     "history.jsonl": ["pictures", "report"],
     "sampler-gaussian.safetensors": ["sample"],
     "scores.json": ["report", "compare"],
+    "diagnosis.json": ["report"],
     **{picture: ["report"] for picture in PICTURES},
 }
 

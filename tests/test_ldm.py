@@ -64,7 +64,7 @@ def test_a_known_loss_value_with_all_weights_zero():
 
 def test_the_autoencoder_stage_ends_where_its_share_ends_at_the_latest():
     stages = [(s.groups, s.first, s.last, s.settles) for s in build_model("ldm").stages(10)]
-    assert stages == [(("autoencoder",), 1, 5, "val_recon"), (("prior",), 6, 10, None)]
+    assert stages == [(("autoencoder",), 1, 5, "val_mse"), (("prior",), 6, 10, None)]
     fixed = build_model("ldm", {"stage_switch": "fixed", "prior_share": 0.7}).stages(10)
     assert [(s.first, s.last, s.settles) for s in fixed] == [(1, 3, None), (4, 10, None)]
 

@@ -70,9 +70,9 @@ def test_a_stage_that_ran_out_of_epochs_while_improving_is_named():
 
 
 def test_every_grid_model_plans_a_settling_autoencoder_stage():
-    for name in ("vq-vae", "ldm"):
+    for name, measure in (("vq-vae", "val_recon"), ("ldm", "val_mse")):
         first, prior = build_model(name).stages(10)
-        assert first.settles == "val_recon" and first.least_steps == 500
+        assert first.settles == measure and first.least_steps == 500
         assert prior.groups == ("prior",) and prior.last == 10
     assert build_model("ldm").stages(1) == [Stage(("autoencoder", "prior"), 1, 1)]
 

@@ -169,11 +169,12 @@ def _train(
     device = resolve_device(chosen.device)  # a missing device stops the run before any file
     if chosen.tensorboard:
         summary_writer()  # its package missing: nothing written, also when resuming
-    chosen = chosen.with_model_defaults(net.default_lr, net.default_weight_decay)
     full = training_data(chosen)
     if resume:
         check_same_data(run_dir, read_config(run_dir)["data"], full)
     train_index, val_index = train_val_split(len(full), chosen.val_fraction, chosen.seed)
+    batch = net.default_batch_size(len(train_index))
+    chosen = chosen.with_model_defaults(net.default_lr, net.default_weight_decay, batch)
     config = _run_config(model, net, chosen, device, full, len(train_index), len(val_index))
     if main:
         remove_orphans(run_dir)

@@ -129,6 +129,10 @@ class Autoencoder(nn.Module):
         """Whether the loss weighs a KL term by kl_scale (what `--kl-warmup` warms up)."""
         return False
 
+    def default_batch_size(self, train_images: int) -> int:
+        """Images per step when the settings leave it open, for a training split this large."""
+        return 128
+
     @property
     def graphable(self) -> bool:
         """Whether the trainer may record this model's step as a CUDA graph (a loss that takes
@@ -253,18 +257,23 @@ STAGE_SWITCHES = ("settled", "fixed")
 
 
 def two_stages(
-    epochs: int, prior_share: float, switch: str = "fixed", least_steps: int = 0
+    epochs: int,
+    prior_share: float,
+    switch: str = "fixed",
+    least_steps: int = 0,
+    measure: str = "val_recon",
 ) -> list[Stage]:
     """An autoencoder's epochs, then its prior's (groups "autoencoder" and "prior": vq-vae, ldm);
     a single epoch trains both at once. "fixed": the prior gets the last `prior_share` of the
-    epochs. "settled": the autoencoder stage ends once its held-out reconstruction ("val_recon")
-    settles, after at least `least_steps` steps and 3 epochs, and at the latest where the prior's
-    last `prior_share` of the epochs begins; the prior gets the rest."""
+    epochs. "settled": the autoencoder stage ends once its held-out reconstruction (`measure`, a
+    history key with no floor above 0) settles, after at least `least_steps` steps and 3 epochs,
+    and at the latest where the prior's last `prior_share` of the epochs begins; the prior gets
+    the rest."""
     if epochs < 2:
         return [Stage(("autoencoder", "prior"), 1, epochs)]
     prior = min(epochs - 1, max(1, round(epochs * prior_share)))
     if switch == "fixed":
         autoencoder = Stage(("autoencoder",), 1, epochs - prior)
     else:
-        autoencoder = Stage(("autoencoder",), 1, epochs - prior, "val_recon", least_steps, 3)
+        autoencoder = Stage(("autoencoder",), 1, epochs - prior, measure, least_steps, 3)
     return [autoencoder, Stage(("prior",), epochs - prior + 1, epochs)]

@@ -110,6 +110,15 @@ class GridAutoencoder(Autoencoder):
     def graphable(self) -> bool:
         return False  # two update groups and buffers updated eagerly (codebook, code statistics)
 
+    def default_batch_size(self, train_images: int) -> int:
+        """128, halved down to 32 while an epoch would have fewer than 40 steps: the stages
+        are counted in epochs, and an epoch of a small folder (1,716 emoji: 14 steps of 128)
+        is too short a unit for a stage to settle in."""
+        batch = 128
+        while batch > 32 and train_images / batch < 40:
+            batch //= 2
+        return batch
+
     def stages(self, epochs: int) -> list[Stage]:
         config = self.config
         return two_stages(epochs, config.prior_share, config.stage_switch, config.autoencoder_steps)

@@ -28,7 +28,7 @@ aegen's judge is a classifier of its own, and a loss in its features would flatt
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -61,6 +61,20 @@ class LDMConfig(GridConfig):
     guidance: float = option(1.5, "classifier-free guidance scale of labelled samples (1: none)")
     sampling_steps: int = option(10, "Heun steps from noise to a code when sampling")
 
+    @classmethod
+    def defaults_for_images(cls, image_size: int, channels: int) -> dict[str, Any]:
+        """Colour images get 8 numbers per position instead of 4, and up to 32 px twice the
+        widths (64, 128): three times the values to rebuild. Measured on 1,716 emoji at 32 px,
+        800 steps of 32 (held-out PSNR): 21.8 dB with 4 channels, 22.8 with 8, 24.2 with 8 and
+        the wider networks (2.4x the time per step); a third conv at the grid's side did not
+        help (21.5). From 64 px the widths stay (32, 64, 128): wider ones cost 4x per step."""
+        defaults = super().defaults_for_images(image_size, channels)
+        if channels != 3:
+            return defaults
+        if image_size <= 32:
+            defaults["hidden_channels"] = (64, 128)
+        return {**defaults, "code_channels": 8}
+
     def check(self) -> None:
         super().check()
         if self.reconstruction not in RECONSTRUCTION_LOSSES:
@@ -78,6 +92,7 @@ class LatentDiffusion(GridAutoencoder):
 
     config: LDMConfig
     prior: CodeDenoiser
+    settle_measure = "val_mse"  # pixel MSE in [0, 1]: the summed BCE has the pixels' entropy
     code_mean: torch.Tensor
     code_std: torch.Tensor
     code_updates: torch.Tensor
@@ -134,7 +149,8 @@ class LatentDiffusion(GridAutoencoder):
         with torch.set_grad_enabled(grad and autoencoder_trains):  # a part that waits: no graph
             mean, logvar = self.posterior(x)
             z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-            recon = self.reconstruction_loss(self._logits(z), x)
+            logits = self._logits(z)
+            recon = self.reconstruction_loss(logits, x)
             kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum() / len(x)
         if self.training and autoencoder_trains:
             self._track_codes(z.detach())
@@ -147,7 +163,12 @@ class LatentDiffusion(GridAutoencoder):
         with torch.set_grad_enabled(grad and self.trains("prior")):
             prior = self.prior.loss(self.standardised(z.detach()), given, dropout)
         autoencoder = recon + self.config.kl_weight * kl
-        terms = {"recon": recon.detach(), "kl": kl.detach(), "prior": prior.detach()}
+        terms = {
+            "recon": recon.detach(),
+            "kl": kl.detach(),
+            "prior": prior.detach(),
+            "mse": (torch.sigmoid(logits.detach()) - x).pow(2).mean(),
+        }
         return LossOutput(autoencoder + prior, terms, {"autoencoder": autoencoder, "prior": prior})
 
     @torch.no_grad()

@@ -109,7 +109,13 @@ class TrainSettings:
         metavar="DIR",
     )
     epochs: int = setting(10, "passes over the training images", minimum=1)
-    batch_size: int = setting(128, "images per optimizer step", minimum=1, maximum=2**24)
+    batch_size: int | None = setting(
+        None,
+        "images per optimizer step (default: the model's, 128; vq-vae and ldm halve it, down "
+        "to 32, while an epoch of the data would have fewer than 40 steps)",
+        minimum=1,
+        maximum=2**24,
+    )
     lr: float | None = setting(
         None, "Adam's learning rate", minimum=0.0, strict=True, label="learning rate"
     )
@@ -208,12 +214,15 @@ class TrainSettings:
             if f.metadata["section"] == name
         }
 
-    def with_model_defaults(self, lr: float, weight_decay: float) -> TrainSettings:
+    def with_model_defaults(
+        self, lr: float, weight_decay: float, batch_size: int = 128
+    ) -> TrainSettings:
         """These settings with the model's optimizer defaults where they were left open."""
         return dataclasses.replace(
             self,
             lr=lr if self.lr is None else self.lr,
             weight_decay=weight_decay if self.weight_decay is None else self.weight_decay,
+            batch_size=batch_size if self.batch_size is None else self.batch_size,
         )
 
 

@@ -106,8 +106,11 @@ class Trainer:
     ):
         settings.check()
         # The model's own optimizer defaults where the settings leave them open.
-        config = settings.with_model_defaults(model.default_lr, model.default_weight_decay)
+        batch = model.default_batch_size(len(train_images))
+        config = settings.with_model_defaults(model.default_lr, model.default_weight_decay, batch)
         assert config.lr is not None and config.weight_decay is not None  # filled in just now
+        assert config.batch_size is not None
+        self.batch_size: int = config.batch_size
         self.lr, self.weight_decay = config.lr, config.weight_decay
         if model.conditional and (train_labels is None or val_labels is None):
             raise ConfigError("a conditional model needs the images' labels")
@@ -159,7 +162,7 @@ class Trainer:
             thread_candidates(config.threads) if cpu else (torch.get_num_threads(),)
         )
         self.graphed_step = (
-            GraphedStep(self._graphable_step, self._zero_grad, config.batch_size, self.device)
+            GraphedStep(self._graphable_step, self._zero_grad, self.batch_size, self.device)
             if graphed
             else None
         )
@@ -168,7 +171,7 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         """Optimizer steps in one epoch (under torchrun, a last batch smaller than the number
         of ranks is left out)."""
-        full, rest = divmod(len(self.train_images), self.config.batch_size)
+        full, rest = divmod(len(self.train_images), self.batch_size)
         return full + (1 if rest >= max(1, self.world_size) else 0)
 
     @property
@@ -329,7 +332,7 @@ class Trainer:
         order = torch.randperm(len(self.train_images)).to(self.device)
         if self.rank > 0:  # the same order as rank 0, noise of its own
             torch.manual_seed(rank_noise_seed(self.config.seed, epoch, self.rank))
-        batches = order.split(self.config.batch_size)
+        batches = order.split(self.batch_size)
         if self.world_size > 1:  # each rank its slice of every global batch; none left empty
             batches = [
                 b.tensor_split(self.world_size)[self.rank]
