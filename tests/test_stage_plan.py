@@ -31,6 +31,8 @@ def test_a_measure_settles_when_two_epochs_gain_less_than_one_percent():
     assert settled([100.0, 99.5, 99.2])  # 0.8 % over two epochs
     assert not settled([100.0, 99.5, 98.9])  # 1.1 %
     assert settled([100.0, 101.0, 100.5])  # no gain at all
+    assert not settled([100.0, 99.8, 130.0])  # a spike: wait until the loss is back
+    assert settled([100.0, 99.8, 130.0, 99.9])
 
 
 def test_the_autoencoder_stage_ends_at_the_first_settled_epoch_past_its_floor():

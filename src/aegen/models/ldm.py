@@ -51,7 +51,9 @@ class LDMConfig(GridConfig):
 
     model: ClassVar[str] = "ldm"
     may_be_zero: ClassVar[tuple[str, ...]] = ("prior_classes",)
-    code_channels: int = option(4, "numbers per position of the code grid (7x7 at 28 px)")
+    code_channels: int = option(
+        4, "numbers per position of the code grid (7x7 at 28 px; colour images: 8 by default)"
+    )
     kl_weight: float = option(1e-3, "weight of the code's summed KL term")
     reconstruction: str = option("bce", "the autoencoder's summed pixel loss: bce, l1 or l2")
     prior_classes: int = option(10, "labels the prior is conditioned on (0: unconditional)")

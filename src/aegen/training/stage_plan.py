@@ -20,11 +20,15 @@ SETTLE_GAIN = 0.01  # the least relative gain over them that keeps the stage goi
 
 def settled(values: list[float]) -> bool:
     """Whether the best of the last SETTLE_EPOCHS values gained less than SETTLE_GAIN (relative)
-    on the best before them (lower is better)."""
+    on the best before them (lower is better), and the last value is within SETTLE_GAIN of the
+    best of all: a stage never ends on an epoch that a spike of the loss has set back, since
+    the next stage keeps the weights the last epoch left."""
     if len(values) <= SETTLE_EPOCHS:
         return False
-    before, recent = min(values[:-SETTLE_EPOCHS]), min(values[-SETTLE_EPOCHS:])
-    return recent > before - SETTLE_GAIN * abs(before)
+    before, recent, best = min(values[:-SETTLE_EPOCHS]), min(values[-SETTLE_EPOCHS:]), min(values)
+    little_gain = recent > before - SETTLE_GAIN * abs(before)
+    back_at_best = values[-1] <= best + SETTLE_GAIN * abs(best)
+    return little_gain and back_at_best
 
 
 def floor_epoch(stage: Stage, first: int, steps_per_epoch: int) -> int:
