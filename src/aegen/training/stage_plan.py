@@ -47,7 +47,7 @@ def resolve(planned: list[Stage], history: list[dict], steps_per_epoch: int) -> 
         if stage.settles and i < len(planned) - 1:
             floor = floor_epoch(stage, first, steps_per_epoch)
             for epoch in range(floor, min(stage.last, len(history) + 1)):
-                values = [row[stage.settles] for row in history[first - 1 : epoch]]
+                values = [row.get(stage.settles, math.inf) for row in history[first - 1 : epoch]]
                 if settled(values):
                     last = epoch
                     break
@@ -95,7 +95,7 @@ def ended_unsettled(planned: list[Stage], history: list[dict], steps_per_epoch: 
     for plan, stage in zip(planned[:-1], resolved[:-1]):
         if not plan.settles or stage.last < plan.last or len(history) < stage.last:
             continue
-        values = [row[plan.settles] for row in history[stage.first - 1 : stage.last]]
+        values = [row.get(plan.settles, math.inf) for row in history[stage.first - 1 : stage.last]]
         floor = floor_epoch(plan, stage.first, steps_per_epoch)
         if settled(values) and floor <= stage.last:
             continue
