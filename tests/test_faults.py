@@ -166,7 +166,8 @@ def kill_then_recover(run_dir: Path, **fault) -> tuple[subprocess.CompletedProce
 
 def quick_points(points: int) -> list[int]:
     """A spread of write points: config.json's temporary file, each point of the first
-    epoch's checkpoint, the last epoch's weights renamed, and the last picture in place."""
+    epoch's checkpoint, the last epoch's weights renamed, and the diagnosis (the last file)
+    in place."""
     first_checkpoint = POINTS_PER_WRITE + 1
     per_epoch = WRITES_PER_EPOCH * POINTS_PER_WRITE
     last_weights_renamed = first_checkpoint + 2 * per_epoch + POINTS_PER_WRITE + 2
@@ -198,7 +199,9 @@ def check_every(tmp_path: Path, reference: tuple[dict, int, int], faults: list[d
 def test_the_write_points_are_where_the_protocol_says(reference):
     _, points, steps = reference
     epochs_and_config = (1 + 3 * WRITES_PER_EPOCH) * POINTS_PER_WRITE
-    assert points == epochs_and_config + 5 * POINTS_PER_WRITE  # + five pictures
+    # + five pictures, the samples of the prior and of the mixture (whose fit is saved), and
+    # the diagnosis
+    assert points == epochs_and_config + 9 * POINTS_PER_WRITE
     assert steps == 3 * 20  # 2,500 training images in batches of 128
 
 

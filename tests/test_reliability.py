@@ -221,12 +221,13 @@ SETTING_KEYS = st.sampled_from(
 
 @pytest.fixture
 def fast_training(monkeypatch, tmp_path):
-    """Arguments are what is tested here: skip the epochs and the pictures."""
+    """Arguments are what is tested here: skip the epochs, the pictures and the diagnosis."""
     from aegen import pipeline
     from aegen.training.trainer import Trainer
 
     monkeypatch.setattr(Trainer, "fit", lambda self, *args, **kwargs: [])
     monkeypatch.setattr(pipeline, "write_run_pictures", lambda *args, **kwargs: None)
+    monkeypatch.setattr(pipeline, "diagnose", lambda *args: {"checks": {}, "findings": []})
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

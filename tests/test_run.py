@@ -22,6 +22,7 @@ def test_run_folder_is_self_describing(trained_runs, name):
         "root": None,
         "image_size": None,
         "channels": None,
+        "background": "white",
         "image_shape": [1, 28, 28],
         "classes": [str(d) for d in range(10)],
         "digest": "",
@@ -32,8 +33,9 @@ def test_run_folder_is_self_describing(trained_runs, name):
     assert config["train"]["weight_decay"] == (0.0 if name == "vae" else 1e-5)
     lines = (run_dir / "history.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
-    for picture in ("reconstructions", "samples", "latent", "loss"):
+    for picture in ("reconstructions", "samples", "latent", "loss", "samples-gmm"):
         assert (run_dir / f"{picture}.png").read_bytes().startswith(PNG)
+    assert isinstance(json.loads((run_dir / "diagnosis.json").read_text())["findings"], list)
 
 
 @pytest.mark.parametrize("name", ["ae", "conv-ae", "vae"])

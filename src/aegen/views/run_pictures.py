@@ -3,8 +3,11 @@ a latent manifold (2-d codes only), the denoising path (ldm only) and loss curve
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
+from aegen.errors import ConfigError
 from aegen.models.ldm import LatentDiffusion
 from aegen.store.atomic import write_atomic
 from aegen.store.datasets import unit_images
@@ -16,6 +19,8 @@ from aegen.views.figures import (
     save_manifold,
     save_reconstructions,
 )
+
+log = logging.getLogger("aegen")
 
 N_RECONSTRUCTIONS = 24
 N_SAMPLES = 64
@@ -102,8 +107,14 @@ def write_run_pictures(trained: TrainedModel, history: list[dict]) -> torch.Tens
     samples, columns = run_sample_grid(trained)
     save_image_grid(run_dir / "samples.png", samples, columns)
     for name in shown_samplers(trained):
-        drawn = samples if name == trained.default_sampler else None
-        grid = (drawn, columns) if drawn is not None else run_sample_grid(trained, sampler=name)
+        if name == trained.default_sampler:
+            save_image_grid(run_dir / f"samples-{name}.png", samples, columns)
+            continue
+        try:
+            grid = run_sample_grid(trained, sampler=name)
+        except ConfigError as exc:  # too few training codes for the mixture: nothing to show
+            log.info(f"no samples-{name}.png: {exc}")
+            continue
         save_image_grid(run_dir / f"samples-{name}.png", *grid)
     points = slice(0, N_LATENT_POINTS)
     codes = trained.encode(held_out.images[points], held_out.labels[points])
