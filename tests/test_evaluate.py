@@ -95,7 +95,10 @@ def test_evaluate_writes_every_metric_and_repeats_exactly(
     assert saved["samplers"].keys() == {"prior", "gaussian", "gmm"}
     for scores in saved["samplers"].values():
         assert set(scores) >= {
+            "images",
             "fd_aegen",
+            "kid",
+            "kid_se",
             "precision",
             "recall",
             "label_entropy",
@@ -106,8 +109,10 @@ def test_evaluate_writes_every_metric_and_repeats_exactly(
         and 0 < saved["reconstruction"]["pixel_mse"] < 0.2
     )
     likelihood = saved["likelihood"]
-    assert likelihood["grayscale_bce"]["k"] == 4
-    assert likelihood["grayscale_bce"]["nll"] <= -likelihood["grayscale_bce"]["elbo"] + 1e-6
+    assert likelihood["pixel_bce"]["k"] == 4 and likelihood["pixel_bce"]["images"] == 2000
+    assert likelihood["pixel_bce"]["nll"] <= -likelihood["pixel_bce"]["elbo"] + 1e-6
+    assert "grey" in likelihood["pixel_bce"]["likelihood"] and "binarised" in likelihood
+    assert saved["real_data"]["images"] == saved["samplers"]["prior"]["images"] == 300
     assert (vae.run_dir / "samples-gmm.png").is_file()
     pixel_stats = {"psnr", "ssim", "colour_error", "delta_e", "hf_share", "hf_ratio"}
     blocks = [saved["reconstruction"], saved["real_data"], saved["reconstructed_data"]]
@@ -129,7 +134,8 @@ def test_compare_writes_table_json_and_picture(
         run = load(trained_runs[name].run_dir, shared_data)
         score_run(run, ["prior", "gaussian"], n_samples=200, nll_k=2, classifier=untrained_judge)
         runs.append(run.run_dir)
-    rows = compare_runs(runs, tmp_path / "cmp")
+    rows, notes = compare_runs(runs, tmp_path / "cmp")
+    assert notes == []  # one judge, one reference, one n
     assert [(r["model"], r["sampler"]) for r in rows] == [
         ("real data", "training images"),
         ("ae", "reconstructions (floor)"),
@@ -145,7 +151,7 @@ def test_compare_writes_table_json_and_picture(
         == json.loads((runs[1] / "scores.json").read_text())["reconstructed_data"]["fd_aegen"]
     )
     table = (tmp_path / "cmp" / "comparison.md").read_text()
-    assert "| mnist-5k | trained-cnn (" in table and "| vae | prior |" in table
+    assert "| 1 | mnist-5k | trained-cnn (" in table and "| vae | prior |" in table
     assert "FD-aegen" in table and "judge" in table
     assert json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"] == rows
     assert (tmp_path / "cmp" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
@@ -211,3 +217,23 @@ def test_conv_vae_trains_samples_and_estimates_its_nll(tmp_path):
     images = run.split("val").images[:20].unsqueeze(1).float() / 255
     result = elbo_and_nll(run.model, images, k=16)
     assert 0 < result["nll"] <= -result["elbo"] + 1e-6
+
+
+def test_a_two_stage_models_reconstruction_loss_leaves_its_prior_out():
+    from aegen.models.base import LossOutput
+    from aegen.scoring.scores import loss_parts
+
+    two_stage = {"autoencoder": torch.tensor(20.0), "prior": torch.tensor(15.25)}
+    assert loss_parts(LossOutput(torch.tensor(35.25), {}, two_stage)) == {
+        "model_loss": 20.0,
+        "prior_loss": 15.25,
+    }
+    assert loss_parts(LossOutput(torch.tensor(3.5), {})) == {"model_loss": 3.5}
+
+
+def test_too_few_samples_to_compare_neighbourhoods_is_one_line(trained_runs, capsys):
+    run_dir = trained_runs["ae"].run_dir
+    status = main(["evaluate", str(run_dir), "--n-samples", "3", "--sampler", "prior"])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1
+    assert "at least 4 samples per sampler" in err and "got 3" in err

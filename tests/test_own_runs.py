@@ -71,6 +71,12 @@ def test_conv_vae_on_a_colour_folder_trains_samples_and_is_scored(capsys, tmp_pa
     assert scores["classifier"]["accuracy_on"].startswith("the run's held-out validation images")
     assert 0 <= scores["samplers"]["prior"]["label_entropy"] <= 1
     assert scores["reconstruction"]["images"] == 30
+    for row in ("real data (training images)", "floor: their reconstructions", "prior "):
+        assert row in out  # the terminal's table
+    assert "KID" in out and scores["samplers"]["prior"]["images"] == 200
+    likelihood = scores["likelihood"]
+    assert "colour" in likelihood["pixel_bce"]["likelihood"] and "binarised" not in likelihood
+    assert scores["classifier"]["best_epoch"] <= scores["classifier"]["epochs"]
 
     status, _, err = cli(capsys, "report", run, "--out", tmp_path / "report.html")
     assert status == 0, err

@@ -35,12 +35,29 @@ def embedded_pngs(page: str) -> list[bytes]:
 def test_report_of_one_run_embeds_every_picture_and_nothing_external(unevaluated):
     page = report_html([unevaluated("ae")])
     images = embedded_pngs(page)
-    # loss, reconstructions, latent, interpolations + samples from prior, gaussian, gmm
-    assert len(images) == 7 and all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in images)
+    # loss, reconstructions, latent, interpolations; no samples: the copy kept none
+    assert len(images) == 4 and all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in images)
     assert not re.search(r'(src|href)="(?!data:)', page), "the page must not load any other file"
     assert "http://" not in page and "https://" not in page
-    for text in ("ae on mnist-5k", "hidden_dims", "sampler gmm", "Not evaluated yet"):
+    for text in ("ae on mnist-5k", "hidden_dims", "Not evaluated yet", "Not drawn yet: prior"):
         assert text in page
+
+
+def folder_state(run_dir):
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in run_dir.iterdir()}
+
+
+def test_report_shows_the_samples_a_run_saved_and_writes_nothing(trained_runs, tmp_path):
+    run_dir = shutil.copytree(trained_runs["vae"].run_dir, tmp_path / "vae")
+    (run_dir / "scores.json").unlink(missing_ok=True)
+    for path in run_dir.glob("sampler-*.safetensors"):
+        path.unlink()
+    before = folder_state(run_dir)
+    page = report_html([run_dir])
+    assert folder_state(run_dir) == before  # no sampler fitted, no picture drawn into it
+    saved = {p.name for p in run_dir.glob("samples-*.png")}
+    assert saved and all(f"sampler {name[8:-4]}" in page for name in saved)
+    assert (run_dir / "samples-gmm.png").read_bytes() in embedded_pngs(page)
 
 
 def test_report_reuses_the_run_folders_pictures(trained_runs):
@@ -49,12 +66,13 @@ def test_report_reuses_the_run_folders_pictures(trained_runs):
     assert (run_dir / "reconstructions.png").read_bytes() in embedded_pngs(page)
 
 
-def test_report_redraws_pictures_a_copied_run_lost(unevaluated):
+def test_report_names_the_command_that_draws_pictures_a_copied_run_lost(unevaluated):
     copy = unevaluated("ae")
     for picture in copy.glob("*.png"):
         picture.unlink()
     page = report_html([copy])
-    assert (copy / "latent.png").is_file() and len(embedded_pngs(page)) == 7
+    assert not list(copy.glob("*.png")) and embedded_pngs(page) == []
+    assert "Missing from the folder: loss.png" in page and f"aegen pictures {copy}" in page
 
 
 def test_report_of_evaluated_runs_shows_scores_and_a_comparison(
@@ -71,9 +89,10 @@ def test_report_of_evaluated_runs_shows_scores_and_a_comparison(
         shutil.copytree(trained_runs[name].run_dir, tmp_path / name)
         score_run(load(tmp_path / name, shared_data), n_samples=200, nll_k=2, classifier=judge)
         runs.append(tmp_path / name)
-    page = report_html(runs, shared_data)
+    page = report_html(runs)
     assert page.count('class="run"') == 2 and "<h2>Comparison</h2>" in page
-    assert "NLL, binarised pixels" in page and "real data (training images)" in page
+    assert "Bernoulli of binarised pixels" in page and "real data (training images)" in page
+    assert "against the the" not in page and "KID" in page
     comparison = page.split("<h2>Comparison</h2>")[1].split('<div class="runs">')[0]
     # header, real data, then for ae and vae: the floor (reconstructions), three samplers
     assert comparison.count("<tr>") == 1 + 1 + 4 + 4 and "reconstructions (floor)" in page

@@ -121,8 +121,10 @@ def _setting_help(name: str, model_defaults: dict[str, dict[str, float]] | None)
             f"{value:g} for {', '.join(models)}" for value, models in by_value.items()
         )
         return f"{meaning} (default: {listed})"
-    if value_kind(spec) is bool:
-        return f"switch {'off' if spec.default else 'on'}: {meaning}"
+    if value_kind(spec) is bool:  # said as what the default does, and what the flag changes
+        if spec.default:
+            return f"{meaning} (default: on; {setting_flag(name)} turns it off)"
+        return f"{meaning} (default: off)"
     if value_kind(spec) is dict or spec.default is None:
         return meaning
     return f"{meaning} (default: {spec.default})"
@@ -364,10 +366,24 @@ def build_parser(
     evaluate.add_argument(
         "--n-samples",
         type=_positive_int,
-        default=10_000,
-        help="samples drawn per sampler (default 10000)",
+        metavar="N",
+        help="samples drawn per sampler (default: as many as the reference has images, at "
+        "least 1,000 and at most 10,000, and no more than the training split holds; the real "
+        "data and floor rows score as many)",
     )
-    _nll_k_argument(evaluate)
+    evaluate.add_argument(
+        "--nll-k",
+        type=_positive_int,
+        metavar="K",
+        help="importance samples per image for the VAE's NLL (default: the most of 1000, 500, "
+        "200, 100 whose decoded draws stay within the images the training saw)",
+    )
+    evaluate.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="CPU threads torch may use (default: every usable core)",
+    )
     evaluate.add_argument("--seed", type=_int, default=0, help="seeds every draw (default 0)")
     _weights_argument(evaluate)
     _data_root_argument(evaluate)
@@ -498,7 +514,6 @@ def build_parser(
         metavar="FILE",
         help="HTML file (default RUN_DIR/report.html, or report.html for several)",
     )
-    _data_root_argument(report)
 
     explore = command("explore", "serve a local page to move through a run's latent space live")
     _run_argument(explore)
@@ -659,8 +674,9 @@ def _pictures(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from aegen.pipeline import evaluate
     from aegen.store.run_folder import SCORES
+    from aegen.views.score_table import run_table
 
-    evaluate(
+    metrics = evaluate(
         args.run,
         args.samplers,
         args.n_samples,
@@ -668,7 +684,9 @@ def _evaluate(args: argparse.Namespace) -> None:
         args.seed,
         args.data_root,
         args.weights,
+        args.threads,
     )
+    print(run_table(metrics), end="")
     print(args.run / SCORES)
 
 
@@ -712,9 +730,9 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from aegen.views.comparison import compare_runs, markdown_table
+    from aegen.views.comparison import compare_runs, terminal_table
 
-    print(markdown_table(compare_runs(args.runs, args.out)), end="")
+    print(terminal_table(*compare_runs(args.runs, args.out)), end="")
     print(f"written: {args.out}/comparison.md, comparison.json, comparison.png")
 
 
@@ -737,7 +755,7 @@ def _report(args: argparse.Namespace) -> None:
 
     out = args.out or (args.runs[0] / "report.html" if len(args.runs) == 1 else Path("report.html"))
     check_suffix(out, (".html", ".htm"))
-    print(write_report(args.runs, out, args.data_root))
+    print(write_report(args.runs, out))
 
 
 def _explore(args: argparse.Namespace) -> None:

@@ -72,8 +72,8 @@ def can_ae_generate(
         "seconds": round(seconds, 1),
         "hardware": hardware(),
     }
-    rows = compare_runs(run_dirs, out_dir, extra)
-    log.info(markdown_table(rows))
+    rows, notes = compare_runs(run_dirs, out_dir, extra)
+    log.info(markdown_table(rows, notes))
     log.info(
         f"{dataset}: {seconds / 60:.1f} min on {extra['hardware']}; tables and picture in {out_dir}"
     )

@@ -18,13 +18,20 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-from collections.abc import Iterable
+import math
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import torch
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
+from aegen.errors import ConfigError
 from aegen.latent.likelihood import binarise, elbo_and_nll
+from aegen.models.base import LossOutput
 from aegen.models.vae import BernoulliVAE
+from aegen.scoring.budget import NllPlan, estimate_line, nll_plan, phase, sample_count
 from aegen.scoring.classifier import (
     Classifier,
     load_classifier,
@@ -43,15 +50,27 @@ from aegen.scoring.quality import (
     NEIGHBOURS,
     class_coverage,
     frechet_distance,
+    kernel_distance,
     precision_recall,
 )
 from aegen.store.atomic import write_json
 from aegen.store.datasets import ImageSet, to_model_range, unit_images
 from aegen.store.exports import save_image_grid
-from aegen.store.run_folder import SCORES
+from aegen.store.run_folder import SCORES, read_history
 from aegen.trained import TrainedModel, standard_samplers
 
 log = logging.getLogger("aegen")
+SAMPLE_CHUNK = 1024  # samples decoded and judged at a time
+LEAST_IMAGES = NEIGHBOURS + 1  # in each set scored: a k-th neighbour other than itself
+
+SAMPLE_RULE = (
+    "the reference's image count, at least 1,000 and at most 10,000, and no more than the "
+    "training split holds (scoring/budget.py); the real-data and floor rows score as many"
+)
+KID_PROTOCOL = (
+    "unbiased MMD^2, cubic polynomial kernel on the judge's features, mean of 10 disjoint "
+    "blocks (fewer on tiny sets) with the blocks' standard error"
+)
 
 
 @torch.no_grad()
@@ -73,9 +92,10 @@ def quality_scores(
     labelled: bool = True,
     reference_hf_share: float | None = None,
 ) -> dict:
-    """FD-aegen, precision, recall and (when the judge knows classes) class coverage of images
-    (one tensor, or chunks of them) against the real reference's features; their hf_share, and
-    its ratio to the reference's when given."""
+    """FD-aegen, KID (with its standard error), precision, recall and (when the judge knows
+    classes) class coverage of images (one tensor, or chunks of them) against the real
+    reference's features, with how many images were scored; their hf_share, and its ratio to
+    the reference's when given."""
     chunks = [images] if torch.is_tensor(images) else images
     parts, high, total = [], 0.0, 0.0
     for chunk in chunks:
@@ -85,9 +105,13 @@ def quality_scores(
     features = torch.cat([f for f, _ in parts])
     probabilities = torch.cat([p for _, p in parts])
     precision, recall = precision_recall(real_features, features)
+    kid, kid_se = kernel_distance(features, real_features)
     share = high / total if total > 0 else 0.0  # as image_stats.hf_share, from the same chunks
     return {
+        "images": len(features),
         "fd_aegen": frechet_distance(features, real_features),
+        "kid": kid,
+        "kid_se": kid_se,
         "precision": precision,
         "recall": recall,
         **(class_coverage(probabilities) if labelled else {}),
@@ -131,23 +155,24 @@ def reconstruction_scores(
     seed: int,
     original_hf_share: float | None = None,
 ) -> dict:
-    """Mean model loss (its own units), per-pixel MSE in [0, 1], PSNR, SSIM, colour error and
-    the high-frequency share (and its ratio to the originals', measured here unless given) of
-    reconstructions of uint8 images."""
+    """Mean model loss (its own units, without a learned prior's part), per-pixel MSE in
+    [0, 1], PSNR, SSIM, colour error and the high-frequency share (and its ratio to the
+    originals', measured here unless given) of reconstructions of uint8 images."""
     model = trained.model.eval()
+    sums: dict[str, float] = {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        total = sum(
-            model.loss(to_model_range(chunk, model.value_range), chunk_labels).loss.item()
-            * len(chunk)
-            for chunk, chunk_labels in zip(images.split(1024), labels.split(1024))
-        )
+        for chunk, chunk_labels in zip(images.split(1024), labels.split(1024)):
+            for part, value in loss_parts(
+                model.loss(to_model_range(chunk, model.value_range), chunk_labels)
+            ).items():
+                sums[part] = sums.get(part, 0.0) + value * len(chunk)
     original = unit_images(images)
     rebuilt = trained.reconstruct(images, labels)
     mse = (rebuilt - original).pow(2).mean().item()
     share = hf_share(rebuilt)
     return {
-        "model_loss": total / len(images),
+        **{key: total / len(images) for key, total in sums.items()},
         "pixel_mse": mse,
         "images": len(images),
         **reconstruction_fidelity(original, rebuilt),
@@ -156,30 +181,106 @@ def reconstruction_scores(
     }
 
 
-def _hf_line(scores: dict) -> str:
-    return f"HF share {scores['hf_share']:.4f} ({scores['hf_ratio']:.2f}x the reference's)"
+def loss_parts(output: LossOutput) -> dict[str, float]:
+    """model_loss: the model's loss without its prior's part (a two-stage model's
+    autoencoder loss; its prior's, prior_loss, beside it)."""
+    groups = output.group_losses or {}
+    if {"autoencoder", "prior"} <= groups.keys():
+        return {"model_loss": groups["autoencoder"].item(), "prior_loss": groups["prior"].item()}
+    return {"model_loss": output.loss.item()}
+
+
+def likelihood_scores(
+    trained: TrainedModel, images: torch.Tensor, labels: torch.Tensor, plan: NllPlan, seed: int
+) -> dict:
+    """The importance-sampled NLL and ELBO under the model's own pixel likelihood (a Bernoulli
+    on values in [0, 1]: the summed BCE it trains on), and for grey images also of the
+    binarised images, where the Bernoulli is a proper likelihood (the literature's MNIST
+    convention); colour values binarised mean nothing and are not scored so."""
+    model = trained.model
+    assert isinstance(model, BernoulliVAE)  # the models with a pixel likelihood
+    subset = images[: plan.images]
+    given = labels[: plan.images] if trained.conditional else None
+    colour = "grey" if subset.shape[1] == 1 else "colour"
+    probe = subset[:8]
+    started = time.perf_counter()
+    elbo_and_nll(model, probe, plan.k, seed, labels=None if given is None else given[:8])
+    per_image = (time.perf_counter() - started) / len(probe)
+    kinds = 2 if colour == "grey" else 1
+    log.info(f"{trained.name}: " + estimate_line("NLL", per_image * kinds, len(subset), "images"))
+    scores: dict[str, Any] = {
+        "pixel_bce": {
+            **elbo_and_nll(model, subset, plan.k, seed, labels=given),
+            "likelihood": f"Bernoulli of {colour} pixel values in [0, 1] (summed BCE)",
+        }
+    }
+    if colour == "grey":
+        scores["binarised"] = {
+            **elbo_and_nll(model, binarise(subset, seed), plan.k, seed, labels=given),
+            "likelihood": "Bernoulli of binarised pixels (a proper likelihood)",
+        }
+    scores["rule"] = plan.rule
+    if trained.conditional:
+        scores["note"] = "conditional on the true label: -log p(x | y)"
+    return scores
+
+
+def images_seen(trained: TrainedModel, train_images: int) -> int:
+    """Images the training went through: its epochs times its training split."""
+    return len(read_history(trained.run_dir)) * train_images
+
+
+def _timed_draw(trained: TrainedModel, name: str, n: int, seed: int) -> Iterator[torch.Tensor]:
+    """A sampler's samples chunk by chunk, after a line that says what drawing them costs
+    (timed on a first small draw, not part of the scores) and then what it took."""
+    with phase(f"{trained.name} / {name}: ready to draw"):  # fitted (and saved) where needed
+        trained.sampler(name)
+    probe = min(64, n)
+    started = time.perf_counter()
+    trained.sample(probe, seed=(seed + 1) % 2**63, sampler=name)
+    per_sample = (time.perf_counter() - started) / probe
+    log.info(f"{trained.name} / {name}: " + estimate_line("drawing", per_sample, n, "samples"))
+    with phase(f"{trained.name} / {name}: drawn and judged"):
+        chunks = trained.sample_in_chunks(n, seed=seed, sampler=name, chunk=SAMPLE_CHUNK)
+        total = math.ceil(n / SAMPLE_CHUNK)
+        yield from tqdm(chunks, desc=name, total=total, leave=False, disable=None)
+
+
+def _check_count(count: int, what: str) -> None:
+    if count < LEAST_IMAGES:
+        raise ConfigError(
+            f"evaluating needs at least {LEAST_IMAGES} {what} (precision, recall and KID "
+            f"compare neighbourhoods of images), got {count}"
+        )
 
 
 def score_run(
     trained: TrainedModel,
     samplers: list[str] | None = None,
-    n_samples: int = 10_000,
-    nll_k: int = 1000,
+    n_samples: int | None = None,
+    nll_k: int | None = None,
     nll_images: int | None = None,
     seed: int = 0,
     classifier: tuple[Classifier, dict] | None = None,
 ) -> dict:
-    """Score a run on its data set's test split and write RUN/scores.json; returns the scores."""
+    """Score a run on its data set's test split and write RUN/scores.json; returns the scores.
+    n_samples, nll_k and nll_images default to the budget's rule (scoring/budget.py)."""
 
     samplers = samplers or standard_samplers(type(trained.model))
+    _check_count(n_samples or LEAST_IMAGES, "samples per sampler")
     dataset = trained.config["data"]["dataset"]
     test = trained.split("test")
+    train = trained.split("train")
+    _check_count(len(test), "reference images")
+    _check_count(len(train), "training images")
+    n = n_samples or sample_count(len(test), len(train))
     reference = (
         f"{dataset} test split ({len(test)} images)"
         if trained.has_test_split
         else f"the run's held-out validation images ({len(test)}; the data has no test split)"
     )
-    net, record = classifier or judge(trained, test, reference)
+    with phase("judge ready"):
+        net, record = classifier or judge(trained, test, reference)
     labelled = record.get("kind") != "random-cnn"
     real = unit_images(test.images)
     real_features, _ = classify(net, real)
@@ -191,7 +292,9 @@ def score_run(
         "dataset": dataset,
         "protocol": {
             "reference": reference,
-            "samples_per_sampler": n_samples,
+            "reference_images": len(test),
+            "samples_per_sampler": n,
+            "sample_count": "as given (--n-samples)" if n_samples else SAMPLE_RULE,
             "seed": seed,
             "features": (
                 "penultimate layer (128) of aegen's classifier"
@@ -202,66 +305,62 @@ def score_run(
             "judge": record.get("kind", "trained-cnn"),
             "precision_recall_k": NEIGHBOURS,
             "confident_probability": CONFIDENT,
+            "kid": KID_PROTOCOL,
             **fidelity_protocol(),
             "reference_hf_share": real_hf,
         },
         "classifier": record,
-        "reconstruction": reconstruction_scores(trained, test.images, test.labels, seed, real_hf),
     }
-    recon = metrics["reconstruction"]
+    with phase(f"{trained.name}: held-out reconstructions scored"):
+        recon = reconstruction_scores(trained, test.images, test.labels, seed, real_hf)
+    metrics["reconstruction"] = recon
     ssim = f"  SSIM {recon['ssim']:.3f}" if "ssim" in recon else ""
+    prior = f"  (prior's loss {recon['prior_loss']:.4g})" if "prior_loss" in recon else ""
     log.info(
-        f"{trained.name}: held-out reconstruction MSE {recon['pixel_mse']:.4f}  PSNR "
-        f"{recon['psnr']:.2f} dB{ssim}  colour error {recon['colour_error']:.2f} (0-255)  deltaE "
-        f"{recon['delta_e']:.2f}  HF share {recon['hf_share']:.4f} ({recon['hf_ratio']:.2f}x the "
-        f"originals'; reference {real_hf:.4f})"
+        f"{trained.name}: held-out reconstruction loss {recon['model_loss']:.4g}{prior}  MSE "
+        f"{recon['pixel_mse']:.4f}  PSNR {recon['psnr']:.2f} dB{ssim}  colour error "
+        f"{recon['colour_error']:.2f} (0-255)  deltaE {recon['delta_e']:.2f}  HF share "
+        f"{recon['hf_share']:.4f} ({recon['hf_ratio']:.2f}x the originals'; reference "
+        f"{real_hf:.4f})"
     )
     if trained.model.pixel_likelihood:
-        model = trained.model
-        assert isinstance(model, BernoulliVAE)  # the models with a pixel likelihood
-        subset = real[:nll_images] if nll_images else real
-        labels = test.labels[: len(subset)] if trained.conditional else None
-        metrics["likelihood"] = {
-            "grayscale_bce": elbo_and_nll(model, subset, nll_k, seed, labels=labels),
-            "binarised": elbo_and_nll(model, binarise(subset, seed), nll_k, seed, labels=labels),
-        }
-        if trained.conditional:
-            metrics["likelihood"]["note"] = "conditional on the true label: -log p(x | y)"
-        log.info(f"{trained.name}: likelihood {metrics['likelihood']}")
-    train = trained.split("train")
-    train_images, train_labels = train.images[:n_samples], train.labels[:n_samples]
+        kinds = 2 if trained.model.image_shape[0] == 1 else 1  # grey: also binarised
+        seen = images_seen(trained, len(train))
+        plan = nll_plan(len(test), seen, nll_k, nll_images, kinds)
+        log.info(
+            f"{trained.name}: NLL with k={plan.k} draws on each of {plan.images:,d} images "
+            f"({plan.rule})"
+        )
+        with phase(f"{trained.name}: NLL"):
+            metrics["likelihood"] = likelihood_scores(trained, real, test.labels, plan, seed)
+        for scores in metrics["likelihood"].values():
+            if isinstance(scores, dict):
+                log.info(
+                    f"{trained.name}: NLL {scores['nll']:.2f} nats, ELBO {scores['elbo']:.2f} "
+                    f"({scores['likelihood']})"
+                )
+    train_images, train_labels = train.images[:n], train.labels[:n]
     metrics["protocol"]["real_data_images"] = len(train_images)
-    metrics["real_data"] = quality_scores(
-        net, unit_images(train_images), real_features, labelled, real_hf
-    )
-    # The floor of every sampler: a perfect density on the training codes would give exactly
-    # these, the decoded codes of training images (the test images are the reference itself).
-    rebuilt = (
-        trained.reconstruct(part, labels)
-        for part, labels in zip(train_images.split(4096), train_labels.split(4096))
-    )
-    metrics["reconstructed_data"] = quality_scores(net, rebuilt, real_features, labelled, real_hf)
-    for key, name in (("real_data", "real data"), ("reconstructed_data", "reconstructed data")):
-        log.info(f"{trained.name} / {name}: {_hf_line(metrics[key])}")
+    with phase(f"{trained.name}: real data and floor judged"):
+        metrics["real_data"] = quality_scores(
+            net, unit_images(train_images), real_features, labelled, real_hf
+        )
+        # The floor of the samplers: a perfect density on the training codes would give
+        # these, the decoded codes of training images (the test images are the reference).
+        rebuilt = (
+            trained.reconstruct(part, labels)
+            for part, labels in zip(train_images.split(4096), train_labels.split(4096))
+        )
+        metrics["reconstructed_data"] = quality_scores(
+            net, rebuilt, real_features, labelled, real_hf
+        )
     metrics["samplers"] = {}
     for name in dict.fromkeys(trained.sampler(given).name for given in samplers):  # gmm-10: gmm
-        chunks = trained.sample_in_chunks(n_samples, seed=seed, sampler=name)
+        chunks = _timed_draw(trained, name, n, seed)
         first = next(chunks)
         save_image_grid(trained.run_dir / f"samples-{name}.png", first[:64])
         metrics["samplers"][name] = quality_scores(
             net, itertools.chain([first], chunks), real_features, labelled, real_hf
-        )
-        scores = metrics["samplers"][name]
-        coverage = (
-            f"  label entropy {scores['label_entropy']:.3f}  confident "
-            f"{scores['confident_share']:.3f}"
-            if labelled
-            else ""
-        )
-        log.info(
-            f"{trained.name} / {name}: FD-aegen {scores['fd_aegen']:.2f}  precision "
-            f"{scores['precision']:.3f}  recall {scores['recall']:.3f}{coverage}  "
-            f"{_hf_line(scores)}"
         )
     write_json(trained.run_dir / SCORES, metrics)
     return metrics

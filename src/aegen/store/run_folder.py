@@ -171,10 +171,12 @@ def _check_scores(path: Path, scores: dict[str, Any]) -> None:
         if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name):  # it names files: no path in it
             raise RunError(f"{path}: {name[:40]!r} is not a sampler name")
         _check_score_set(path, _field(path, samplers, name, dict, "samplers."), f"{name}.")
-    if "likelihood" in scores:  # both kinds, and perhaps a note (the NLL of a cvae is p(x | y))
+    if "likelihood" in scores:  # each kind scored, and notes (the NLL of a cvae is p(x | y))
         likelihood = _field(path, scores, "likelihood", dict)
-        for kind in dict.fromkeys(["grayscale_bce", "binarised", *likelihood]):
-            if kind in ("grayscale_bce", "binarised") or not isinstance(likelihood[kind], str):
+        if not any(isinstance(value, dict) for value in likelihood.values()):
+            raise RunError(f"{path}: likelihood holds no scores; run `aegen evaluate` again")
+        for kind in likelihood:
+            if not isinstance(likelihood[kind], str):
                 values = _field(path, likelihood, kind, dict, "likelihood.")
                 for key in ("k", "nll", "elbo"):
                     _field(path, values, key, float, f"likelihood.{kind}.")

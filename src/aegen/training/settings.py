@@ -188,8 +188,8 @@ class TrainSettings:
     )
     cuda_graphs: bool = setting(
         True,
-        "on a GPU, replay each step recorded as a CUDA graph "
-        "instead of launching its kernels one by one",
+        "on a GPU, each step is recorded once as a CUDA graph and replayed, instead of "
+        "launching its kernels one by one",
         flag="--no-cuda-graphs",
     )
     tensorboard: bool = setting(

@@ -11,28 +11,69 @@ from aegen.store.grid import tile
 from aegen.store.run_folder import read_scores
 from aegen.trained import load
 from aegen.views.figures import figure_png
+from aegen.views.score_table import significant, text_table
 
 SAMPLES_PER_ROW = 12
 COLUMNS = [
-    ("fd_aegen", "FD-aegen ↓", "{:.2f}"),
-    ("precision", "precision ↑", "{:.3f}"),
-    ("recall", "recall ↑", "{:.3f}"),
-    ("label_entropy", "label entropy ↑", "{:.3f}"),
-    ("confident_share", "confident ↑", "{:.3f}"),
+    ("images", "n", "{:,d}"),
+    ("fd_aegen", "FD-aegen ↓", ""),
+    ("kid", "KID ↓", ""),
+    ("kid_se", "KID se", ""),
+    ("precision", "precision ↑", ""),
+    ("recall", "recall ↑", ""),
+    ("label_entropy", "label entropy ↑", ""),
+    ("confident_share", "confident ↑", ""),
 ]
+RULE = (
+    "scores compare only between runs scored by the same judge against the same reference "
+    "images; FD also needs the same number of images n (it grows as n shrinks), KID does not "
+    "(it is unbiased at any n; its standard error says how far apart two KIDs must be)"
+)
+
+
+def comparable_key(metrics: dict) -> tuple[str, str, str]:
+    """What must match for two runs' scores to compare: data set and judge, reference."""
+    protocol = metrics.get("protocol", {})
+    return (metrics["dataset"], judge_name(metrics), str(protocol.get("reference")))
+
+
+def comparison_notes(all_metrics: list[dict]) -> list[str]:
+    """One line per way the runs' scores fail the comparison rule (none when they all meet it)."""
+    notes = []
+    keys = {comparable_key(m) for m in all_metrics}
+    if len(keys) > 1:
+        notes.append(
+            f"these runs were scored by {len(keys)} different judges or references: compare "
+            "scores only within one (the table's 'group' column); " + RULE
+        )
+    for key in keys:
+        counts = {
+            m["protocol"].get("samples_per_sampler")
+            for m in all_metrics
+            if comparable_key(m) == key
+        }
+        if len(counts) > 1:
+            listed = ", ".join(str(c) for c in sorted(counts, key=str))
+            notes.append(
+                f"{key[0]}: runs scored on different sample counts ({listed}): their FD does not "
+                "compare, their KID does"
+            )
+    return notes
 
 
 def comparison_rows(all_metrics: list[dict]) -> list[dict]:
-    """One row per (run, sampler) plus one 'real data' row per data set and judge. Scores of
-    different judges (the features they are computed in) are not comparable: each row names
-    its judge, and the table marks a data set scored by more than one."""
-    rows, seen_judges = [], set()
+    """One row per (run, sampler) plus one 'real data' row per group of comparable runs (same
+    data set, judge and reference); each row names its group (1, 2, ...)."""
+    rows: list[dict] = []
+    groups: dict[tuple[str, str, str], int] = {}
     for metrics in all_metrics:
-        dataset, judge = metrics["dataset"], judge_name(metrics)
-        if (dataset, judge) not in seen_judges:
-            seen_judges.add((dataset, judge))
+        key = comparable_key(metrics)
+        dataset, judge = key[0], key[1]
+        if key not in groups:
+            groups[key] = len(groups) + 1
             rows.append(
                 {
+                    "group": groups[key],
                     "dataset": dataset,
                     "judge": judge,
                     "model": "real data",
@@ -41,6 +82,7 @@ def comparison_rows(all_metrics: list[dict]) -> list[dict]:
                 }
             )
         likelihood = metrics.get("likelihood", {})
+        pixel = likelihood.get("pixel_bce", likelihood.get("grayscale_bce", {}))
         floor = [("reconstructions (floor)", metrics.get("reconstructed_data", {}))]
         for sampler, scores in [
             *(floor if "reconstructed_data" in metrics else []),
@@ -48,6 +90,7 @@ def comparison_rows(all_metrics: list[dict]) -> list[dict]:
         ]:
             rows.append(
                 {
+                    "group": groups[key],
                     "dataset": dataset,
                     "judge": judge,
                     "model": metrics["model"],
@@ -55,7 +98,7 @@ def comparison_rows(all_metrics: list[dict]) -> list[dict]:
                     "run": metrics["run"],
                     **_scores(scores),
                     "pixel_mse": metrics["reconstruction"]["pixel_mse"],
-                    "nll_grayscale": likelihood.get("grayscale_bce", {}).get("nll"),
+                    "nll_pixels": pixel.get("nll"),
                     "nll_binarised": likelihood.get("binarised", {}).get("nll"),
                     "classifier_accuracy": metrics["classifier"].get("test_accuracy"),
                 }
@@ -76,40 +119,54 @@ def _scores(scores: dict) -> dict:
     return {key: scores.get(key) for key, _, _ in COLUMNS}
 
 
-def _cell(value: float | None, fmt: str) -> str:
-    return "—" if value is None else fmt.format(value)
+def _cell(key: str, value: float | None) -> str:
+    if key == "images":
+        return "—" if value is None else f"{int(value):,d}"
+    return significant(value)
 
 
-def markdown_table(rows: list[dict]) -> str:
-    """The comparison as a markdown table."""
-    header = [
-        "data set",
-        "judge",
-        "model",
-        "sampler",
-        *[title for _, title, _ in COLUMNS],
-        "recon MSE ↓",
-        "NLL gray / binarised ↓",
+def table_cells(row: dict) -> list[str]:
+    """A comparison row as text cells: group, data set, judge, model, sampler, the scores, the
+    reconstruction MSE and the NLL (pixel values / binarised, where the run has them)."""
+    nll = " / ".join(
+        significant(row[key]) for key in ("nll_pixels", "nll_binarised") if row.get(key) is not None
+    )
+    mse = significant(row["pixel_mse"]) if "pixel_mse" in row else ""
+    return [
+        str(row["group"]),
+        row["dataset"],
+        row["judge"],
+        row["model"],
+        row["sampler"],
+        *[_cell(key, row[key]) for key, _, _ in COLUMNS],
+        mse,
+        nll,
     ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 4 + "---:|" * (len(header) - 4)]
-    for row in rows:
-        nll = (
-            f"{row['nll_grayscale']:.1f} / {row['nll_binarised']:.1f}"
-            if row.get("nll_grayscale") is not None
-            else ""
-        )
-        mse = f"{row['pixel_mse']:.4f}" if "pixel_mse" in row else ""
-        cells = [
-            row["dataset"],
-            row["judge"],
-            row["model"],
-            row["sampler"],
-            *[_cell(row[key], fmt) for key, _, fmt in COLUMNS],
-            mse,
-            nll,
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+
+
+HEADER = [
+    "group",
+    "data set",
+    "judge",
+    "model",
+    "sampler",
+    *[title for _, title, _ in COLUMNS],
+    "recon MSE ↓",
+    "NLL pixels / binarised ↓",
+]
+
+
+def markdown_table(rows: list[dict], notes: list[str] | None = None) -> str:
+    """The comparison as a markdown table, with the notes on what does not compare below."""
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * 5 + "---:|" * (len(HEADER) - 5)]
+    lines += ["| " + " | ".join(table_cells(row)) + " |" for row in rows]
+    return "\n".join(lines + [f"\nnote: {note}" for note in notes or []]) + "\n"
+
+
+def terminal_table(rows: list[dict], notes: list[str] | None = None) -> str:
+    """The comparison as aligned text for the terminal, then the notes."""
+    table = text_table(HEADER, [table_cells(row) for row in rows])
+    return table + "".join(f"note: {note}\n" for note in notes or [])
 
 
 def save_sample_strips(all_metrics: list[dict], path: Path, seed: int = 0) -> None:
@@ -133,16 +190,22 @@ def save_sample_strips(all_metrics: list[dict], path: Path, seed: int = 0) -> No
     write_atomic(path, figure_png(fig))
 
 
-def compare_runs(run_dirs: list[Path], out_dir: Path, extra: dict | None = None) -> list[dict]:
-    """Write comparison.md, comparison.json and comparison.png for evaluated runs into out_dir."""
+def compare_runs(
+    run_dirs: list[Path], out_dir: Path, extra: dict | None = None
+) -> tuple[list[dict], list[str]]:
+    """Write comparison.md, comparison.json and comparison.png for evaluated runs into out_dir;
+    returns the rows and the notes on scores that do not compare."""
     # The folder as given here, not as recorded: a run evaluated elsewhere may have moved.
     all_metrics = [{**read_scores(run_dir), "run": str(run_dir)} for run_dir in run_dirs]
     rows = comparison_rows(all_metrics)
+    notes = comparison_notes(all_metrics)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "comparison.json", {**(extra or {}), "rows": rows})
-    write_atomic(out_dir / "comparison.md", markdown_table(rows).encode())
+    write_json(
+        out_dir / "comparison.json", {**(extra or {}), "rule": RULE, "notes": notes, "rows": rows}
+    )
+    write_atomic(out_dir / "comparison.md", markdown_table(rows, notes).encode())
     save_sample_strips(all_metrics, out_dir / "comparison.png")
-    return rows
+    return rows, notes
 
 
-__all__ = ["compare_runs", "markdown_table", "comparison_rows"]
+__all__ = ["compare_runs", "markdown_table", "terminal_table", "comparison_rows"]

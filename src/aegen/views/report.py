@@ -2,9 +2,11 @@
 
 Everything the page shows is embedded (PNG as data: URLs, the style inline), so the file can be
 mailed, archived or opened on a machine with no internet and no aegen. Pictures the run folder
-already holds are reused (read like every run-folder file: a symbolic link, which could point
-at any file of the machine, is skipped with a note); the rest (samples per sampler) are drawn
-from the run on the spot; a history or scores file that cannot be read is a note, not a failure.
+holds are shown (read like every run-folder file: a symbolic link, which could point at any file
+of the machine, is skipped with a note), and nothing else: a report draws no samples, fits no
+sampler and writes nothing into a run folder, so it takes seconds; the page says which samplers
+`aegen evaluate` would add and which command draws missing pictures. A history or scores file
+that cannot be read is a note, not a failure.
 This module only gathers plain data; report.html does all the markup, with autoescape on, so
 nothing a run folder holds (its name, config values, metric keys) can inject markup.
 """
@@ -21,10 +23,8 @@ import jinja2
 from aegen.errors import AegenError, ConfigError, RunError
 from aegen.models import preset
 from aegen.store.atomic import write_atomic
-from aegen.store.exports import image_grid_png
 from aegen.store.run_folder import (
     OLD_SCORES,
-    SCORE_NAMES,
     SCORES,
     read_config,
     read_diagnosis,
@@ -32,13 +32,13 @@ from aegen.store.run_folder import (
     read_run_file,
     read_scores,
 )
-from aegen.trained import STANDARD_SAMPLERS, load, standard_samplers
+from aegen.trained import STANDARD_SAMPLERS, standard_samplers
 from aegen.version import __version__
-from aegen.views.comparison import COLUMNS, comparison_rows
+from aegen.views.comparison import HEADER, comparison_notes, comparison_rows, table_cells
 from aegen.views.figures import png_data_url
-from aegen.views.run_pictures import write_run_pictures
+from aegen.views.score_table import COLUMNS as SCORE_COLUMNS
+from aegen.views.score_table import cells, score_rows, significant
 
-N_SAMPLES = 64
 PICTURES = [
     ("loss.png", "Loss per epoch"),
     ("reconstructions.png", "Held-out images (top) and their reconstructions (bottom)"),
@@ -103,35 +103,52 @@ def _history(history: list[dict]) -> dict[str, Any]:
     }
 
 
+OLD_LIKELIHOODS = {  # scores.json before the likelihood named itself
+    "grayscale_bce": "Bernoulli of pixel values in [0, 1] (summed BCE)",
+    "binarised": "Bernoulli of binarised pixels (a proper likelihood)",
+}
+SAMPLER_HEADER = ["", *[title for _, title in SCORE_COLUMNS], "confident ↑"]
+
+
+def _likelihood_rows(likelihood: dict[str, Any]) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    for kind, scores in likelihood.items():
+        if not isinstance(scores, dict):  # a note, e.g. that the NLL is conditional on y
+            rows.append(["NLL: " + kind, scores])
+            continue
+        named = scores.get("likelihood") or OLD_LIKELIHOODS.get(kind, kind)
+        draws = f"k={scores['k']}" + (
+            f", {scores['images']:,d} images" if "images" in scores else ""
+        )
+        rows += [
+            [f"NLL, nats: {named} (importance-sampled, {draws})", scores["nll"]],
+            [f"ELBO, nats: {named}", scores["elbo"]],
+        ]
+    return rows
+
+
 def _scores(metrics: dict | None) -> dict[str, Any]:
     if metrics is None:
-        return {"protocol": None, "score_rows": [], "sampler_rows": []}
+        return {"protocol": None, "score_rows": [], "sampler_header": [], "sampler_rows": []}
     recon = metrics["reconstruction"]
     rows = [
-        ["reconstruction: model loss", recon["model_loss"]],
+        ["reconstruction: the model's loss", recon["model_loss"]],
+        *(
+            [["its learned prior's loss (not part of the above)", recon["prior_loss"]]]
+            if "prior_loss" in recon
+            else []
+        ),
         ["reconstruction: per-pixel MSE in [0, 1]", recon["pixel_mse"]],
+        *[
+            [f"reconstruction: {key}", recon[key]]
+            for key in ("psnr", "ssim", "colour_error")
+            if key in recon
+        ],
+        *_likelihood_rows(metrics.get("likelihood", {})),
     ]
-    for kind, scores in metrics.get("likelihood", {}).items():
-        if not isinstance(scores, dict):  # a note, e.g. that the NLL is conditional on y
-            rows.append(["likelihood", scores])
-            continue
-        pixels = "binarised pixels" if kind == "binarised" else "grayscale pixels (BCE)"
-        rows += [
-            [f"NLL, {pixels}, nats (importance-sampled, k={scores['k']})", scores["nll"]],
-            [f"ELBO, {pixels}, nats", scores["elbo"]],
-        ]
     samplers = [
-        ["real data (training images)", *[metrics["real_data"].get(k) for k in SCORE_NAMES]]
-    ]
-    if "reconstructed_data" in metrics:
-        samplers.append(
-            [
-                "floor: its reconstructions of them",
-                *[metrics["reconstructed_data"].get(k) for k in SCORE_NAMES],
-            ]
-        )
-    samplers += [
-        [name, *[s.get(k) for k in SCORE_NAMES]] for name, s in metrics["samplers"].items()
+        [name, *cells(scores), significant(scores.get("confident_share"))]
+        for name, scores in score_rows(metrics)
     ]
     accuracy = metrics.get("classifier", {}).get("test_accuracy")
     protocol = {
@@ -140,19 +157,23 @@ def _scores(metrics: dict | None) -> dict[str, Any]:
         "features": metrics["protocol"].get("features"),
         "accuracy": f"{accuracy:.3f}" if isinstance(accuracy, (int, float)) else "not measured",
     }
-    return {"protocol": protocol, "score_rows": rows, "sampler_rows": samplers}
+    return {
+        "protocol": protocol,
+        "score_rows": rows,
+        "sampler_header": SAMPLER_HEADER,
+        "sampler_rows": samplers,
+    }
 
 
-def _samples(run_dir: Path, samplers: list[str], data_root: Any) -> list[dict[str, str]]:
-    figures, trained = [], None
+def _samples(run_dir: Path, samplers: list[str]) -> list[dict[str, str]]:
+    """The samples pictures the run folder holds, of the samplers given, in their order."""
+    figures = []
     for name in samplers:
         saved = run_dir / f"samples-{name}.png"
+        if not os.path.lexists(saved):
+            continue
         try:
-            if os.path.lexists(saved):
-                png = _read_png(saved)
-            else:
-                trained = trained or load(run_dir, data_root)
-                png = image_grid_png(trained.sample(N_SAMPLES, seed=0, sampler=name), 8)
+            png = _read_png(saved)
         except (AegenError, OSError) as exc:
             figures.append({"name": name, "error": str(exc)})
             continue
@@ -176,13 +197,9 @@ def _read_png(path: Path) -> bytes:
     return png
 
 
-def _pictures(run_dir: Path, data_root: Any) -> dict[str, Any]:
-    error, pictures, skipped = "", [], []
-    if any(not os.path.lexists(run_dir / name) for name, _ in PICTURES[:4]):
-        try:  # a run copied without its pictures: draw them again
-            write_run_pictures(load(run_dir, data_root), read_history(run_dir))
-        except AegenError as exc:
-            error = str(exc)
+def _pictures(run_dir: Path) -> dict[str, Any]:
+    missing = [name for name, _ in PICTURES[:4] if not os.path.lexists(run_dir / name)]
+    pictures, skipped = [], []
     for name, caption in PICTURES:
         if os.path.lexists(run_dir / name):
             try:
@@ -191,7 +208,7 @@ def _pictures(run_dir: Path, data_root: Any) -> dict[str, Any]:
                 skipped.append(str(exc))
                 continue
             pictures.append({"src": png_data_url(png), "caption": caption, "alt": caption})
-    return {"pictures": pictures, "pictures_error": error, "pictures_skipped": skipped}
+    return {"pictures": pictures, "pictures_missing": missing, "pictures_skipped": skipped}
 
 
 def _standard_samplers(config: dict[str, Any]) -> list[str]:
@@ -202,7 +219,7 @@ def _standard_samplers(config: dict[str, Any]) -> list[str]:
         return list(STANDARD_SAMPLERS)
 
 
-def _run(run_dir: Path, data_root: Any) -> dict[str, Any]:
+def _run(run_dir: Path) -> dict[str, Any]:
     """Everything the page shows of one run, as plain data for the template."""
     config = read_config(run_dir)
     metrics, scores_error = None, ""
@@ -221,10 +238,11 @@ def _run(run_dir: Path, data_root: Any) -> dict[str, Any]:
         diagnosis = read_diagnosis(run_dir)
     except RunError as exc:
         diagnosis_error = str(exc)
-    samplers = list(metrics["samplers"]) if metrics else _standard_samplers(config)
-    if not metrics:  # the samples the run drew at its end, where it kept them: nothing to fit
-        saved = [name for name in samplers if os.path.lexists(run_dir / f"samples-{name}.png")]
-        samplers = saved or samplers
+    standard = _standard_samplers(config)
+    samplers = list(metrics["samplers"]) if metrics else standard
+    shown = _samples(run_dir, samplers)
+    drawn = {figure["name"] for figure in shown}
+    not_drawn = [name for name in standard if name not in drawn]
     return {
         "findings": diagnosis["findings"] if diagnosis else [],
         "diagnosed": diagnosis is not None,
@@ -236,8 +254,9 @@ def _run(run_dir: Path, data_root: Any) -> dict[str, Any]:
         "history_error": history_error,
         **_scores(metrics),
         "scores_error": scores_error,
-        "samples": _samples(run_dir, samplers, data_root),
-        **_pictures(run_dir, data_root),
+        "samples": shown,
+        "not_drawn": [] if metrics else not_drawn,
+        **_pictures(run_dir),
     }
 
 
@@ -248,43 +267,25 @@ def _comparison(run_dirs: list[Path]) -> dict[str, Any]:
             evaluated.append(read_scores(run_dir))
         except RunError as exc:
             notes.append(str(exc))
-    header = [
-        "data set",
-        "model",
-        "sampler",
-        *[title for _, title, _ in COLUMNS],
-        "recon MSE ↓",
-        "NLL gray ↓",
-    ]
-    rows = [
-        [
-            r["dataset"],
-            r["model"],
-            r["sampler"],
-            *[r[key] for key, _, _ in COLUMNS],
-            r.get("pixel_mse", ""),
-            r.get("nll_grayscale") or "",
-        ]
-        for r in comparison_rows(evaluated)
-    ]
-    return {"header": header, "rows": rows, "notes": notes}
+    rows = [table_cells(row) for row in comparison_rows(evaluated)]
+    return {"header": HEADER, "rows": rows, "notes": notes, "rule": comparison_notes(evaluated)}
 
 
-def report_html(run_dirs: list[Path], data_root: Any = None) -> str:
+def report_html(run_dirs: list[Path]) -> str:
     """The whole self-contained page for one or more runs."""
     run_dirs = [Path(r) for r in run_dirs]
     if not run_dirs:
         raise RunError("give at least one run folder")
     comparison = _comparison(run_dirs) if len(run_dirs) > 1 else None
-    runs = [_run(r, data_root) for r in run_dirs]
+    runs = [_run(r) for r in run_dirs]
     return ENVIRONMENT.get_template("report.html").render(
         names=[str(r) for r in run_dirs], version=__version__, comparison=comparison, runs=runs
     )
 
 
-def write_report(run_dirs: list[Path], out: Path, data_root: Any = None) -> Path:
+def write_report(run_dirs: list[Path], out: Path) -> Path:
     """Write the report atomically to out and return its path."""
-    write_atomic(out, report_html(run_dirs, data_root).encode("utf-8"))
+    write_atomic(out, report_html(run_dirs).encode("utf-8"))
     return out
 
 
