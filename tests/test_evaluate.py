@@ -237,3 +237,19 @@ def test_too_few_samples_to_compare_neighbourhoods_is_one_line(trained_runs, cap
     err = capsys.readouterr().err
     assert status == 2 and len(err.strip().splitlines()) == 1
     assert "at least 4 samples per sampler" in err and "got 3" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["evaluate", "run", "--threads", "0"], "argument --threads: expected a number >= 1"),
+        (["evaluate", "run", "--n-samples", "many"], "expected a whole number, got 'many'"),
+        (["report", "run", "--data-root", "x"], "unrecognized arguments: --data-root x"),
+    ],
+)
+def test_usage_mistakes_are_one_line_too(capsys, argv, message):
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert message in err and "--help` lists the options" in err

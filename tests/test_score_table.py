@@ -15,6 +15,7 @@ def test_significant_digits_keep_small_scores_apart():
     assert significant(-0.000312) == "-0.000312" and significant(0) == "0"
     assert significant(3e-7) == "3.00e-07" and significant(None) == significant(math.nan) == "—"
     assert significant(12) == "12" and significant(0.5) == "0.500"
+    assert significant(float("inf")) == "∞" and significant("12") == significant(True) == "—"
 
 
 def scores(fd: float, n: int = 1000) -> dict:

@@ -214,6 +214,14 @@ def _data_root_argument(command: argparse.ArgumentParser) -> None:
     )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, as every other mistake is (argparse
+    prints the whole usage block first); --help still gives it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser(
     model_defaults: dict[str, dict[str, float]] | None = None, train_flags: bool = True
 ) -> argparse.ArgumentParser:
@@ -221,7 +229,7 @@ def build_parser(
     learning rate and weight decay into `aegen train --help`; train_flags=False leaves out
     the settings' flags, which only `aegen train` parses (it spares the other commands and
     `aegen --help` the settings' import)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="aegen",
         description="Train autoencoders, rebuild images and generate new ones; "
         "measure how good the generated images are.",

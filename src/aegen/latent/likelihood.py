@@ -30,18 +30,20 @@ def log_weights(
     k: int,
     generator: torch.Generator,
     labels: torch.Tensor | None = None,
-    rows_per_chunk: int = ROWS_PER_CHUNK,
+    rows_per_chunk: int | None = None,
 ) -> torch.Tensor:
     """log p(x, z_i) - log q(z_i|x) for k posterior draws per image: [B, k] for x [B, 1, 28, 28]
     (for a conditional model log p(x, z_i | y) - log q(z_i | x, y) with the images' labels y).
 
-    The draws are decoded rows_per_chunk at a time: 4096 rows of logits (12.8 MB) stay in the
-    CPU's cache between the matmul and the softplus that reads them; chunks of 32,768 rows
-    made the whole estimate 1.6x slower (bench/README.md)."""
+    The draws are decoded rows_per_chunk at a time (default: the model's nll_rows): 4096 rows
+    of logits (12.8 MB) stay in the CPU's cache between the matmul and the softplus that reads
+    them; chunks of 32,768 rows made the whole estimate 1.6x slower (bench/README.md). A
+    convolutional decoder's feature maps take far more room per draw: conv-vae decodes 64."""
+    rows = rows_per_chunk or model.nll_rows
     pixels = x.flatten(1)
     mu, logvar = model.posterior(x, labels)
     std = torch.exp(0.5 * logvar)
-    per_chunk = max(1, rows_per_chunk // len(x))
+    per_chunk = max(1, rows // len(x))
     chunks = []
     for start in range(0, k, per_chunk):
         draws = min(per_chunk, k - start)

@@ -63,6 +63,10 @@ class BernoulliVAE(Autoencoder):
     value_range = (0.0, 1.0)
     variational = True
     pixel_likelihood = True  # log p(x|z) is Bernoulli over pixels: ELBO and NLL are defined
+    # Decoded draws at a time in the NLL (latent.likelihood.log_weights): as many as keep the
+    # decoder's activations in the CPU's cache. A fully connected decoder's are one row of
+    # logits per draw (4096 rows: 12.8 MB); a convolutional one's are feature maps (ConvVAE).
+    nll_rows = 4096
 
     def posterior(
         self, x: torch.Tensor, labels: torch.Tensor | None = None

@@ -145,11 +145,18 @@ def read_scores(run_dir: Path) -> dict:
     return scores
 
 
+OPTIONAL_SCORE_NAMES = ("kid", "kid_se", "hf_share", "hf_ratio")  # newer runs have them
+
+
 def _check_score_set(path: Path, scores: dict[str, Any], where: str) -> None:
-    """The sample-quality scores of one sampler: the class scores only if present."""
-    for key in SCORE_NAMES:
-        if key not in CLASS_SCORE_NAMES or key in scores:
+    """The sample-quality scores of one sampler: the class scores and the newer ones, and the
+    count of images scored, only if present."""
+    for key in (*SCORE_NAMES, *OPTIONAL_SCORE_NAMES):
+        required = key in SCORE_NAMES and key not in CLASS_SCORE_NAMES
+        if required or key in scores:
             _field(path, scores, key, float, where)
+    if "images" in scores:
+        _field(path, scores, "images", int, where)
 
 
 def _check_scores(path: Path, scores: dict[str, Any]) -> None:

@@ -36,8 +36,7 @@ from aegen.trained import STANDARD_SAMPLERS, standard_samplers
 from aegen.version import __version__
 from aegen.views.comparison import HEADER, comparison_notes, comparison_rows, table_cells
 from aegen.views.figures import png_data_url
-from aegen.views.score_table import COLUMNS as SCORE_COLUMNS
-from aegen.views.score_table import cells, score_rows, significant
+from aegen.views.score_table import score_rows
 
 PICTURES = [
     ("loss.png", "Loss per epoch"),
@@ -107,7 +106,18 @@ OLD_LIKELIHOODS = {  # scores.json before the likelihood named itself
     "grayscale_bce": "Bernoulli of pixel values in [0, 1] (summed BCE)",
     "binarised": "Bernoulli of binarised pixels (a proper likelihood)",
 }
-SAMPLER_HEADER = ["", *[title for _, title in SCORE_COLUMNS], "confident ↑"]
+SAMPLER_COLUMNS = [  # key in a row of scores, title
+    ("images", "n"),
+    ("fd_aegen", "FD-aegen ↓"),
+    ("kid", "KID ↓"),
+    ("kid_se", "KID se"),
+    ("precision", "precision ↑"),
+    ("recall", "recall ↑"),
+    ("label_entropy", "label entropy ↑"),
+    ("confident_share", "confident ↑"),
+    ("hf_ratio", "HF ratio"),
+]
+SAMPLER_HEADER = ["", *[title for _, title in SAMPLER_COLUMNS]]
 
 
 def _likelihood_rows(likelihood: dict[str, Any]) -> list[list[Any]]:
@@ -147,7 +157,7 @@ def _scores(metrics: dict | None) -> dict[str, Any]:
         *_likelihood_rows(metrics.get("likelihood", {})),
     ]
     samplers = [
-        [name, *cells(scores), significant(scores.get("confident_share"))]
+        [name, *[scores.get(key) for key, _ in SAMPLER_COLUMNS]]
         for name, scores in score_rows(metrics)
     ]
     accuracy = metrics.get("classifier", {}).get("test_accuracy")

@@ -20,10 +20,12 @@ REAL = "real data (training images)"
 FLOOR = "floor: their reconstructions"
 
 
-def significant(value: float | None, digits: int = 3) -> str:
+def significant(value: object, digits: int = 3) -> str:
     """A number to `digits` significant digits, without exponents between 1e-4 and 1e6."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+        return "—"  # nothing scored (or, in a damaged file, not a number)
+    if math.isinf(value):
+        return "∞" if value > 0 else "-∞"
     if isinstance(value, int) or (abs(value) >= 10 ** (digits - 1) and value == round(value)):
         return f"{value:,.0f}"
     if value == 0:
