@@ -231,10 +231,8 @@ def images_seen(trained: TrainedModel, train_images: int) -> int:
 
 
 def _timed_draw(trained: TrainedModel, name: str, n: int, seed: int) -> Iterator[torch.Tensor]:
-    """A sampler's samples chunk by chunk, after a line that says what drawing them costs
-    (timed on a first small draw, not part of the scores) and then what it took."""
-    with phase(f"{trained.name} / {name}: ready to draw"):  # fitted (and saved) where needed
-        trained.sampler(name)
+    """A fitted sampler's samples chunk by chunk, after a line that says what drawing them
+    costs (timed on a first small draw, not part of the scores) and then what it took."""
     probe = min(64, n)
     started = time.perf_counter()
     trained.sample(probe, seed=(seed + 1) % 2**63, sampler=name)
@@ -355,7 +353,11 @@ def score_run(
             net, rebuilt, real_features, labelled, real_hf
         )
     metrics["samplers"] = {}
-    for name in dict.fromkeys(trained.sampler(given).name for given in samplers):  # gmm-10: gmm
+    for given in samplers:
+        with phase(f"{trained.name} / {given}: ready to draw"):  # fitted (and saved) if needed
+            name = trained.sampler(given).name  # gmm-10 is gmm
+        if name in metrics["samplers"]:
+            continue
         chunks = _timed_draw(trained, name, n, seed)
         first = next(chunks)
         save_image_grid(trained.run_dir / f"samples-{name}.png", first[:64])

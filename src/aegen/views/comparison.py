@@ -14,15 +14,15 @@ from aegen.views.figures import figure_png
 from aegen.views.score_table import significant, text_table
 
 SAMPLES_PER_ROW = 12
-COLUMNS = [
-    ("images", "n", "{:,d}"),
-    ("fd_aegen", "FD-aegen ↓", ""),
-    ("kid", "KID ↓", ""),
-    ("kid_se", "KID se", ""),
-    ("precision", "precision ↑", ""),
-    ("recall", "recall ↑", ""),
-    ("label_entropy", "label entropy ↑", ""),
-    ("confident_share", "confident ↑", ""),
+COLUMNS = [  # key in a row of scores, title
+    ("images", "n"),
+    ("fd_aegen", "FD-aegen ↓"),
+    ("kid", "KID ↓"),
+    ("kid_se", "KID se"),
+    ("precision", "precision ↑"),
+    ("recall", "recall ↑"),
+    ("label_entropy", "label entropy ↑"),
+    ("confident_share", "confident ↑"),
 ]
 RULE = (
     "scores compare only between runs scored by the same judge against the same reference "
@@ -40,7 +40,7 @@ def comparable_key(metrics: dict) -> tuple[str, str, str]:
 def comparison_notes(all_metrics: list[dict]) -> list[str]:
     """One line per way the runs' scores fail the comparison rule (none when they all meet it)."""
     notes = []
-    keys = {comparable_key(m) for m in all_metrics}
+    keys = list(dict.fromkeys(comparable_key(m) for m in all_metrics))  # in the runs' order
     if len(keys) > 1:
         notes.append(
             f"these runs were scored by {len(keys)} different judges or references: compare "
@@ -53,7 +53,7 @@ def comparison_notes(all_metrics: list[dict]) -> list[str]:
             if comparable_key(m) == key
         }
         if len(counts) > 1:
-            listed = ", ".join(str(c) for c in sorted(counts, key=str))
+            listed = ", ".join(str(c) for c in sorted(counts, key=lambda c: (str(type(c)), c)))
             notes.append(
                 f"{key[0]}: runs scored on different sample counts ({listed}): their FD does not "
                 "compare, their KID does"
@@ -116,7 +116,7 @@ def judge_name(metrics: dict) -> str:
 
 
 def _scores(scores: dict) -> dict:
-    return {key: scores.get(key) for key, _, _ in COLUMNS}
+    return {key: scores.get(key) for key, _ in COLUMNS}
 
 
 def _cell(key: str, value: float | None) -> str:
@@ -138,7 +138,7 @@ def table_cells(row: dict) -> list[str]:
         row["judge"],
         row["model"],
         row["sampler"],
-        *[_cell(key, row[key]) for key, _, _ in COLUMNS],
+        *[_cell(key, row[key]) for key, _ in COLUMNS],
         mse,
         nll,
     ]
@@ -150,7 +150,7 @@ HEADER = [
     "judge",
     "model",
     "sampler",
-    *[title for _, title, _ in COLUMNS],
+    *[title for _, title in COLUMNS],
     "recon MSE ↓",
     "NLL pixels / binarised ↓",
 ]

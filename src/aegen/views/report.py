@@ -34,7 +34,13 @@ from aegen.store.run_folder import (
 )
 from aegen.trained import STANDARD_SAMPLERS, standard_samplers
 from aegen.version import __version__
-from aegen.views.comparison import HEADER, comparison_notes, comparison_rows, table_cells
+from aegen.views.comparison import (
+    COLUMNS,
+    HEADER,
+    comparison_notes,
+    comparison_rows,
+    table_cells,
+)
 from aegen.views.figures import png_data_url
 from aegen.views.score_table import score_rows
 
@@ -106,17 +112,7 @@ OLD_LIKELIHOODS = {  # scores.json before the likelihood named itself
     "grayscale_bce": "Bernoulli of pixel values in [0, 1] (summed BCE)",
     "binarised": "Bernoulli of binarised pixels (a proper likelihood)",
 }
-SAMPLER_COLUMNS = [  # key in a row of scores, title
-    ("images", "n"),
-    ("fd_aegen", "FD-aegen ↓"),
-    ("kid", "KID ↓"),
-    ("kid_se", "KID se"),
-    ("precision", "precision ↑"),
-    ("recall", "recall ↑"),
-    ("label_entropy", "label entropy ↑"),
-    ("confident_share", "confident ↑"),
-    ("hf_ratio", "HF ratio"),
-]
+SAMPLER_COLUMNS = [*COLUMNS, ("hf_ratio", "HF ratio")]  # the comparison's, and the HF ratio
 SAMPLER_HEADER = ["", *[title for _, title in SAMPLER_COLUMNS]]
 
 
