@@ -190,6 +190,11 @@ def loss_parts(output: LossOutput) -> dict[str, float]:
     return {"model_loss": output.loss.item()}
 
 
+def likelihood_kinds(trained: TrainedModel) -> int:
+    """How many NLLs likelihood_scores estimates: grey images also binarised, colour not."""
+    return 2 if trained.model.image_shape[0] == 1 else 1
+
+
 def likelihood_scores(
     trained: TrainedModel, images: torch.Tensor, labels: torch.Tensor, plan: NllPlan, seed: int
 ) -> dict:
@@ -206,7 +211,7 @@ def likelihood_scores(
     started = time.perf_counter()
     elbo_and_nll(model, probe, plan.k, seed, labels=None if given is None else given[:8])
     per_image = (time.perf_counter() - started) / len(probe)
-    kinds = 2 if colour == "grey" else 1
+    kinds = likelihood_kinds(trained)
     log.info(f"{trained.name}: " + estimate_line("NLL", per_image * kinds, len(subset), "images"))
     scores: dict[str, Any] = {
         "pixel_bce": {
@@ -214,7 +219,7 @@ def likelihood_scores(
             "likelihood": f"Bernoulli of {colour} pixel values in [0, 1] (summed BCE)",
         }
     }
-    if colour == "grey":
+    if likelihood_kinds(trained) == 2:
         scores["binarised"] = {
             **elbo_and_nll(model, binarise(subset, seed), plan.k, seed, labels=given),
             "likelihood": "Bernoulli of binarised pixels (a proper likelihood)",
@@ -322,9 +327,8 @@ def score_run(
         f"{real_hf:.4f})"
     )
     if trained.model.pixel_likelihood:
-        kinds = 2 if trained.model.image_shape[0] == 1 else 1  # grey: also binarised
         seen = images_seen(trained, len(train))
-        plan = nll_plan(len(test), seen, nll_k, nll_images, kinds)
+        plan = nll_plan(len(test), seen, nll_k, nll_images, likelihood_kinds(trained))
         log.info(
             f"{trained.name}: NLL with k={plan.k} draws on each of {plan.images:,d} images "
             f"({plan.rule})"
