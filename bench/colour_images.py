@@ -22,10 +22,11 @@ from pathlib import Path
 import torch
 
 import aegen
+from aegen.data.datasets import load_dataset
+from aegen.data.pixels import unit_images
+from aegen.export.files import save_image_grid
+from aegen.runs.folder import read_history
 from aegen.scoring.image_stats import hf_share, reconstruction_fidelity
-from aegen.store.datasets import load_dataset, unit_images
-from aegen.store.exports import save_image_grid
-from aegen.store.run_folder import read_history
 
 HERE = Path(__file__).parent
 

@@ -41,7 +41,7 @@ SHARED = ROOT.parent / "shared" / "data"
 
 def make_folder(folder: Path, count: int) -> str:
     """count 64x64 JPEGs in ten class sub-folders; returns where the images came from."""
-    from aegen.store.datasets import load_dataset
+    from aegen.data.datasets import load_dataset
 
     if (SHARED / "FashionMNIST" / "raw").is_dir():
         data, source = load_dataset("fashion-mnist", "train", SHARED), "fashion-mnist train"
@@ -63,14 +63,14 @@ def pillow_loop(folder: Path) -> np.ndarray:
 
 
 def aegen_decode(folder: Path) -> torch.Tensor:
-    from aegen.store import decode, own_images
+    from aegen.data import decode, own_images
 
     paths = [f.path for f in decode.image_files(folder)]
     return own_images._decode_all(paths, None, None)
 
 
 def aegen_load(folder: Path, cache: Path) -> torch.Tensor:
-    from aegen.store import own_images
+    from aegen.data import own_images
 
     os.environ["AEGEN_CACHE"] = str(cache)
     own_images._load_cached.cache_clear()

@@ -32,7 +32,7 @@ SHARED = HERE.parent.parent / "shared" / "data"
 
 def digit_folder(count: int, root: Path) -> Path:
     """The first `count` MNIST test digits as JPEG files in one sub-folder per class."""
-    from aegen.store.datasets import load_dataset
+    from aegen.data.datasets import load_dataset
 
     folder = root / f"mnist-jpeg-{count}"
     if folder.is_dir():
@@ -62,10 +62,10 @@ def scores_by_count(run_dir: Path, cache: Path, counts: tuple[int, ...]) -> list
     """FD and KID of the run's real training images against its reference, at several counts
     of the training images, in its judge's features (the judge evaluate cached)."""
     os.environ["AEGEN_CACHE"] = str(cache)
-    from aegen.pipeline import load
+    from aegen.data.pixels import unit_images
     from aegen.scoring.quality import frechet_distance, kernel_distance
     from aegen.scoring.scores import classify, judge
-    from aegen.store.datasets import unit_images
+    from aegen.training.run import load
 
     trained = load(run_dir)
     test, train = trained.split("test"), trained.split("train")

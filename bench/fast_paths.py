@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
+from aegen.data.datasets import load_dataset
 from aegen.models import build_model
-from aegen.store.datasets import load_dataset
 from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
 

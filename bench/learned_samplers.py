@@ -36,11 +36,11 @@ import numpy as np
 import torch
 
 import aegen
+from aegen.data.pixels import unit_images
 from aegen.errors import ConfigError
 from aegen.experiments.hardware import hardware
 from aegen.latent.samplers import make_sampler
 from aegen.scoring.scores import classify, judge, quality_scores
-from aegen.store.datasets import unit_images
 from aegen.trained import TrainedModel
 
 HERE = Path(__file__).resolve().parent

@@ -23,9 +23,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
+from aegen.data.pixels import to_model_range
 from aegen.latent.likelihood import log_weights
 from aegen.models import build_model
-from aegen.store.datasets import to_model_range
 from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
 

@@ -37,9 +37,10 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from aegen.data.datasets import load_dataset
+from aegen.data.pixels import to_model_range
 from aegen.latent.likelihood import ROWS_PER_CHUNK
 from aegen.models import build_model
-from aegen.store.datasets import load_dataset, to_model_range
 from aegen.training.device import resolve_device
 from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer

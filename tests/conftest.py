@@ -49,7 +49,7 @@ def malicious_pickle():
 @pytest.fixture(scope="session")
 def trained_runs(tmp_path_factory) -> dict:
     """One briefly trained run folder per reference model (shared by the read-only tests)."""
-    from aegen.pipeline import train
+    from aegen.training.run import train
 
     root = tmp_path_factory.mktemp("runs")
     return {

@@ -57,7 +57,7 @@ def write_tinted_folder(
 
 
 def main() -> None:
-    from aegen.store.datasets import load_dataset
+    from aegen.data.datasets import load_dataset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion-mnist")

@@ -609,7 +609,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from aegen.pipeline import train
+    from aegen.training.run import train
     from aegen.training.settings import SETTINGS, merge_settings, read_settings_file
 
     flags = {name: getattr(args, name) for name in SETTINGS}
@@ -627,8 +627,8 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from aegen.pipeline import load
-    from aegen.store.exports import check_image_output, save_images
+    from aegen.export.files import check_image_output, save_images
+    from aegen.training.run import load
 
     trained = load(args.run, args.data_root, args.weights)
     sampler = args.sampler or trained.default_sampler
@@ -640,9 +640,9 @@ def _sample(args: argparse.Namespace) -> None:
 
 
 def _reconstruct(args: argparse.Namespace) -> None:
-    from aegen.pipeline import load
-    from aegen.store.datasets import unit_images
-    from aegen.store.exports import IMAGE_FORMATS, check_suffix, save_images
+    from aegen.data.pixels import unit_images
+    from aegen.export.files import IMAGE_FORMATS, check_suffix, save_images
+    from aegen.training.run import load
     from aegen.views.figures import save_reconstructions
 
     trained = load(args.run, args.data_root, args.weights)
@@ -659,8 +659,8 @@ def _reconstruct(args: argparse.Namespace) -> None:
 
 
 def _encode(args: argparse.Namespace) -> None:
-    from aegen.pipeline import load
-    from aegen.store.exports import CODE_FORMATS, check_suffix, save_codes
+    from aegen.export.files import CODE_FORMATS, check_suffix, save_codes
+    from aegen.training.run import load
 
     trained = load(args.run, args.data_root, args.weights)
     out = args.out or args.run / f"codes-{args.split}.npz"
@@ -671,8 +671,8 @@ def _encode(args: argparse.Namespace) -> None:
 
 
 def _pictures(args: argparse.Namespace) -> None:
-    from aegen.pipeline import load
-    from aegen.store.run_folder import read_history
+    from aegen.runs.folder import read_history
+    from aegen.training.run import load
     from aegen.views.run_pictures import write_run_pictures
 
     write_run_pictures(load(args.run, args.data_root), read_history(args.run))
@@ -680,8 +680,8 @@ def _pictures(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from aegen.pipeline import evaluate
-    from aegen.store.run_folder import SCORES
+    from aegen.runs.folder import SCORES
+    from aegen.scoring.evaluate import evaluate
     from aegen.views.score_table import run_table
 
     metrics = evaluate(
@@ -699,7 +699,6 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _score(args: argparse.Namespace) -> None:
-    from aegen.pipeline import load
     from aegen.scoring.per_image import (
         check_scores_output,
         image_names,
@@ -708,6 +707,7 @@ def _score(args: argparse.Namespace) -> None:
         source_name,
         write_scores,
     )
+    from aegen.training.run import load
 
     out = args.out or args.run / f"scores-{source_name(args.images)}.csv"
     check_scores_output(out)
@@ -721,8 +721,8 @@ def _score(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from aegen.pipeline import load
-    from aegen.store.model_export import export_part
+    from aegen.export.networks import export_part
+    from aegen.training.run import load
 
     trained = load(args.run, weights=args.weights)
     suffix = ".onnx" if args.format == "onnx" else ".pt"
@@ -758,7 +758,7 @@ def _experiment(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from aegen.store.exports import check_suffix
+    from aegen.export.files import check_suffix
     from aegen.views.report import write_report
 
     out = args.out or (args.runs[0] / "report.html" if len(args.runs) == 1 else Path("report.html"))

@@ -15,7 +15,11 @@ from typing import Any
 
 import torch
 
+from aegen.data.background import DEFAULT_BACKGROUND
+from aegen.data.datasets import ImageSet, has_test_split, load_dataset, train_val_split
+from aegen.data.pixels import to_model_range, to_unit_range
 from aegen.errors import ConfigError, DataError, RunError
+from aegen.files.tensors import load_tensors, save_tensors, tensors_digest
 from aegen.latent.samplers import (
     LEARNED,
     LearnedPriorSampler,
@@ -28,17 +32,8 @@ from aegen.latent.samplers import (
 )
 from aegen.models import Autoencoder, build_recorded_model
 from aegen.models.ldm import LatentDiffusion
-from aegen.store.background import DEFAULT_BACKGROUND
-from aegen.store.datasets import (
-    ImageSet,
-    has_test_split,
-    load_dataset,
-    to_model_range,
-    to_unit_range,
-    train_val_split,
-)
-from aegen.store.run_folder import BEST_WEIGHTS, CONFIG, WEIGHTS, read_config
-from aegen.store.tensor_files import load_tensors, load_weights, save_tensors, tensors_digest
+from aegen.runs.folder import BEST_WEIGHTS, CONFIG, WEIGHTS, read_config
+from aegen.runs.weights import load_weights
 
 log = logging.getLogger("aegen")
 

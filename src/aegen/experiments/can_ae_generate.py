@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 from aegen.errors import ConfigError
 from aegen.experiments import data_root_setting
 from aegen.experiments.hardware import hardware
-from aegen.pipeline import evaluate, train
+from aegen.scoring.evaluate import evaluate
+from aegen.training.run import train
 from aegen.views.comparison import compare_runs, markdown_table
 
 log = logging.getLogger("aegen")

@@ -19,12 +19,14 @@ import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
+from aegen.data.datasets import ImageSet, load_dataset
+from aegen.data.pixels import unit_images
 from aegen.errors import ConfigError
 from aegen.experiments import data_root_setting
 from aegen.experiments.hardware import hardware
+from aegen.files.atomic import write_atomic, write_json
 from aegen.latent.likelihood import binarise, per_image_elbo_and_nll
 from aegen.models.vae import BernoulliVAE
-from aegen.pipeline import train
 from aegen.scoring.compression import (
     SSIM_SOURCE,
     STORAGES,
@@ -36,9 +38,8 @@ from aegen.scoring.compression import (
     stored,
 )
 from aegen.scoring.per_image import per_image_scores
-from aegen.store.atomic import write_atomic, write_json
-from aegen.store.datasets import ImageSet, load_dataset, unit_images
 from aegen.trained import TrainedModel
+from aegen.training.run import train
 from aegen.views.figures import figure_png
 
 log = logging.getLogger("aegen")

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import torch
 from tqdm.auto import tqdm
 
+from aegen.data.pixels import unit_images
 from aegen.models.bernoulli import softplus
 from aegen.models.vae import BernoulliVAE
-from aegen.store.datasets import unit_images
 
 LOG_2PI = math.log(2 * math.pi)
 ROWS_PER_CHUNK = 4096  # decoded draws at a time: their logits (12.8 MB) stay in the CPU's cache

@@ -27,9 +27,10 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from aegen.store.cache import cache_root
-from aegen.store.datasets import load_dataset, unit_images
-from aegen.store.tensor_files import load_tensors, save_tensors
+from aegen.data.datasets import load_dataset
+from aegen.data.pixels import unit_images
+from aegen.files.cache import cache_root
+from aegen.files.tensors import load_tensors, save_tensors
 
 log = logging.getLogger("aegen")
 

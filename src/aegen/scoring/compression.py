@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from aegen.data.pixels import unit_images
 from aegen.errors import ConfigError
-from aegen.store.datasets import unit_images
 
 STORAGES = ("float32", "float16", "uint8")
 BITS_PER_NUMBER = {"float32": 32, "float16": 16, "uint8": 8}

@@ -21,14 +21,14 @@ import math
 
 import torch
 
+from aegen.data.pixels import to_model_range, unit_images
 from aegen.models.base import Stage
+from aegen.models.stage_plan import ended_unsettled
 from aegen.models.vae import BernoulliVAE
 from aegen.models.vae_gan import VAEGAN
 from aegen.scoring.compression import PCACodec
 from aegen.scoring.image_stats import HF_RATIO_LIMIT, hf_ratio
-from aegen.store.datasets import to_model_range, unit_images
 from aegen.trained import TrainedModel
-from aegen.training.stage_plan import ended_unsettled
 
 ACTIVE_KL = 0.01  # nats per image: below it a code dimension tells the decoder nothing
 ACTIVE_SHARE = 0.25  # fewer active dimensions than this share of the code: collapse

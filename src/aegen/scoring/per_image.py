@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aegen.data.datasets import DATASET_NAMES, ImageSet, load_dataset
+from aegen.data.decode import image_files
+from aegen.data.pixels import unit_images
 from aegen.errors import ConfigError, DataError
+from aegen.export.files import check_suffix
+from aegen.files.atomic import write_atomic
 from aegen.latent.likelihood import per_image_elbo_and_nll
 from aegen.models.vae import BernoulliVAE
-from aegen.store.atomic import write_atomic
-from aegen.store.datasets import DATASET_NAMES, ImageSet, load_dataset, unit_images
-from aegen.store.decode import image_files
-from aegen.store.exports import check_suffix
 from aegen.trained import EVAL_BATCH, TrainedModel
 
 SCORE_FORMATS = (".csv", ".json")

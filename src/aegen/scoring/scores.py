@@ -27,10 +27,15 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from aegen.data.datasets import ImageSet
+from aegen.data.pixels import to_model_range, unit_images
 from aegen.errors import ConfigError
+from aegen.export.files import save_image_grid
+from aegen.files.atomic import write_json
 from aegen.latent.likelihood import binarise, elbo_and_nll
 from aegen.models.base import LossOutput
 from aegen.models.vae import BernoulliVAE
+from aegen.runs.folder import SCORES, read_history
 from aegen.scoring.budget import NllPlan, estimate_line, nll_plan, phase, sample_count
 from aegen.scoring.classifier import (
     Classifier,
@@ -53,10 +58,6 @@ from aegen.scoring.quality import (
     kernel_distance,
     precision_recall,
 )
-from aegen.store.atomic import write_json
-from aegen.store.datasets import ImageSet, to_model_range, unit_images
-from aegen.store.exports import save_image_grid
-from aegen.store.run_folder import SCORES, read_history
 from aegen.trained import TrainedModel, standard_samplers
 
 log = logging.getLogger("aegen")

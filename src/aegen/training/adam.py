@@ -6,7 +6,7 @@ by every run whether anything is compiled or not. aegen's trainer needs one upda
 with L2 weight decay, and torch ships its fused kernel as an operator (torch._fused_adam_), so
 this class calls that kernel directly, as torch.optim.Adam(fused=True) does. Its updates are
 bit-identical to torch.optim.Adam(fused=True) and its state_dict has torch's layout, so
-checkpoints written by either load into the other (tests/test_adam.py).
+checkpoints written by either load into the other (tests/training/test_adam.py).
 """
 
 from __future__ import annotations

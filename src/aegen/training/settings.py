@@ -3,7 +3,7 @@
 `TrainSettings` is the one place a setting is written: its default, its bounds, its meaning and
 the section of config.json it is recorded in. The CLI's `aegen train` flags and their help, the
 keys a `--config FILE` may hold, `aegen.train`'s keyword arguments and the checks of all three
-are derived from it (tests/test_settings.py holds them to that).
+are derived from it (tests/training/test_settings.py holds them to that).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aegen.data.background import DEFAULT_BACKGROUND, background_rgb
 from aegen.errors import ConfigError
 from aegen.names import closest
-from aegen.store.background import DEFAULT_BACKGROUND, background_rgb
 
 PRECISIONS = ("fp32", "bf16")
 LR_SCHEDULES = ("constant", "cosine", "onecycle")

@@ -43,16 +43,16 @@ from typing import overload
 import torch
 from tqdm.auto import tqdm
 
+from aegen.data.pixels import to_model_range
 from aegen.errors import ConfigError, TrainingError
 from aegen.models.base import Autoencoder, Stage
-from aegen.store.datasets import to_model_range
+from aegen.models.stage_plan import resolve, switch_note
 from aegen.training import distributed
 from aegen.training.adam import FusedAdam
 from aegen.training.controls import epochs_without_gain, kl_factor, rate_factor
 from aegen.training.cuda_graph import GraphedStep
 from aegen.training.device import autocast, flushing_denormals, resolve_device
 from aegen.training.settings import TrainSettings
-from aegen.training.stage_plan import resolve, switch_note
 from aegen.training.threads import ThreadTuner, thread_candidates
 
 EVAL_BATCH = 1024

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from aegen.store.atomic import write_atomic, write_json
-from aegen.store.grid import tile
-from aegen.store.run_folder import read_scores
+from aegen.export.grid import tile
+from aegen.files.atomic import write_atomic, write_json
+from aegen.runs.folder import read_scores
 from aegen.trained import load
 from aegen.views.figures import figure_png
 from aegen.views.score_table import significant, text_table

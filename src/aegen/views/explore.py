@@ -37,9 +37,9 @@ from urllib.parse import urlsplit
 
 import torch
 
+from aegen.data.pixels import unit_images
 from aegen.errors import ConfigError, RunError
-from aegen.store.datasets import unit_images
-from aegen.store.exports import image_grid_png
+from aegen.export.files import image_grid_png
 from aegen.trained import TrainedModel, load
 from aegen.views.figures import png_data_url
 

@@ -14,8 +14,8 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from aegen.store.atomic import write_atomic
-from aegen.store.exports import image_grid_png, save_image_grid
+from aegen.export.files import image_grid_png, save_image_grid
+from aegen.files.atomic import write_atomic
 
 
 def save_reconstructions(

@@ -21,9 +21,9 @@ from typing import Any
 import jinja2
 
 from aegen.errors import AegenError, ConfigError, RunError
+from aegen.files.atomic import write_atomic
 from aegen.models import preset
-from aegen.store.atomic import write_atomic
-from aegen.store.run_folder import (
+from aegen.runs.folder import (
     OLD_SCORES,
     SCORES,
     read_config,

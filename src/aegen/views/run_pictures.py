@@ -7,11 +7,11 @@ import logging
 
 import torch
 
+from aegen.data.pixels import unit_images
 from aegen.errors import ConfigError
+from aegen.export.files import image_grid_png, save_image_grid
+from aegen.files.atomic import write_atomic
 from aegen.models.ldm import LatentDiffusion
-from aegen.store.atomic import write_atomic
-from aegen.store.datasets import unit_images
-from aegen.store.exports import image_grid_png, save_image_grid
 from aegen.trained import TrainedModel
 from aegen.views.figures import (
     save_latent_scatter,

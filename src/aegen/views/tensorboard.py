@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
+from aegen.data.pixels import unit_images
 from aegen.errors import ConfigError
 from aegen.latent.samplers import make_sampler
-from aegen.store.datasets import unit_images
 
 FOLDER = "tensorboard"
 IMAGES_EVERY = 5

@@ -1,0 +1,1 @@
+"""Reading images: the named data sets, a user's folders and arrays, decoding, pixel ranges."""
