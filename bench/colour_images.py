@@ -1,4 +1,4 @@
-"""Own colour images, measured end to end (README "Colour images"): each model trained by
+"""Own colour images, measured end to end (docs/lab/colour-images.md): each model trained by
 `aegen.train` on a folder of emoji (every 10th image held out, made by bench/colour_data.py),
 then its held-out reconstructions (PSNR, SSIM, mean colour error, CIE76 deltaE) and the
 high-frequency power share of its reconstructions and samples against the held-out images'

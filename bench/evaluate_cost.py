@@ -1,4 +1,4 @@
-"""What `aegen evaluate` costs beside the training it scores (README "Evaluating a run"): real
+"""What `aegen evaluate` costs beside the training it scores (docs/guide/evaluating.md): real
 MNIST test digits saved as JPEGs in class sub-folders (a user's own labelled folder), a model
 trained on them with `aegen train MODEL --dataset FOLDER --epochs E`, then `aegen evaluate RUN`
 with its defaults, each command timed as a user runs it (a fresh process, an empty cache, so

@@ -22,7 +22,7 @@ import torch
 
 from aegen.data.datasets import load_dataset
 from aegen.models import build_model
-from aegen.training.settings import TrainSettings
+from aegen.settings.train import TrainSettings
 from aegen.training.trainer import Trainer
 
 HERE = Path(__file__).resolve().parent

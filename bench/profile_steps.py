@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from aegen.data.pixels import to_model_range
 from aegen.latent.likelihood import log_weights
 from aegen.models import build_model
-from aegen.training.settings import TrainSettings
+from aegen.settings.train import TrainSettings
 from aegen.training.trainer import Trainer
 
 HERE = Path(__file__).resolve().parent

@@ -46,15 +46,16 @@ started = time.perf_counter()
 import torch
 phases["import torch"] = time.perf_counter() - started
 started = time.perf_counter()
+from aegen.runs import run as run_folder
 from aegen.training import run as pipeline
 phases["import aegen"] = time.perf_counter() - started
-# The pipeline calls each phase by the name it imported, so the timers wrap those names.
+# Each module calls a phase by the name it imported, so the timers wrap those names.
 pipeline.load_dataset = timed("read and verify the data", pipeline.load_dataset)
 from aegen.training import trainer
 trainer.FusedAdam.__init__ = timed("build the optimizers", trainer.FusedAdam.__init__)
 pipeline.Trainer.fit = timed("epoch + held-out loss + writes", pipeline.Trainer.fit)
 for name in ("save_checkpoint", "save_weights", "write_history"):
-    setattr(pipeline, name, timed("checkpoint, weights, metrics", getattr(pipeline, name)))
+    setattr(run_folder, name, timed("checkpoint, weights, metrics", getattr(run_folder, name)))
 pipeline.write_run_pictures = timed("pictures", pipeline.write_run_pictures)
 with tempfile.TemporaryDirectory() as out:
     pipeline.train("vae", "fashion-mnist", epochs=1, val_fraction=0.00001, device="cpu",

@@ -41,8 +41,8 @@ from aegen.data.datasets import load_dataset
 from aegen.data.pixels import to_model_range
 from aegen.latent.likelihood import ROWS_PER_CHUNK
 from aegen.models import build_model
+from aegen.settings.train import TrainSettings
 from aegen.training.device import resolve_device
-from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
 
 HERE = Path(__file__).resolve().parent

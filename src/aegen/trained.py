@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 
-from aegen.data.background import DEFAULT_BACKGROUND
 from aegen.data.datasets import ImageSet, has_test_split, load_dataset, train_val_split
 from aegen.data.pixels import to_model_range, to_unit_range
 from aegen.errors import ConfigError, DataError, RunError
@@ -31,14 +30,15 @@ from aegen.latent.samplers import (
     numbered,
 )
 from aegen.models import Autoencoder, build_recorded_model
-from aegen.models.ldm import LatentDiffusion
-from aegen.runs.folder import BEST_WEIGHTS, CONFIG, WEIGHTS, read_config
+from aegen.runs.config import CONFIG, DataRecord, RunConfig
+from aegen.runs.run import RunFolder
 from aegen.runs.weights import load_weights
+from aegen.settings.evaluate import EVAL_BATCH
 
 log = logging.getLogger("aegen")
 
-EVAL_BATCH = 1024
-MAX_SAMPLES = 100_000  # per call to sample(), and at most MAX_SAMPLE_BYTES: stated in the README
+# Per call to sample(): at most MAX_SAMPLES images and MAX_SAMPLE_BYTES (docs/guide/guarantees.md).
+MAX_SAMPLES = 100_000
 MAX_SAMPLE_BYTES = 2 * 2**30
 
 
@@ -58,14 +58,14 @@ class TrainedModel:
         self,
         run_dir: Path,
         model: Autoencoder,
-        config: dict[str, Any],
+        config: RunConfig,
         data_root: str | Path | None = None,
         weights: str = "last",
     ):
         self.run_dir, self.model, self.config = Path(run_dir), model.eval(), config
         self.weights = weights  # which of the run's weights: "best" or "last"
-        self.name: str = config["model"]
-        self.data_root = data_root if data_root is not None else config["data"].get("root")
+        self.name: str = config.model
+        self.data_root = data_root if data_root is not None else config.settings.data_root
         self._samplers: dict[str, Any] = {}
 
     def __repr__(self) -> str:
@@ -77,7 +77,7 @@ class TrainedModel:
 
     @property
     def default_sampler(self) -> str:
-        return self.config["default_sampler"]
+        return self.config.default_sampler
 
     @property
     def conditional(self) -> bool:
@@ -265,12 +265,12 @@ class TrainedModel:
         draw: Callable[[int, torch.Generator, torch.Tensor | None], torch.Tensor | None]
         draw = model.draw_prior
         if steps is not None:
-            if not isinstance(model, LatentDiffusion):
+            if not model.solved_prior:
                 raise ConfigError(
                     f"{name!r}: only ldm's prior is solved in steps; {self.name} samples from "
                     "'prior'"
                 )
-            draw = lambda n, generator, labels: model.draw_prior(n, generator, labels, steps=steps)
+            draw = lambda n, generator, labels: model.solve_prior(n, generator, labels, steps=steps)
         return LearnedPriorSampler(draw, self.latent_dim, model.prior_classes > 0, name)
 
     def _load_sampler(self, sampler: Sampler, path: Path) -> bool:
@@ -301,30 +301,35 @@ class TrainedModel:
     def has_test_split(self) -> bool:
         """Whether the run's data has a test split; a user's folder or array has none, and its
         held-out validation images are the reference instead."""
-        return has_test_split(self.config["data"]["dataset"])
+        return has_test_split(self.config.dataset)
 
     def split(self, which: str = "val") -> ImageSet:
         """The run's images: 'train' and 'val' (the seeded split it trained with) or 'test'
         (for data without a test split: the held-out 'val' images, never trained on)."""
-        data = self.config["data"]
+        settings = self.config.settings
         if which not in ("train", "val", "test"):
             raise ConfigError(f"unknown split {which!r}; choose train, val or test")
-        shape = {
-            "image_size": data.get("image_size"),
-            "channels": data.get("channels"),
-            "background": data.get("background", DEFAULT_BACKGROUND),  # none before: white
-        }
         if which == "test" and self.has_test_split:
-            return load_dataset(data["dataset"], "test", self.data_root, **shape)
+            return self._load_split("test")
         which = "val" if which == "test" else which
-        full = load_dataset(data["dataset"], "train", self.data_root, **shape)
-        check_same_data(self.run_dir, data, full)
-        train_index, val_index = train_val_split(
-            len(full), self.config["train"]["val_fraction"], self.config["train"]["seed"]
-        )
+        full = self._load_split("train")
+        check_same_data(self.run_dir, self.config.data, full)
+        train_index, val_index = train_val_split(len(full), settings.val_fraction, settings.seed)
         index = train_index if which == "train" else val_index
         images, labels = full.images[index], full.labels[index]
         return ImageSet(full.name, which, images, labels, full.classes, full.digest)
+
+    def _load_split(self, split: str) -> ImageSet:
+        """A split of the run's data, at the size, channels and background it trained with."""
+        settings = self.config.settings
+        return load_dataset(
+            settings.dataset,
+            split,
+            self.data_root,
+            image_size=settings.image_size,
+            channels=settings.channels,
+            background=settings.background,
+        )
 
     def _model_input(self, images: torch.Tensor) -> torch.Tensor:
         """Images as the model takes them: [N, C, H, W] or flat [N, C*H*W], and [N, H, W] for one
@@ -382,18 +387,15 @@ class TrainedModel:
         )
 
 
-def check_same_data(run_dir: Path, recorded: dict[str, Any], data: ImageSet) -> None:
+def check_same_data(run_dir: Path, recorded: DataRecord, data: ImageSet) -> None:
     """Refuse to continue or score a run whose own images changed since it trained: its split
     (and so its held-out reference) would silently be another."""
-    digest = recorded.get("digest")
+    digest = recorded.digest
     if digest and data.digest and digest != data.digest:
         raise DataError(
             f"{data.name} changed since {run_dir} trained on it (other images or labels); "
             "restore it, or train a new run"
         )
-
-
-WEIGHT_CHOICES = ("best", "last")
 
 
 def load(
@@ -403,27 +405,17 @@ def load(
     the epoch with the lowest validation loss), "last" (model.safetensors, the latest epoch's)
     or None: the best where the run has them (runs trained before aegen kept them have only
     the last)."""
-    if weights not in (None, *WEIGHT_CHOICES):
-        raise ConfigError(f"unknown weights {weights!r}: use best or last")
-    run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    model = recorded_model(run_dir, config)
-    if weights is None:
-        weights = "best" if os.path.lexists(run_dir / BEST_WEIGHTS) else "last"
-    path = run_dir / (BEST_WEIGHTS if weights == "best" else WEIGHTS)
-    if weights == "best" and not os.path.lexists(path):
-        raise RunError(
-            f"{run_dir} has no {BEST_WEIGHTS} (an older aegen trained it, or no epoch has "
-            "finished yet); use the last weights (--weights last)"
-        )
-    load_weights(path, model, config["model"])
-    return TrainedModel(run_dir, model, config, data_root, weights)
+    folder = RunFolder.open(run_dir)
+    model = recorded_model(folder.path, folder.config)
+    path, weights = folder.weights_path(weights)
+    load_weights(path, model, folder.model)
+    return TrainedModel(folder.path, model, folder.config, data_root, weights)
 
 
-def recorded_model(run_dir: Path, config: dict[str, Any]) -> Autoencoder:
+def recorded_model(run_dir: Path, config: RunConfig) -> Autoencoder:
     """A freshly initialised model as config.json describes it, or one line saying why not."""
     try:
-        return build_recorded_model(config["model"], config["model_config"])
+        return build_recorded_model(config.model, config.model_config)
     except ConfigError as exc:
         raise RunError(
             f"{run_dir / CONFIG} does not describe a model aegen can build ({exc})"

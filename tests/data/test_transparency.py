@@ -5,6 +5,7 @@ own cache entry, a run records its background, and an unknown colour is one line
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +17,9 @@ from aegen.data import decode, own_images
 from aegen.data.background import background_rgb
 from aegen.data.own_images import load_own_images
 from aegen.errors import ConfigError, RunError
-from aegen.training.run import load, recorded_settings, train
-from aegen.training.settings import settings_from
+from aegen.runs.config import RunConfig
+from aegen.settings.train import settings_from
+from aegen.training.run import load, train
 
 HALF_RED = (255, 0, 0, 128)  # alpha 128 of 255: the composite is exact in whole numbers
 # The half-transparent red over each background, and the fully transparent area.
@@ -161,14 +163,14 @@ def test_a_run_records_its_background_and_reads_its_images_over_it(tmp_path):
     train("ae", str(folder), background="black", epochs=1, out=run, progress=False)
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["background"] == "black"
-    assert recorded_settings(config).background == "black"
+    assert RunConfig.from_json(Path("config.json"), config).settings.background == "black"
     own_images._load_cached.cache_clear()
     held_out = load(run).split("val").images
     assert pixel(held_out[0], 0, 0) == (0, 0, 0) and pixel(held_out[0], 4, 4) == (128, 0, 0)
 
     del config["data"]["background"]  # a run folder from before the setting: white
-    assert recorded_settings(config).background == "white"
+    assert RunConfig.from_json(Path("config.json"), config).settings.background == "white"
     config["data"]["background"] = "nope"
     (run / "config.json").write_text(json.dumps(config))
-    with pytest.raises(RunError, match="data.background must be"):
+    with pytest.raises(RunError, match="settings aegen cannot use .unknown background colour"):
         load(run)

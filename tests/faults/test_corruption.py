@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import torch
+from run_files import plausible_scores
 from safetensors.torch import load_file, save_file
 
 from aegen.cli import main
@@ -305,38 +306,6 @@ def mutate(path: Path, key: str, change: Callable[[Any], Any] | None) -> None:
         path.write_text("".join(json.dumps(row) + "\n" for row in lines))
     else:
         path.write_text(json.dumps(lines[0]))
-
-
-def plausible_scores(run_dir: Path, model: str) -> dict:
-    """A scores.json as `aegen evaluate` writes it (evaluating needs a classifier: slow)."""
-    row = {
-        "fd_aegen": 12.5,
-        "precision": 0.61,
-        "recall": 0.42,
-        "label_entropy": 2.25,
-        "confident_share": 0.81,
-    }
-    nll = {"k": 10, "nll": 91.5, "elbo": 96.25, "images": 64, "likelihood": "Bernoulli"}
-    return {
-        "run": str(run_dir),
-        "model": model,
-        "dataset": "mnist-5k",
-        "protocol": {
-            "reference": "mnist-5k test split (10000 images)",
-            "samples_per_sampler": 64,
-            "seed": 0,
-            "features": "penultimate layer (128) of aegen's classifier",
-            "precision_recall_k": 5,
-            "confident_probability": 0.9,
-            "real_data_images": 64,
-        },
-        "classifier": {"dataset": "mnist-5k", "version": 1, "test_accuracy": 0.97},
-        "reconstruction": {"model_loss": 0.05, "pixel_mse": 0.03, "images": 10000},
-        "likelihood": {"pixel_bce": nll, "binarised": nll},
-        "real_data": row,
-        "reconstructed_data": row,
-        "samplers": {"prior": row, "gaussian": row},
-    }
 
 
 COMMANDS: dict[str, Callable[[Path, Path, str], list[str]]] = {

@@ -11,8 +11,8 @@ from aegen.data.datasets import load_dataset, train_val_split
 from aegen.errors import ConfigError
 from aegen.models import build_model
 from aegen.models.base import Autoencoder, LossOutput
+from aegen.settings.train import TrainSettings
 from aegen.training.run import load, train
-from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
 
 

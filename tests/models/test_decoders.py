@@ -11,7 +11,7 @@ import torch
 from aegen.models import build_model, build_recorded_model
 from aegen.models.conv_nets import conv_decoder
 from aegen.models.grid_ae import grid_widths
-from aegen.runs.folder import read_config, write_config
+from aegen.runs.config import read_run_config, write_run_config
 from aegen.training.run import load, train
 
 DESIGNED = ["conv-vae", "rae", "wae", "aae", "vae-gan", "vq-vae", "ldm"]
@@ -62,9 +62,9 @@ def test_the_grid_models_code_grid_follows_the_image_size():
 def test_a_run_recorded_before_the_upsample_option_loads_its_weights(tmp_path):
     options = {"hidden_channels": [8, 16], "latent_dim": 4, "upsample": "transpose"}
     run = train("conv-vae", "mnist-5k", epochs=1, out=tmp_path / "old", model_options=options)
-    config = read_config(run.run_dir)
-    del config["model_config"]["upsample"]  # as aegen wrote it before the option
-    write_config(run.run_dir, config)
+    config = read_run_config(run.run_dir)
+    del config.model_config["upsample"]  # as aegen wrote it before the option
+    write_run_config(run.run_dir, config)
     again = load(run.run_dir)
     assert again.model.config.upsample == "transpose"
     codes = torch.randn(3, 4)

@@ -16,8 +16,8 @@ from aegen.errors import ConfigError
 from aegen.models import build_model
 from aegen.models.code_ae import reconstruction_error
 from aegen.models.wae import SCALES, imq_mmd
+from aegen.settings.train import TrainSettings
 from aegen.training.run import load, train
-from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
 
 MODELS = ("rae", "wae", "aae")

@@ -17,8 +17,8 @@ from aegen.errors import ConfigError
 from aegen.files.tensors import load_tensors
 from aegen.models import build_model
 from aegen.models.code_denoiser import CodeDenoiser
+from aegen.settings.train import TrainSettings
 from aegen.training.run import load, train
-from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
 
 SMALL = {"hidden_channels": [8, 16], "prior_width": 16, "prior_blocks": 1, "sampling_steps": 4}

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from aegen.models import build_model
+from aegen.settings.train import TrainSettings
 from aegen.training.run import load, train
-from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
 
 SMALL = {"hidden_channels": [8, 16]}  # the same networks, narrower, for quick tests

@@ -14,8 +14,8 @@ from aegen.latent.likelihood import log_weights
 from aegen.latent.samplers import LearnedPriorSampler
 from aegen.models import build_model
 from aegen.models.vamp import diagonal_mixture_log_density
+from aegen.settings.train import TrainSettings
 from aegen.training.run import load, train
-from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
 
 

@@ -18,8 +18,8 @@ from aegen.files.tensors import load_tensors
 from aegen.models import build_model
 from aegen.models.pixelcnn import PixelCNN
 from aegen.models.quantizer import EMAQuantizer
+from aegen.settings.train import TrainSettings
 from aegen.training.run import load, train
-from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
 
 SMALL = {"hidden_channels": [8, 16], "prior_channels": 16, "prior_layers": 2}

@@ -20,7 +20,7 @@ def findings_of(trained, samples=None) -> list[str]:
     """The findings of a run's diagnosis, drawn again (samples: the run's, unless given)."""
     history = []
     model = trained.model
-    planned = model.stages(trained.config["train"]["epochs"])
+    planned = model.stages(trained.config.settings.epochs)
     samples = samples if samples is not None else trained.sample(64)
     return diagnose(trained, history, planned, 10, samples)["findings"]
 

@@ -8,9 +8,9 @@ from aegen.data.datasets import load_dataset
 from aegen.errors import ConfigError, TrainingError
 from aegen.models import build_model
 from aegen.models.base import Autoencoder, LossOutput
+from aegen.settings.train import TrainSettings
 from aegen.training.device import resolve_device
 from aegen.training.run import train
-from aegen.training.settings import TrainSettings
 from aegen.training.trainer import CHECK_EVERY, Trainer
 
 QUIET = {"progress": False}
@@ -71,8 +71,8 @@ def test_bf16_training_lowers_the_loss_like_fp32_and_keeps_fp32_weights():
 
 def test_a_bf16_run_records_its_precision_and_device(tmp_path):
     trained = train("ae", epochs=1, out=tmp_path / "run", precision="bf16", device="cpu", **QUIET)
-    assert trained.config["train"]["precision"] == "bf16"
-    assert trained.config["device"] == "cpu"
+    assert trained.config.settings.precision == "bf16"
+    assert trained.config.device == "cpu"
     assert next(trained.model.parameters()).device.type == "cpu"
 
 

@@ -14,8 +14,8 @@ from aegen.data.datasets import load_dataset
 from aegen.latent.likelihood import elbo_and_nll
 from aegen.models import PRESETS, build_model
 from aegen.runs.folder import read_history
+from aegen.settings.train import TrainSettings
 from aegen.training.run import load, train
-from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -26,7 +26,7 @@ QUIET = {"progress": False, "val_fraction": 0.2}
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_model_trains_on_the_gpu_and_its_run_opens_on_the_cpu(tmp_path, name):
     trained = train(name, epochs=1, out=tmp_path / "run", device="cuda", **QUIET)
-    assert trained.config["device"].startswith("cuda")
+    assert (trained.config.device or "").startswith("cuda")
     reopened = load(tmp_path / "run")
     assert all(p.device.type == "cpu" for p in reopened.model.parameters())
     samples = reopened.sample(16, seed=1)
@@ -163,7 +163,7 @@ def test_the_cli_trains_in_bf16_on_the_gpu_and_samples(tmp_path):
 HOST_READING_MODEL = """
 from aegen.data.datasets import load_dataset
 from aegen.models.vae import VAE
-from aegen.training.settings import TrainSettings
+from aegen.settings.train import TrainSettings
 from aegen.training.trainer import Trainer
 
 class HostReadingVAE(VAE):  # a user's model whose loss reads a value back to the host

@@ -4,11 +4,11 @@ aegen.train and the help all follow from it; the CLI explains itself."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import inspect
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +16,8 @@ import torch
 from aegen.cli import build_parser, main, model_optimizer_defaults, setting_flag
 from aegen.errors import ConfigError
 from aegen.models import PRESETS, option_meanings
-from aegen.training.run import recorded_settings, train
-from aegen.training.settings import (
+from aegen.runs.config import RunConfig
+from aegen.settings.train import (
     RESUMABLE,
     SETTINGS,
     TrainSettings,
@@ -25,6 +25,7 @@ from aegen.training.settings import (
     settings_from,
     value_kind,
 )
+from aegen.training.run import train
 from aegen.version import __version__
 
 
@@ -54,14 +55,18 @@ def test_every_setting_has_one_train_flag_and_every_flag_is_a_setting_or_a_run_c
     assert set(flags) - {setting_flag(n) for n in SETTINGS} - off_forms == run_choices
 
 
-def test_train_keyword_arguments_are_the_settings():
-    parameters = inspect.signature(train).parameters
-    for name, spec in SETTINGS.items():
-        assert name in parameters, f"aegen.train does not take {name}"
-        if name != "dataset":
-            default = {} if spec.default is dataclasses.MISSING else spec.default
-            assert parameters[name].default == default
-    assert all(name in train.__doc__ for name in SETTINGS)
+def test_train_takes_a_settings_object_or_its_fields_by_name(tmp_path):
+    assert (
+        inspect.signature(train).parameters["settings"].annotation == "TrainSettings | str | None"
+    )
+    with pytest.raises(ConfigError, match="unknown setting 'epoch'.*did you mean 'epochs'"):
+        train("ae", epoch=1, out=tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    typed = train("ae", TrainSettings(epochs=1, seed=3), out=tmp_path / "a", progress=False)
+    named = train("ae", "mnist-5k", epochs=1, seed=3, out=tmp_path / "b", progress=False)
+    assert typed.config == named.config and typed.config.settings.seed == 3
+    for name, value in typed.model.state_dict().items():
+        assert torch.equal(value, named.model.state_dict()[name])
 
 
 def test_flag_defaults_are_the_settings_defaults_and_given_flags_win(tmp_path):
@@ -135,7 +140,7 @@ def test_models_lists_every_option_with_its_default_and_meaning(capsys):
 
 def test_a_run_records_every_setting_and_reads_them_back(trained_runs):
     config = json.loads((trained_runs["vae"].run_dir / "config.json").read_text())
-    settings = recorded_settings(config)
+    settings = RunConfig.from_json(Path("config.json"), config).settings
     assert settings.epochs == 2 and settings.lr == 1e-3 and settings.dataset == "mnist-5k"
     assert set(config["train"]) == {
         n for n, f in SETTINGS.items() if f.metadata["section"] == "train"
@@ -146,7 +151,7 @@ def test_a_run_folder_of_aegen_0_1_still_reads(trained_runs, tmp_path):
     """Old folders: metrics.jsonl for the history, no cuda_graphs in config.json's train."""
     import shutil
 
-    from test_corruption import plausible_scores
+    from run_files import plausible_scores
 
     from aegen.runs.folder import read_history, read_scores
 
@@ -159,7 +164,7 @@ def test_a_run_folder_of_aegen_0_1_still_reads(trained_runs, tmp_path):
     del config["train"]["cuda_graphs"]
     (old / "config.json").write_text(json.dumps(config))
     assert len(read_history(old)) == 2
-    assert recorded_settings(config).cuda_graphs is True
+    assert RunConfig.from_json(Path("config.json"), config).settings.cuda_graphs is True
 
 
 def test_resume_refuses_a_changed_setting_and_takes_a_new_learning_rate(tmp_path):

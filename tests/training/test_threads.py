@@ -150,7 +150,7 @@ def test_threads_pin_the_count_are_recorded_and_leave_the_callers_count(tmp_path
     assert seen == [1] and torch.get_num_threads() == before
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["threads"] == 1
     resumed = train("ae", epochs=2, out=tmp_path / "run", resume=True, threads=2, **QUIET)
-    assert resumed.config["train"]["threads"] == 2  # a resumed run may change it
+    assert resumed.config.settings.threads == 2  # a resumed run may change it
 
 
 def test_the_thread_count_changes_the_weights_by_float_rounding_at_most(tmp_path):

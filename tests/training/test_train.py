@@ -9,8 +9,8 @@ from aegen.data.datasets import load_dataset, train_val_split
 from aegen.errors import TrainingError
 from aegen.files.tensors import load_tensors
 from aegen.models import build_model
+from aegen.settings.train import TrainSettings
 from aegen.training.run import train
-from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer, rank_noise_seed
 
 
@@ -71,7 +71,7 @@ def test_resume_matches_uninterrupted(tmp_path, name):
     whole, parts = weights(tmp_path / "whole"), weights(tmp_path / "parts")
     assert all(torch.equal(whole[k], parts[k]) for k in whole)
     assert strip_times(tmp_path / "whole") == strip_times(tmp_path / "parts")
-    assert resumed.config["train"]["epochs"] == 3
+    assert resumed.config.settings.epochs == 3
 
 
 def test_torchrun_two_processes_match_single_process_training(tmp_path):

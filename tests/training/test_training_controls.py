@@ -15,9 +15,9 @@ from aegen.data.datasets import load_dataset, train_val_split
 from aegen.errors import ConfigError, RunError
 from aegen.files.tensors import load_tensors
 from aegen.models import build_model
+from aegen.settings.train import TrainSettings
 from aegen.training.controls import best_epoch, epochs_without_gain, kl_factor, rate_factor
 from aegen.training.run import load, train
-from aegen.training.settings import TrainSettings
 from aegen.training.trainer import Trainer
 
 CONTROLS = {
@@ -268,7 +268,7 @@ def test_callbacks_see_every_epoch_and_a_stop_ends_the_run_cleanly(tmp_path):
     assert [s[0] for s in seen] == [1, 2] and calls == [1, 2]  # every callback, then stop
     assert seen[0][2] == (2, 1, 28, 28)
     history = (tmp_path / "run" / "history.jsonl").read_text().splitlines()
-    assert len(history) == 2 and trained.config["train"]["epochs"] == 5
+    assert len(history) == 2 and trained.config.settings.epochs == 5
     # Sampling inside a callback leaves training untouched: the same weights as without one.
     train("ae", epochs=2, out=tmp_path / "plain", **QUIET)
     ours, plain = (

@@ -18,7 +18,9 @@ from tqdm.auto import tqdm
 from aegen.errors import ConfigError
 from aegen.experiments import data_root_setting
 from aegen.experiments.hardware import hardware
+from aegen.runs.config import CONFIG
 from aegen.scoring.evaluate import evaluate
+from aegen.settings.evaluate import MOST_NLL_K, MOST_SAMPLES
 from aegen.training.run import train
 from aegen.views.comparison import compare_runs, markdown_table
 
@@ -35,8 +37,8 @@ def can_ae_generate(
     out_dir: Path,
     data_root: str | Path | None = None,
     epochs: int | None = None,
-    n_samples: int = 10_000,
-    nll_k: int = 1000,
+    n_samples: int = MOST_SAMPLES,
+    nll_k: int = MOST_NLL_K,
     progress: bool | None = None,
 ) -> list[dict]:
     """Train ae, conv-ae and vae on dataset, evaluate every sampler on each, compare."""
@@ -53,7 +55,7 @@ def can_ae_generate(
         disable=None if progress is None else not progress,
     ):
         run_dir = out_dir / "runs" / model
-        resume = (run_dir / "config.json").is_file()
+        resume = (run_dir / CONFIG).is_file()
         trained = train(
             model,
             dataset,

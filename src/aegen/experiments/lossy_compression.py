@@ -27,6 +27,7 @@ from aegen.experiments.hardware import hardware
 from aegen.files.atomic import write_atomic, write_json
 from aegen.latent.likelihood import binarise, per_image_elbo_and_nll
 from aegen.models.vae import BernoulliVAE
+from aegen.runs.config import CONFIG
 from aegen.scoring.compression import (
     SSIM_SOURCE,
     STORAGES,
@@ -154,7 +155,7 @@ def _train_models(
             dataset,
             epochs=epochs,
             out=run_dir,
-            resume=(run_dir / "config.json").is_file(),
+            resume=(run_dir / CONFIG).is_file(),
             progress=False,
             model_options=options,
             **data_root_setting(data_root),

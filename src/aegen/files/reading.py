@@ -54,3 +54,22 @@ def parse_json(path: Path, data: bytes, where: str = "") -> Any:
 
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_KINDS = {str: "a string", int: "a whole number", float: "a number", dict: "a JSON object"}
+_CONTAINERS: dict[type, str] = {str: "a string", list: "a list", dict: "an object"}
+
+
+def json_field(path: Path, section: dict[str, Any], key: str, kind: type, where: str = "") -> Any:
+    """section[key], which must be there and of kind (float: any number; int and float: no bool)."""
+    if key not in section:
+        raise RunError(f"{path} is incomplete: it has no {where}{key}")
+    value = section[key]
+    if kind is float:
+        fits = is_number(value)
+    else:
+        fits = isinstance(value, kind) and not isinstance(value, bool)
+    if not fits:
+        found = _CONTAINERS.get(type(value)) or json.dumps(value)  # a number, true/false, null
+        raise RunError(f"{path}: {where}{key} must be {_KINDS[kind]}, not {found}")
+    return value

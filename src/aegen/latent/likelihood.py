@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from aegen.data.pixels import unit_images
 from aegen.models.bernoulli import softplus
 from aegen.models.vae import BernoulliVAE
+from aegen.settings.evaluate import MOST_NLL_K
 
 LOG_2PI = math.log(2 * math.pi)
 ROWS_PER_CHUNK = 4096  # decoded draws at a time: their logits (12.8 MB) stay in the CPU's cache
@@ -92,7 +93,7 @@ def _batch_weights(
 def elbo_and_nll(
     model: BernoulliVAE,
     images: torch.Tensor,
-    k: int = 1000,
+    k: int = MOST_NLL_K,
     seed: int = 0,
     batch: int = 64,
     labels: torch.Tensor | None = None,
@@ -114,7 +115,7 @@ def elbo_and_nll(
 def per_image_elbo_and_nll(
     model: BernoulliVAE,
     images: torch.Tensor,
-    k: int = 1000,
+    k: int = MOST_NLL_K,
     seed: int = 0,
     batch: int = 64,
     labels: torch.Tensor | None = None,

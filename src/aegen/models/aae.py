@@ -42,6 +42,8 @@ class AAE(ConvCodeAE):
     """The conv autoencoder with an 8-d code and an MLP discriminator on codes; samples from the
     prior."""
 
+    config_class = AAEConfig
+
     variational = True  # its codes are trained to follow the prior
     default_lr = 5e-4
     adam_betas = (0.5, 0.999)  # the usual GAN setting: less momentum against oscillation

@@ -37,6 +37,8 @@ def _mlp(widths: list[int]) -> list[nn.Module]:
 class FullyConnectedAE(Autoencoder):
     """Encoder 784-128-64-12-3 with ReLU; decoder 3-12-64-128-784 with ReLU and a final Tanh."""
 
+    config_class = AEConfig
+
     value_range = (-1.0, 1.0)
     default_weight_decay = 1e-5
 

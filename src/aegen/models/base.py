@@ -6,7 +6,7 @@ import dataclasses
 import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -92,6 +92,7 @@ class Autoencoder(nn.Module):
     """
 
     value_range: tuple[float, float]
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig  # each model names its own
     latent_dim: int
     kl_scale: torch.Tensor  # a buffer: see __init__
     image_shape: tuple[int, int, int]
@@ -108,6 +109,7 @@ class Autoencoder(nn.Module):
     # False where codes are discrete (codebook entries): no density can be fitted to them.
     continuous_codes: bool = True
     learned_prior: bool = False  # True: draw_prior gives its prior's codes, not N(0, I)
+    solved_prior: bool = False  # True: solve_prior draws them in steps (ldm's flow)
     # Classes a learned prior draws codes for (`--label`) while encode and decode need no label.
     prior_classes: int = 0
     default_lr: float = 1e-3  # Adam's learning rate when the settings leave it open
@@ -147,6 +149,18 @@ class Autoencoder(nn.Module):
         `prior` sampler then draws from; None where the prior is the standard normal. `labels`
         [n] (class indices) only for a prior conditioned on them (prior_classes > 0)."""
         return None
+
+    def solve_prior(
+        self,
+        n: int,
+        generator: torch.Generator,
+        labels: torch.Tensor | None = None,
+        path: list[torch.Tensor] | None = None,
+        steps: int | None = None,
+    ) -> torch.Tensor:
+        """draw_prior for a prior solved in steps (solved_prior): `steps` of the solver instead
+        of the model's default, `path` receiving each step's codes."""
+        raise NotImplementedError(f"{type(self).__name__} draws its prior in one step")
 
     @property
     def default_sampler(self) -> str:

@@ -45,6 +45,8 @@ class ConvAEConfig(ModelConfig):
 class ConvAE(Autoencoder):
     """Conv(s3) 16x10x10 -> pool 16x5x5 -> Conv(s2) 8x3x3 -> pool 8x2x2; ConvTranspose back."""
 
+    config_class = ConvAEConfig
+
     value_range = (-1.0, 1.0)
     default_weight_decay = 1e-5
     channels_last = True  # epochs 1.1-1.2x faster so on the CPU, in every sitting (bench/)

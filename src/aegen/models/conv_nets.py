@@ -5,7 +5,7 @@ The decoder upsamples by resizing (nearest neighbour, x2) and then convolving (3
 et al., "Deconvolution and checkerboard artifacts" (Distill, 2016): every output pixel is made
 by the same number of kernel taps, so the decoder cannot print the checkerboard a transposed
 convolution's uneven overlap gives (measured on colour emoji: high-frequency power of the
-rebuilt images within 2x of the real images', see the README's "Colour images"). A last 3x3
+rebuilt images within 2x of the real images', see docs/lab/colour-images.md). A last 3x3
 convolution at full resolution mixes the colours the upsampled features carry. Runs recorded
 before this decoder keep their transposed convolutions (`upsample="transpose"`), so that their
 weights still load.

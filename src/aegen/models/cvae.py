@@ -39,6 +39,8 @@ class CVAEConfig(ModelConfig):
 class CVAE(BernoulliVAE):
     """fc1 (784 + classes)-400 ReLU, heads 400-2; decoder (2 + classes)-400 ReLU, 400-784."""
 
+    config_class = CVAEConfig
+
     config: CVAEConfig
 
     def __init__(self, config: CVAEConfig | None = None):

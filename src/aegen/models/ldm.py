@@ -92,6 +92,9 @@ class LatentDiffusion(GridAutoencoder):
     """Conv encoder to a KL-regularised 4 x 7 x 7 code, conv decoder, sigmoid; a flow-matching
     prior on the codes."""
 
+    config_class = LDMConfig
+    solved_prior = True
+
     config: LDMConfig
     prior: CodeDenoiser
     settle_measure = "val_mse"  # pixel MSE in [0, 1]: the summed BCE has the pixels' entropy
@@ -173,8 +176,13 @@ class LatentDiffusion(GridAutoencoder):
         }
         return LossOutput(autoencoder + prior, terms, {"autoencoder": autoencoder, "prior": prior})
 
-    @torch.no_grad()
     def draw_prior(
+        self, n: int, generator: torch.Generator, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.solve_prior(n, generator, labels)
+
+    @torch.no_grad()
+    def solve_prior(
         self,
         n: int,
         generator: torch.Generator,

@@ -46,6 +46,8 @@ class RAEConfig(CodeAEConfig):
 class RAE(ConvCodeAE):
     """The conv autoencoder with a 16-d deterministic code, sampled by a mixture on its codes."""
 
+    config_class = RAEConfig
+
     ex_post_sampler = "gmm"
 
     config: RAEConfig

@@ -120,6 +120,8 @@ class BernoulliVAE(Autoencoder):
 class VAE(BernoulliVAE):
     """fc1 784-400 ReLU, heads 400-20 for mu and logvar; decoder 20-400 ReLU, 400-784 sigmoid."""
 
+    config_class = VAEConfig
+
     config: VAEConfig
 
     def __init__(self, config: VAEConfig | None = None):

@@ -69,6 +69,8 @@ class VAEGAN(Autoencoder):
     """Encoder Conv-BN-ReLU x2 -> mu, logvar; decoder linear -> (resize x2, conv 3x3, BN, ReLU)
     x2 -> conv 3x3, sigmoid (conv_nets.py: no checkerboard)."""
 
+    config_class = VAEGANConfig
+
     value_range = (0.0, 1.0)
     variational = True
     default_lr = 2e-4

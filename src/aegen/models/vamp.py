@@ -59,6 +59,8 @@ def diagonal_mixture_log_density(
 class VampVAE(VAE):
     """The VAE 784-400-20 whose prior is a mixture of its posteriors at 500 pseudo-inputs."""
 
+    config_class = VampConfig
+
     learned_prior = True
 
     config: VampConfig

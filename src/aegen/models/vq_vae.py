@@ -63,6 +63,8 @@ class VQVAE(GridAutoencoder):
     """Conv encoder to a 7 x 7 grid of 16-d vectors, a 128-entry codebook, conv decoder, sigmoid;
     a PixelCNN prior over the grid's indices."""
 
+    config_class = VQVAEConfig
+
     continuous_codes = False  # codes are codebook entries: no density to fit to them
 
     config: VQVAEConfig

@@ -54,6 +54,8 @@ def imq_mmd(codes: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
 class WAE(ConvCodeAE):
     """The conv autoencoder with an 8-d code pulled towards N(0, I): it samples from the prior."""
 
+    config_class = WAEConfig
+
     variational = True  # its codes are trained to follow the prior
 
     config: WAEConfig

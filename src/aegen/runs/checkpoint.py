@@ -1,6 +1,6 @@
 """checkpoint.safetensors: weights, every optimizer's state, the finished epochs and their
 history, and the best epoch's weights, in one file replaced atomically at the end of each epoch:
-the run's single source of truth (pipeline.py derives model.safetensors, model-best.safetensors
+the run's single source of truth (runs/run.py derives model.safetensors, model-best.safetensors
 and history.jsonl from it). Every part is checked before anything is loaded."""
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from typing import Any, Protocol
 import torch
 
 from aegen.errors import RunError
+from aegen.files.reading import is_number, parse_json
 from aegen.files.tensors import (
     Header,
     check_tensor,
     read_tensors,
     save_tensors,
 )
-from aegen.files.reading import is_number, parse_json
-from aegen.runs.weights import apply_weights, check_weights
 from aegen.runs.folder import CHECKPOINT, check_history
+from aegen.runs.weights import apply_weights, check_weights
 
 BEST = "best."  # the prefix of the best epoch's weights in a checkpoint
 

@@ -21,11 +21,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from aegen.settings.evaluate import LEAST_SAMPLES, MOST_SAMPLES, NLL_DRAWS
+
 log = logging.getLogger("aegen")
 
-LEAST_SAMPLES = 1_000
-MOST_SAMPLES = 10_000
-NLL_DRAWS = (1000, 500, 200, 100)
 NLL_MOST_IMAGES = 2_000
 NLL_LEAST_IMAGES = 100
 

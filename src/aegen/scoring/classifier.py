@@ -10,7 +10,7 @@ A user's own labelled images get the same CNN, sized to their shape, trained on 
 training split and measured on its held-out images. Unlabelled images have nothing to train a
 classifier on: their features come from the same CNN left at a fixed seeded random
 initialisation ("random-cnn"), which needs no download and no labels but separates images less
-sharply than a trained judge (README: "Which scores to trust").
+sharply than a trained judge (docs/guide/own-images.md: "Which scores to trust").
 """
 
 from __future__ import annotations

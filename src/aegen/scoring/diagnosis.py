@@ -12,7 +12,7 @@ instead of leaving a user to find it in the pictures (issue 29):
   HF_RATIO_LIMIT times the real images' (image_stats.py defines it).
 
 `diagnose` returns the numbers behind each check and the findings, one sentence each; the
-pipeline prints the findings and keeps both in the run folder's diagnosis.json.
+training (training/run.py) prints the findings and keeps both in the run folder's diagnosis.json.
 """
 
 from __future__ import annotations

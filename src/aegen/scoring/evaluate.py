@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from aegen.errors import ConfigError
 from aegen.scoring.scores import score_run
+from aegen.settings.evaluate import EvalSettings, eval_settings_from
 from aegen.trained import TrainedModel, load
 
 
 def evaluate(
     run: TrainedModel | str | Path,
-    samplers: list[str] | None = None,
-    n_samples: int | None = None,
-    nll_k: int | None = None,
-    seed: int = 0,
-    data_root: str | Path | None = None,
-    weights: str | None = None,
-    threads: int | None = None,
+    settings: EvalSettings | list[str] | None = None,
+    **overrides: Any,
 ) -> dict:
     """Score a run on its data set's test split, write RUN/scores.json (scoring/scores.py).
-    n_samples and nll_k: None sizes them from the data and the training (scoring/budget.py).
-    weights: "best", "last" or None (the best where the run has them; see `load`).
-    threads: CPU threads for torch (None: torch's default, every usable core)."""
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
-    trained = run if isinstance(run, TrainedModel) else load(run, data_root, weights)
-    return score_run(trained, samplers, n_samples, nll_k, seed=seed)
+
+    settings: an EvalSettings (settings/evaluate.py), or only the samplers' names; overrides:
+    any of its fields by name, e.g. `evaluate(run, n_samples=2000, seed=1)`: samplers (None:
+    the model's standard ones), n_samples and nll_k (None: sized from the data and the training,
+    scoring/budget.py), seed, data_root and weights ("best", "last" or None, the best where the
+    run has them; see `load`; both only for a run given by its folder), threads (CPU threads for
+    torch; None: torch's default, every usable core)."""
+    chosen = eval_settings_from(settings, overrides)
+    if chosen.threads is not None:
+        torch.set_num_threads(chosen.threads)
+    trained = run if isinstance(run, TrainedModel) else load(run, chosen.data_root, chosen.weights)
+    return score_run(trained, chosen.samplers, chosen.n_samples, chosen.nll_k, seed=chosen.seed)

@@ -33,7 +33,8 @@ from aegen.export.files import check_suffix
 from aegen.files.atomic import write_atomic
 from aegen.latent.likelihood import per_image_elbo_and_nll
 from aegen.models.vae import BernoulliVAE
-from aegen.trained import EVAL_BATCH, TrainedModel
+from aegen.settings.evaluate import EVAL_BATCH, MOST_NLL_K
+from aegen.trained import TrainedModel
 
 SCORE_FORMATS = (".csv", ".json")
 RECONSTRUCT_BATCH = 4 * EVAL_BATCH  # images held as floats at a time while rebuilding
@@ -62,7 +63,7 @@ def images_to_score(
         root = data_root if data_root is not None else trained.data_root
         data = load_dataset(source, "test", root, image_size=size, channels=channels)
     else:
-        background = trained.config["data"].get("background", "white")  # as the run's images
+        background = trained.config.settings.background  # as the run's images
         data = load_dataset(
             source, "train", image_size=size, channels=channels, background=background
         )
@@ -75,7 +76,7 @@ def with_run_classes(trained: TrainedModel, data: ImageSet) -> ImageSet:
     """The images with labels renumbered to the run's classes when every class name of theirs
     is one the run trained with: an array labelled only 3 and 7 (classes "3" and "7", indices
     0 and 1 on loading) keeps the labels 3 and 7 an MNIST run knows them by."""
-    run_classes = list(trained.config["data"].get("classes") or [])
+    run_classes = list(trained.config.data.classes)
     if not data.labelled or not set(data.classes) <= set(run_classes):
         return data
     index = torch.tensor([run_classes.index(name) for name in data.classes])
@@ -92,7 +93,7 @@ def check_labels(trained: TrainedModel, data: ImageSet, source: str) -> None:
             f"{source} has no labels, but {trained.name} is conditional and scores each image "
             "given its label; give a folder with one sub-folder per class or an .npz with 'labels'"
         )
-    run_classes = tuple(trained.config["data"].get("classes") or ())
+    run_classes = trained.config.data.classes
     if run_classes and data.classes != run_classes:
         raise DataError(
             f"{source}'s classes ({', '.join(data.classes[:4])}, ...) are not among those "
@@ -120,7 +121,7 @@ def image_names(source: str, data: ImageSet) -> list[str] | None:
 
 @torch.no_grad()
 def per_image_scores(
-    trained: TrainedModel, data: ImageSet, nll_k: int = 1000, seed: int = 0
+    trained: TrainedModel, data: ImageSet, nll_k: int = MOST_NLL_K, seed: int = 0
 ) -> dict[str, torch.Tensor]:
     """Per-image scores, each a float tensor [N] on the CPU: `recon_mse`, the mean squared error
     in [0, 1] between an image and its reconstruction; for models with a pixel likelihood also

@@ -127,19 +127,19 @@ def judge(
     """The classifier whose features score this run: the data set's own cached one for the
     built-in sets at their native 28x28x1; for other images of two or more classes one trained
     on the run's training split; for unlabelled images (or one class) the seeded random CNN."""
-    data = trained.config["data"]
+    settings = trained.config.settings
     shape = tuple(trained.model.image_shape)
     if trained.has_test_split and shape == (1, 28, 28):
-        return load_classifier(data["dataset"], trained.data_root)
+        return load_classifier(settings.dataset, trained.data_root)
     train = trained.split("train")
     if not train.labelled or len(train.labels.unique()) < 2:
         return random_feature_cnn(shape[0], shape[1])
-    split_key = f"{trained.config['train']['seed']}-{trained.config['train']['val_fraction']}"
+    split_key = f"{settings.seed}-{settings.val_fraction}"
     key = hashlib.sha256(
-        f"{data['dataset']}|{train.digest}|{shape}|{split_key}".encode()
+        f"{settings.dataset}|{train.digest}|{shape}|{split_key}".encode()
     ).hexdigest()[:24]
     return own_data_classifier(
-        data["dataset"],
+        settings.dataset,
         (train.images, train.labels),
         (reference.images, reference.labels),
         len(train.classes),
@@ -272,7 +272,7 @@ def score_run(
 
     samplers = samplers or standard_samplers(type(trained.model))
     _check_count(n_samples or LEAST_IMAGES, "samples per sampler")
-    dataset = trained.config["data"]["dataset"]
+    dataset = trained.config.dataset
     test = trained.split("test")
     train = trained.split("train")
     _check_count(len(test), "reference images")

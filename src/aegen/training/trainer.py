@@ -47,15 +47,15 @@ from aegen.data.pixels import to_model_range
 from aegen.errors import ConfigError, TrainingError
 from aegen.models.base import Autoencoder, Stage
 from aegen.models.stage_plan import resolve, switch_note
+from aegen.settings.evaluate import EVAL_BATCH
+from aegen.settings.train import TrainSettings
 from aegen.training import distributed
 from aegen.training.adam import FusedAdam
 from aegen.training.controls import epochs_without_gain, kl_factor, rate_factor
 from aegen.training.cuda_graph import GraphedStep
 from aegen.training.device import autocast, flushing_denormals, resolve_device
-from aegen.training.settings import TrainSettings
 from aegen.training.threads import ThreadTuner, thread_candidates
 
-EVAL_BATCH = 1024
 CHECK_EVERY = 50  # steps between looks at the losses (each look waits for the device)
 
 
@@ -83,8 +83,8 @@ def check_kl_warmup(model: Autoencoder, settings: TrainSettings) -> None:
     """A KL warm-up needs a KL term to warm up: refused in one line otherwise."""
     if settings.kl_warmup and not model.has_kl_term:
         raise ConfigError(
-            "--kl-warmup needs a model whose loss has a KL term (vae, beta-vae, conv-vae, cvae, "
-            "vae-gan, vamp; not the IWAE objective); this one has none"
+            "--kl-warmup needs a model whose loss has a KL term (has_kl_term: the VAEs, not "
+            "the IWAE objective); this one has none"
         )
 
 

@@ -128,7 +128,7 @@ class Explorer:
         gallery_coords = self.axes.to_coords(self.gallery_codes).tolist()
         return {
             "model": self.trained.name,
-            "dataset": config["data"]["dataset"],
+            "dataset": config.dataset,
             "run": str(self.trained.run_dir),
             "latent_dim": self.trained.latent_dim,
             "axes_kind": self.axes.kind,

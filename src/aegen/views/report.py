@@ -23,10 +23,10 @@ import jinja2
 from aegen.errors import AegenError, ConfigError, RunError
 from aegen.files.atomic import write_atomic
 from aegen.models import preset
+from aegen.runs.config import RunConfig, read_run_config
 from aegen.runs.folder import (
     OLD_SCORES,
     SCORES,
-    read_config,
     read_diagnosis,
     read_history,
     read_run_file,
@@ -83,16 +83,15 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
     return str(macros.table(header, rows))
 
 
-def _config_rows(config: dict) -> list[list[Any]]:
-    data = config["data"]
+def _config_rows(config: RunConfig) -> list[list[Any]]:
     return [
-        ["model", config["model"]],
-        ["data set", data["dataset"]],
-        ["train / val images", f"{data['n_train']:,d} / {data['n_val']:,d}"],
-        *[[f"model: {k}", v] for k, v in config["model_config"].items()],
-        *[[f"train: {k}", v] for k, v in config["train"].items()],
-        ["default sampler", config["default_sampler"]],
-        ["aegen version", config.get("aegen_version", "?")],
+        ["model", config.model],
+        ["data set", config.dataset],
+        ["train / val images", f"{config.data.n_train:,d} / {config.data.n_val:,d}"],
+        *[[f"model: {k}", v] for k, v in config.model_config.items()],
+        *[[f"train: {k}", v] for k, v in config.settings.section("train").items()],
+        ["default sampler", config.default_sampler],
+        ["aegen version", config.aegen_version or "?"],
     ]
 
 
@@ -217,17 +216,17 @@ def _pictures(run_dir: Path) -> dict[str, Any]:
     return {"pictures": pictures, "pictures_missing": missing, "pictures_skipped": skipped}
 
 
-def _standard_samplers(config: dict[str, Any]) -> list[str]:
+def _standard_samplers(config: RunConfig) -> list[str]:
     """The samplers an unevaluated run's page shows samples of (its model's standard ones)."""
     try:
-        return standard_samplers(preset(config["model"]).model_class)
+        return standard_samplers(preset(config.model).model_class)
     except ConfigError:  # a model this aegen does not know: its page says so elsewhere
         return list(STANDARD_SAMPLERS)
 
 
 def _run(run_dir: Path) -> dict[str, Any]:
     """Everything the page shows of one run, as plain data for the template."""
-    config = read_config(run_dir)
+    config = read_run_config(run_dir)
     metrics, scores_error = None, ""
     if any(os.path.lexists(run_dir / name) for name in (SCORES, OLD_SCORES)):  # evaluated
         try:
@@ -253,7 +252,7 @@ def _run(run_dir: Path) -> dict[str, Any]:
         "findings": diagnosis["findings"] if diagnosis else [],
         "diagnosed": diagnosis is not None,
         "diagnosis_error": diagnosis_error,
-        "title": f"{config['model']} on {config['data']['dataset']}",
+        "title": f"{config.model} on {config.dataset}",
         "path": str(run_dir),
         "config_rows": _config_rows(config),
         **_history(history),

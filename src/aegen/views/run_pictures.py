@@ -11,7 +11,6 @@ from aegen.data.pixels import unit_images
 from aegen.errors import ConfigError
 from aegen.export.files import image_grid_png, save_image_grid
 from aegen.files.atomic import write_atomic
-from aegen.models.ldm import LatentDiffusion
 from aegen.trained import TrainedModel
 from aegen.views.figures import (
     save_latent_scatter,
@@ -82,11 +81,10 @@ def denoising_paths(trained: TrainedModel, seed: int = 0) -> torch.Tensor:
     of its path from noise to code (one row per sample, one per class where it has labels):
     [N_DENOISED * DENOISING_COLUMNS, C, H, W]."""
     model = trained.model
-    assert isinstance(model, LatentDiffusion)
     classes = model.prior_classes
     labels = torch.arange(N_DENOISED) % classes if classes else None
     path: list[torch.Tensor] = []
-    model.draw_prior(N_DENOISED, torch.Generator().manual_seed(seed), labels, path)
+    model.solve_prior(N_DENOISED, torch.Generator().manual_seed(seed), labels, path)
     picked = torch.linspace(0, len(path) - 1, DENOISING_COLUMNS).round().long().tolist()
     codes = torch.stack([path[i] for i in picked], 1)  # [samples, columns, latent]
     return trained.decode(codes.flatten(0, 1))
@@ -143,7 +141,7 @@ def write_run_pictures(trained: TrainedModel, history: list[dict]) -> torch.Tens
         centre = (0.0, 0.0) if variational else tuple(codes.mean(0).tolist())
         scale = (1.0, 1.0) if variational else tuple(codes.std(0).tolist())
         save_manifold(run_dir / "manifold.png", trained.decode, centre=centre, scale=scale)
-    if isinstance(trained.model, LatentDiffusion):
+    if trained.model.solved_prior:
         write_atomic(
             run_dir / "denoising.png", image_grid_png(denoising_paths(trained), DENOISING_COLUMNS)
         )

@@ -103,8 +103,8 @@ class TrainSettings:
     )
     data_root: str | None = setting(
         None,
-        "folder in torchvision's raw layout for the built-in sets (default "
-        "$AEGEN_DATA, else the data folder in aegen's cache)",
+        "folder in torchvision's raw layout for the built-in sets (default: a run's recorded "
+        "one, else $AEGEN_DATA, else the data folder in aegen's cache)",
         section="data",
         metavar="DIR",
     )
