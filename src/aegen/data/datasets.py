@@ -328,10 +328,22 @@ def parse_idx(content: bytes, path: Path, ndim: int) -> torch.Tensor:
     return torch.from_numpy(array.copy())
 
 
-def train_val_split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A deterministic shuffled split of range(n) into train and validation indices."""
+def split_sizes(n: int, val_fraction: float, name: str = "the data") -> tuple[int, int]:
+    """(training, validation) image counts of a split; DataError where either would be empty."""
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_val = max(1, round(n * val_fraction))
+    if n - n_val < 1:
+        raise DataError(
+            f"{name} has {n:,d} image{'s' if n != 1 else ''}: a validation share of "
+            f"{val_fraction:g} leaves none to train on; give at least 2 images"
+            + (", or a smaller --val-fraction" if n > 1 else "")
+        )
+    return n - n_val, n_val
+
+
+def train_val_split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A deterministic shuffled split of range(n) into train and validation indices."""
+    n_val = split_sizes(n, val_fraction)[1]
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[n_val:], order[:n_val]

@@ -25,6 +25,24 @@ def save_tensors(
     write_atomic(path, save_tensors_bytes(clean, metadata=metadata), durable)
 
 
+def save_tensors_unless_same(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> None:
+    """save_tensors, unless path already holds exactly these tensors and metadata: safetensors
+    orders metadata keys differently from one process to the next, and a file derived again
+    (a resumed run's weights) must stay byte for byte what it was."""
+    try:
+        expected = {name: (tuple(v.shape), v.dtype) for name, v in tensors.items()}
+        held, held_metadata = load_tensors(path, expected)
+        same = held_metadata == metadata and all(
+            torch.equal(held[name], value.detach().cpu()) for name, value in tensors.items()
+        )
+    except (OSError, RunError):  # missing, unreadable or another file: written anew
+        same = False
+    if not same:
+        save_tensors(path, tensors, metadata)
+
+
 def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     """sha256 of tensors' names, dtypes, shapes and values: what a file's metadata records to
     tell a damaged or edited file (or one fitted to other weights) from the one written."""

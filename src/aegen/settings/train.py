@@ -32,6 +32,7 @@ RESUMABLE = (
     "tensorboard",
     "threads",
 )
+MAX_EPOCHS = 1_000_000  # a bound, so that no record holds a number nothing can reach
 MAX_SEED = 2**32 - 1  # (seed, epoch) still fits the 64-bit seed torch takes (see epoch_seed)
 
 
@@ -108,7 +109,7 @@ class TrainSettings:
         section="data",
         metavar="DIR",
     )
-    epochs: int = setting(10, "passes over the training images", minimum=1)
+    epochs: int = setting(10, "passes over the training images", minimum=1, maximum=MAX_EPOCHS)
     batch_size: int | None = setting(
         None,
         "images per optimizer step (default: the model's, 128; vq-vae and ldm halve it, down "

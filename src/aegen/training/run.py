@@ -23,13 +23,14 @@ from aegen.data.datasets import (
     check_dataset_name,
     has_test_split,
     load_dataset,
+    split_sizes,
     train_val_split,
 )
 from aegen.errors import ConfigError, Interrupted, RunError, TrainingError
 from aegen.models import Autoencoder, config_to_dict, preset
 from aegen.models.stage_plan import plan_text
 from aegen.runs.config import DataRecord, RunConfig, read_run_config
-from aegen.runs.folder import write_diagnosis
+from aegen.runs.folder import read_history, write_diagnosis
 from aegen.runs.lock import LOCK, RunFolderLock, orphan_files
 from aegen.runs.run import RunFolder
 from aegen.scoring.diagnosis import diagnose
@@ -92,6 +93,7 @@ def train(
         if not has_test_split(chosen.dataset):  # own images: recorded by absolute path
             chosen = dataclasses.replace(chosen, dataset=absolute_path(chosen.dataset))
         data = training_data(chosen)
+        split_sizes(len(data), chosen.val_fraction, data.name)  # too few images: no folder made
         options = options_for_data(model, chosen.model_options, data)
         net = seeded_model(model, options, chosen.seed)
         check_kl_warmup(net, chosen)  # before the folder is made
@@ -163,7 +165,6 @@ def _train(
     batch = net.default_batch_size(len(train_index))
     chosen = chosen.with_model_defaults(net.default_lr, net.default_weight_decay, batch)
     config = run_config(model, net, chosen, device, full, len(train_index), len(val_index))
-    folder = RunFolder.create(run_dir, config, writes=main)
     trainer = Trainer(
         net,
         chosen,
@@ -173,6 +174,40 @@ def _train(
         full.labels[val_index],
         device=device,
     )
+    begin = RunFolder.continued if resume else RunFolder.create
+    try:
+        folder = begin(run_dir, config, writes=main)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted before training began; {run_dir} holds no epoch of this command"
+        ) from None
+    try:
+        fit = _fit(folder, net, trainer, chosen, full, val_index, resume, progress, hooks)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; {folder.what_is_kept()}") from None
+    try:
+        return _finish(folder, fit, trainer, main)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted while drawing the run's pictures; {run_dir} keeps all "
+            f"{folder.committed} epochs: `aegen pictures {run_dir}` draws them again"
+        ) from None
+
+
+def _fit(
+    folder: RunFolder,
+    net: Autoencoder,
+    trainer: Trainer,
+    chosen: TrainSettings,
+    full: ImageSet,
+    val_index: torch.Tensor,
+    resume: bool,
+    progress: bool | None,
+    hooks: list[EpochHook],
+) -> Autoencoder:
+    """Train the model into its run folder: resume from its checkpoint, commit every epoch;
+    returns the model (on the device it trained on)."""
+    run_dir, config, main, model = folder.path, folder.config, folder.writes, folder.model
     start = 0
     if resume and folder.has_checkpoint():  # none yet: start from the seeded start
         start = folder.resume(net, trainer.optimizers)
@@ -199,7 +234,7 @@ def _train(
 
     if main:
         log.info(
-            f"training {model} on {chosen.dataset} ({len(train_index)} train / "
+            f"training {model} on {chosen.dataset} ({len(full) - len(val_index)} train / "
             f"{len(val_index)} val images, {trainer.device}{_notes(trainer, chosen)}) -> {run_dir}"
         )
     try:
@@ -213,7 +248,7 @@ def _train(
             board.close()
     if main and trainer.stop_reason:
         log.info(trainer.stop_reason)
-    return _finish(folder, net, trainer, main)
+    return net
 
 
 def _notes(trainer: Trainer, chosen: TrainSettings) -> str:
@@ -301,6 +336,12 @@ def _resumed_run(
                 f"--resume cannot change {key!r} (the run has "
                 f"{getattr(recorded, key)!r}); resumable: {', '.join(RESUMABLE)}"
             )
+    finished = len(read_history(run_dir))
+    if isinstance(given.get("epochs"), int) and given["epochs"] < finished:
+        raise ConfigError(
+            f"--epochs {given['epochs']} is fewer than the {finished} epochs {run_dir} has "
+            f"finished; a resumed run goes on to --epochs {finished} or more"
+        )
     resumed = {**dataclasses.asdict(recorded), **{k: v for k, v in given.items() if k in RESUMABLE}}
     return net, settings_from(resumed, "the resumed run's settings")
 

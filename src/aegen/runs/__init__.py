@@ -1,0 +1,1 @@
+"""The run folder: its files, its config, its weights and checkpoint, and its lock."""
