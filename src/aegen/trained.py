@@ -6,6 +6,7 @@ Images go in and come out as floats in [0, 1] (uint8 in 0..255 is accepted too),
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -32,7 +33,7 @@ from aegen.latent.samplers import (
 from aegen.models import Autoencoder, build_recorded_model
 from aegen.runs.config import CONFIG, DataRecord, RunConfig
 from aegen.runs.run import RunFolder
-from aegen.runs.weights import load_weights
+from aegen.runs.weights import apply_weights, read_weights
 from aegen.settings.evaluate import EVAL_BATCH
 
 log = logging.getLogger("aegen")
@@ -406,16 +407,22 @@ def load(
     or None: the best where the run has them (runs trained before aegen kept them have only
     the last)."""
     folder = RunFolder.open(run_dir)
-    model = recorded_model(folder.path, folder.config)
     path, weights = folder.weights_path(weights)
-    load_weights(path, model, folder.model)
+    # The file's tensors are checked against the model's shapes on torch's meta device before
+    # the model is allocated: an edited config.json cannot make a huge one.
+    layout = recorded_model(folder.path, folder.config, meta=True)
+    tensors, _ = read_weights(path, layout, folder.model)
+    model = recorded_model(folder.path, folder.config)
+    apply_weights(tensors, model, prefix="")
     return TrainedModel(folder.path, model, folder.config, data_root, weights)
 
 
-def recorded_model(run_dir: Path, config: RunConfig) -> Autoencoder:
-    """A freshly initialised model as config.json describes it, or one line saying why not."""
+def recorded_model(run_dir: Path, config: RunConfig, meta: bool = False) -> Autoencoder:
+    """A freshly initialised model as config.json describes it, or one line saying why not;
+    meta: on torch's meta device (shapes only, nothing allocated)."""
     try:
-        return build_recorded_model(config.model, config.model_config)
+        with torch.device("meta") if meta else contextlib.nullcontext():
+            return build_recorded_model(config.model, config.model_config)
     except ConfigError as exc:
         raise RunError(
             f"{run_dir / CONFIG} does not describe a model aegen can build ({exc})"

@@ -158,7 +158,7 @@ def test_a_huge_model_option_and_a_mistyped_resume_folder_are_one_line(capsys, t
         main(["train", "ae", "--option", "latent_dim=100000000000", "--out", str(tmp_path / "run")])
         == 2
     )
-    assert "cannot build ae with these options" in capsys.readouterr().err
+    assert "parameters: training needs" in capsys.readouterr().err
     assert main(["train", "ae", "--resume", "--out", str(tmp_path / "typo" / "deeper")]) == 2
     assert "is not a folder" in capsys.readouterr().err and not (tmp_path / "typo").exists()
 

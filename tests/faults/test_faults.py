@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from aegen.cli import main
+from aegen.errors import RunError
 from aegen.files.tensors import load_tensors
 from aegen.runs.lock import RunFolderLock
 
@@ -345,7 +346,7 @@ def test_a_lock_file_planted_as_a_symlink_is_not_followed(tmp_path):
     run_dir.mkdir()
     target.write_text("keep me")
     (run_dir / ".lock").symlink_to(target)
-    with pytest.raises(OSError):
+    with pytest.raises(RunError, match="cannot write .*lock"):
         with RunFolderLock(run_dir):
             pass
     assert target.read_text() == "keep me"

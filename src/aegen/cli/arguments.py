@@ -89,3 +89,16 @@ def sampler_names() -> str:
         f"{', '.join(SAMPLERS)}, or numbered: gmm-K (K components), diffusion-N (N ODE steps) "
         "or, for ldm, prior-N (its prior in N steps)"
     )
+
+
+def folder_writer(run: Path) -> Any:
+    """The run folder's shared lock (runs/lock.py), for a command that writes files derived
+    from the run into it: a training or an evaluation of the run refuses it, and it them."""
+    from aegen.runs.lock import RunFolderLock
+
+    return RunFolderLock(run, shared=True)
+
+
+def writes_into(run: Path, out: Path) -> bool:
+    """Whether an output file lands in the run folder itself."""
+    return out.resolve().parent == run.resolve()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
-from aegen.cli.arguments import add_eval_flag, run_argument
+from aegen.cli.arguments import add_eval_flag, folder_writer, run_argument, writes_into
 
 SUMMARY = "write a run's encoder or decoder as an ONNX or TorchScript file"
 DESCRIPTION = (
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> None:
     trained = load(args.run, weights=args.weights)
     suffix = ".onnx" if args.format == "onnx" else ".pt"
     out = args.out or args.run / f"{args.part}{suffix}"
-    difference = export_part(trained.model, args.part, args.format, out)
+    with folder_writer(args.run) if writes_into(args.run, out) else contextlib.nullcontext():
+        difference = export_part(trained.model, args.part, args.format, out)
     print(out)
     checked = (
         f"largest difference from aegen's own output {difference:.2g}"

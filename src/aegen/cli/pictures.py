@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from aegen.cli.arguments import add_eval_flag, run_argument
+from aegen.cli.arguments import add_eval_flag, folder_writer, run_argument
 
 SUMMARY = (
     "(re)draw a run's pictures: reconstructions, samples, latent "
@@ -23,5 +23,7 @@ def run(args: argparse.Namespace) -> None:
     from aegen.training.run import load
     from aegen.views.run_pictures import write_run_pictures
 
-    write_run_pictures(load(args.run, args.data_root), read_history(args.run))
+    trained = load(args.run, args.data_root)
+    with folder_writer(args.run):
+        write_run_pictures(trained, read_history(args.run))
     print(args.run)

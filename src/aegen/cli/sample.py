@@ -7,6 +7,7 @@ from pathlib import Path
 
 from aegen.cli.arguments import (
     add_eval_flag,
+    folder_writer,
     positive_int,
     run_argument,
     sampler_names,
@@ -53,5 +54,6 @@ def run(args: argparse.Namespace) -> None:
     label = "" if args.label is None else f"-label{args.label}"
     out = args.out or args.run / f"samples-{sampler}{label}-seed{args.seed}.png"
     check_image_output(out, args.n)
-    save_images(out, trained.sample(args.n, args.seed, sampler, args.label))
+    with folder_writer(args.run):  # a sampler fitted on the way is kept in the run folder
+        save_images(out, trained.sample(args.n, args.seed, sampler, args.label))
     print(out)

@@ -121,13 +121,51 @@ def _decode_fast(path: str, channels: int | None) -> torch.Tensor | None:
         return None
     try:
         with open(path, "rb") as handle:
-            data = torch.frombuffer(bytearray(handle.read()), dtype=torch.uint8)
-        pixels = decoder(data)
+            raw = bytearray(handle.read())
+        if (jpeg_pixels(raw) or 0) > bomb_pixels():  # Pillow then refuses it, as any file
+            return None
+        pixels = decoder(torch.frombuffer(raw, dtype=torch.uint8))
     except (OSError, RuntimeError, ValueError):
         return None
     if pixels.dtype != torch.uint8 or pixels.dim() != 3 or pixels.shape[0] not in (1, 3):
         return None  # CMYK and the like: Pillow's rules apply
     return convert_channels(pixels.unsqueeze(0), channels)[0]
+
+
+def bomb_pixels() -> int:
+    """The pixel count past which Pillow refuses a file as a decompression bomb (twice its
+    MAX_IMAGE_PIXELS): one limit for both decoders."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return 2 * limit if limit else 2**62
+
+
+# JPEG's start-of-frame markers, which hold the image's height and width (not DHT, JPG, DAC).
+_START_OF_FRAME = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def jpeg_pixels(data: bytes | bytearray) -> int | None:
+    """Width x height from a JPEG's frame header, read before anything is decoded; None where
+    the markers before it are not well formed."""
+    at = 2 if data[:2] == b"\xff\xd8" else len(data)
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers with no length
+            at += 2
+            continue
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        if marker in _START_OF_FRAME and at + 9 <= len(data):
+            height = int.from_bytes(data[at + 5 : at + 7], "big")
+            width = int.from_bytes(data[at + 7 : at + 9], "big")
+            return width * height
+        if marker == 0xDA or length < 2:  # scan data before any frame header
+            return None
+        at += 2 + length
+    return None
 
 
 def _decode_pillow(

@@ -15,10 +15,12 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -278,6 +280,7 @@ def _disagreement(a: str, a_shape: tuple, b: str, b_shape: tuple) -> str:
 def _load_array(path: Path) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """Images [N, C, H, W] uint8, labels and class names from a .npy or .npz file."""
     try:
+        check_array_sizes(path)  # before numpy allocates what a header claims
         loaded = np.load(path, allow_pickle=False)
     except UNREADABLE as exc:
         raise DataError(f"cannot read the array file {path} ({_reason(exc)})") from exc
@@ -299,6 +302,41 @@ def _load_array(path: Path) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]
     if labels is None:
         return images, torch.full((len(images),), -1), ()
     return images, *_checked_labels(labels, names, len(images), path)
+
+
+ZIP_MOST_RATIO = 1032  # the most deflate can shrink data: a member holds at most this many times
+
+
+def check_array_sizes(path: Path) -> None:
+    """Refuse a .npy (or an .npz member) whose header claims more data than the file holds:
+    numpy allocates the claimed shape before it reads a byte (931 GiB for a 192-byte file)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                ratio = 1 if info.compress_type == zipfile.ZIP_STORED else ZIP_MOST_RATIO
+                with archive.open(info) as member:
+                    room = min(info.file_size, info.compress_size * ratio)
+                    _check_npy_header(member, room, f"{path} ({info.filename})")
+        return
+    with open(path, "rb") as handle:
+        _check_npy_header(handle, os.fstat(handle.fileno()).st_size, str(path))
+
+
+def _check_npy_header(stream: Any, size: int, where: str) -> None:
+    """One .npy stream's header against the bytes there are (size: the whole stream's)."""
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed > size - stream.tell():
+        raise DataError(
+            f"{where} claims an array of shape {shape} ({claimed:,d} bytes) but holds "
+            f"{size:,d} bytes: the file is damaged or not what it says"
+        )
 
 
 # What np.load and an .npz's members raise for a damaged file (or, ValueError, a pickle).

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+TEMPORARY_SUFFIX = ".tmp"  # write_atomic's files before their rename: .NAME.PID.RANDOM.tmp
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK  # what open() would give; mkstemp alone makes files private (0600)
@@ -25,7 +26,9 @@ def write_atomic(path: str | Path, payload: bytes, durable: bool = True) -> None
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        # The writer's PID in the name: the next writer tells a live one's file from an orphan.
+        prefix = f".{path.name}.{os.getpid()}."
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=TEMPORARY_SUFFIX)
     except OSError as exc:
         raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
     try:

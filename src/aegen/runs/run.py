@@ -19,7 +19,6 @@ from aegen.errors import ConfigError, RunError
 from aegen.runs.checkpoint import BestWeights, Optimizer, load_checkpoint, save_checkpoint
 from aegen.runs.config import RunConfig, read_run_config, write_run_config
 from aegen.runs.folder import BEST_WEIGHTS, CHECKPOINT, WEIGHTS, read_history, write_history
-from aegen.runs.lock import remove_orphans
 from aegen.runs.weights import save_best_weights, save_weights
 from aegen.settings.evaluate import WEIGHTS as WEIGHT_CHOICES
 
@@ -44,11 +43,11 @@ class RunFolder:
 
     @classmethod
     def create(cls, path: Path, config: RunConfig, writes: bool = True) -> RunFolder:
-        """Write config.json into path (call with the folder's lock held): fails before any
-        training when the folder cannot be written."""
+        """Write config.json into path (call with the folder's lock held, which removed the
+        temporary files of killed writers): fails before any training when the folder cannot
+        be written."""
         folder = cls(path, config, writes)
         if writes:
-            remove_orphans(path)
             try:
                 write_run_config(path, config)
             except OSError as exc:
@@ -63,7 +62,6 @@ class RunFolder:
         until the first new epoch is committed, so a resume that fails first changes nothing."""
         folder = cls(path, config, writes)
         if writes:
-            remove_orphans(path)
             folder.config_pending = read_run_config(path) != config
         return folder
 

@@ -40,12 +40,21 @@ def save_best_weights(
     save(run_dir / BEST_WEIGHTS, dict(state), {"model": model_name, "epoch": str(epoch)})
 
 
+def read_weights(
+    path: Path, model: torch.nn.Module, model_name: str
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of model.safetensors (or model-best.safetensors), refusing,
+    from its header before any data is read, a file of another model or with other shapes or
+    dtypes than model's (which may live on torch's meta device: only its shapes count)."""
+    return read_tensors(
+        path, lambda header, metadata: check_weights(path, header, metadata, model, model_name, "")
+    )
+
+
 def load_weights(path: Path, model: torch.nn.Module, model_name: str) -> dict[str, str]:
     """Load model.safetensors (or model-best.safetensors) into model, refusing files of another
     model or with other shapes, dtypes or non-finite weights; returns the file's metadata."""
-    tensors, metadata = read_tensors(
-        path, lambda header, metadata: check_weights(path, header, metadata, model, model_name, "")
-    )
+    tensors, metadata = read_weights(path, model, model_name)
     apply_weights(tensors, model, prefix="")
     return metadata
 

@@ -1,4 +1,5 @@
-"""`aegen.evaluate(run)`: score a run folder and write its scores.json."""
+"""`aegen.evaluate(run)`: score a run folder and write its scores.json, holding the folder's
+lock (runs/lock.py): a training or another evaluation of the run is refused meanwhile."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import torch
 
+from aegen.runs.lock import RunFolderLock
 from aegen.scoring.scores import score_run
 from aegen.settings.evaluate import EvalSettings, eval_settings_from
 from aegen.trained import TrainedModel, load
@@ -29,4 +31,5 @@ def evaluate(
     if chosen.threads is not None:
         torch.set_num_threads(chosen.threads)
     trained = run if isinstance(run, TrainedModel) else load(run, chosen.data_root, chosen.weights)
-    return score_run(trained, chosen.samplers, chosen.n_samples, chosen.nll_k, seed=chosen.seed)
+    with RunFolderLock(trained.run_dir):  # scores.json and fitted samplers: one writer at a time
+        return score_run(trained, chosen.samplers, chosen.n_samples, chosen.nll_k, seed=chosen.seed)

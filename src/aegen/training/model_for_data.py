@@ -4,13 +4,18 @@ initial weights seeded by the run's seed alone."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from aegen.data.datasets import ImageSet
 from aegen.errors import ConfigError, DataError
 from aegen.models import Autoencoder, build_model, preset
+
+# What torch raises for options it cannot allocate or lay out (TypeError: a size past int64).
+UNBUILDABLE = (RuntimeError, MemoryError, OverflowError, ValueError, TypeError)
 
 
 def seeded_model(model: str, options: dict[str, Any], seed: int) -> Autoencoder:
@@ -19,10 +24,81 @@ def seeded_model(model: str, options: dict[str, Any], seed: int) -> Autoencoder:
         torch.manual_seed(seed)
         try:
             return build_model(model, options)
-        except (RuntimeError, MemoryError, OverflowError, ValueError) as exc:
-            # Options torch cannot allocate or lay out: the first line of its message only.
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-            raise ConfigError(f"cannot build {model} with these options ({reason})") from exc
+        except UNBUILDABLE as exc:
+            raise _cannot_build(model, exc) from exc
+
+
+def _cannot_build(model: str, exc: BaseException) -> ConfigError:
+    """The one line for options torch cannot build (its message's first line only: it may run
+    to a page of C++ frames)."""
+    reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+    return ConfigError(f"cannot build {model} with these options ({reason})")
+
+
+def check_model_size(
+    model: str, options: dict[str, Any], batch_size: int | None, n_train: int, memory: int
+) -> None:
+    """Refuse, before anything is allocated, options whose model would not fit in `memory`
+    bytes: built on torch's meta device (shapes only), its weights with their gradients and
+    Adam's two moments, and one training step's tensors on a batch."""
+    with torch.device("meta"):
+        try:
+            net = build_model(model, options)
+        except UNBUILDABLE as exc:
+            raise _cannot_build(model, exc) from exc
+        parameters = sum(p.numel() for p in net.parameters())
+        need = parameters * 4 * 4  # fp32 weights, gradients and two moments
+        if need > memory:
+            raise ConfigError(
+                f"{model} with these options has {parameters:,d} parameters: training needs "
+                f"{need / 2**30:,.1f} GiB for them, more than the {memory / 2**30:,.1f} GiB here"
+            )
+        batch = batch_size or net.default_batch_size(n_train)
+        step = _step_bytes(net, batch)
+    if step is not None and step > memory:
+        raise ConfigError(
+            f"{model} with these options needs about {step / 2**30:,.1f} GiB for one training "
+            f"step of {batch} images, more than the {memory / 2**30:,.1f} GiB here; choose "
+            "smaller options or a smaller --batch-size"
+        )
+
+
+class _TensorBytes(TorchDispatchMode):
+    """Adds up the bytes of every tensor the operations under it produce."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for tensor in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(tensor, torch.Tensor):
+                self.total += tensor.numel() * tensor.element_size()
+        return out
+
+
+def _step_bytes(net: Autoencoder, batch: int) -> int | None:
+    """The bytes of the tensors one loss evaluation makes on a batch, on the meta device (an
+    upper bound of its activations); None for a model whose loss reads values (ldm, vamp)."""
+    x = torch.empty(batch, *net.image_shape)
+    labels = torch.zeros(batch, dtype=torch.long) if net.conditional else None
+    try:
+        with _TensorBytes() as counted:
+            net.loss(x, labels)
+    except UNBUILDABLE + (NotImplementedError,):
+        return None
+    return counted.total
+
+
+def memory_of(device: torch.device) -> int:
+    """The bytes a model may use on device: the GPU's, or this machine's physical memory."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on this system: no bound
+        return 2**62
 
 
 def options_for_data(model: str, options: dict[str, Any], data: ImageSet) -> dict[str, Any]:

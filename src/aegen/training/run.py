@@ -40,7 +40,12 @@ from aegen.training import distributed
 from aegen.training.callbacks import Callback, EpochHook, call_hooks, epoch_hooks
 from aegen.training.device import flushing_denormals, resolve_device
 from aegen.training.epoch_log import format_epoch
-from aegen.training.model_for_data import options_for_data, seeded_model
+from aegen.training.model_for_data import (
+    check_model_size,
+    memory_of,
+    options_for_data,
+    seeded_model,
+)
 from aegen.training.trainer import Trainer, check_kl_warmup
 from aegen.version import __version__
 from aegen.views.run_pictures import write_run_pictures
@@ -95,6 +100,9 @@ def train(
         data = training_data(chosen)
         split_sizes(len(data), chosen.val_fraction, data.name)  # too few images: no folder made
         options = options_for_data(model, chosen.model_options, data)
+        n_train = split_sizes(len(data), chosen.val_fraction)[0]
+        memory = memory_of(resolve_device(chosen.device))
+        check_model_size(model, options, chosen.batch_size, n_train, memory)
         net = seeded_model(model, options, chosen.seed)
         check_kl_warmup(net, chosen)  # before the folder is made
         run_dir = Path(out) if out is not None else default_run_dir(model, chosen.dataset)
