@@ -98,9 +98,9 @@ def train(
         if not has_test_split(chosen.dataset):  # own images: recorded by absolute path
             chosen = dataclasses.replace(chosen, dataset=absolute_path(chosen.dataset))
         data = training_data(chosen)
-        split_sizes(len(data), chosen.val_fraction, data.name)  # too few images: no folder made
+        # Too few images to split, or options too large to build: one line, no folder made.
+        n_train = split_sizes(len(data), chosen.val_fraction, data.name)[0]
         options = options_for_data(model, chosen.model_options, data)
-        n_train = split_sizes(len(data), chosen.val_fraction)[0]
         memory = memory_of(resolve_device(chosen.device))
         check_model_size(model, options, chosen.batch_size, n_train, memory)
         net = seeded_model(model, options, chosen.seed)
