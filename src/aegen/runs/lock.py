@@ -55,7 +55,7 @@ class RunFolderLock:
                 fd = os.open(
                     self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644
                 )
-            except (PermissionError, OSError) as exc:
+            except OSError as exc:
                 if self.shared and exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
                     return self  # a read-only folder: nothing of it will be written
                 raise RunError(f"cannot write {self.path} ({exc.strerror or exc})") from exc
@@ -64,7 +64,7 @@ class RunFolderLock:
             except BlockingIOError:
                 holder = os.read(fd, 32).decode(errors="replace").strip()
                 os.close(fd)
-                who = f"(PID {holder})" if holder else "(one that reads it as it writes)"
+                who = f"(PID {holder})" if holder else "(one adding samples or pictures to it)"
                 raise RunError(
                     f"{self.run_dir} is being written by another aegen process "
                     f"{who}; wait for it to end or stop it"
@@ -97,10 +97,8 @@ class RunFolderLock:
         trace: TracebackType | None,
     ) -> None:
         if self.fd is not None:
-            if self.shared and not self._alone():  # others hold it too: the file stays
-                os.close(self.fd)
-                return
-            self.path.unlink(missing_ok=True)  # before unlocking: see the inode check above
+            if not self.shared or self._alone():  # a shared one's file stays while others hold it
+                self.path.unlink(missing_ok=True)  # before unlocking: see the inode check above
             os.close(self.fd)
             self.fd = None
 
