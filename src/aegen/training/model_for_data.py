@@ -54,13 +54,25 @@ def check_model_size(
                 f"{need / 2**30:,.1f} GiB for them, more than the {memory / 2**30:,.1f} GiB here"
             )
         batch = batch_size or net.default_batch_size(n_train)
-        step = _step_bytes(net, batch)
+        # Running the loss on the meta device imports torch's compiler (a second of start-up):
+        # only for options far beyond their defaults, where one step may not fit.
+        step = _step_bytes(net, batch) if _far_beyond_defaults(model, options) else None
     if step is not None and step > memory:
         raise ConfigError(
             f"{model} with these options needs about {step / 2**30:,.1f} GiB for one training "
             f"step of {batch} images, more than the {memory / 2**30:,.1f} GiB here; choose "
             "smaller options or a smaller --batch-size"
         )
+
+
+def _far_beyond_defaults(model: str, options: dict[str, Any]) -> bool:
+    """Whether a whole-number option is over 64 times its preset's default."""
+    for name, default, _ in preset(model).option_defaults():
+        value = options.get(name, default)
+        numbers = isinstance(value, int) and isinstance(default, int) and default > 0
+        if numbers and not isinstance(value, bool) and value > 64 * default:
+            return True
+    return False
 
 
 class _TensorBytes(TorchDispatchMode):
