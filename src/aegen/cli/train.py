@@ -65,6 +65,7 @@ def add_arguments(command: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from aegen.settings.train import SETTINGS, merge_settings, read_settings_file
+    from aegen.training.distributed import is_main
     from aegen.training.run import train
 
     flags = {name: getattr(args, name) for name in SETTINGS}
@@ -78,7 +79,8 @@ def run(args: argparse.Namespace) -> None:
         progress=False if args.quiet else None,
         **settings,
     )
-    print(f"run folder: {trained.run_dir}")
+    if is_main():  # under torchrun: once
+        print(f"run folder: {trained.run_dir}")
 
 
 def model_optimizer_defaults() -> dict[str, dict[str, float]]:

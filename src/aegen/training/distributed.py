@@ -30,9 +30,20 @@ def world() -> tuple[int, int]:
     return dist.get_rank(), size
 
 
+def finish() -> None:
+    """End the process group aegen began, once every rank is done (rank 0 writes the run's
+    pictures after the last epoch): a rank that exits with the group still open can abort in
+    gloo's teardown while the others still run."""
+    if world()[1] == 1 or not dist.is_initialized():
+        return
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def is_main() -> bool:
-    """Whether this process writes files and logs (rank 0, or the only process)."""
-    return world()[0] == 0
+    """Whether this process writes files and logs (rank 0, or the only process); torchrun's
+    RANK says so without joining the group, so this holds also after finish()."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 class LossModule(nn.Module):

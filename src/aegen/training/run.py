@@ -88,7 +88,9 @@ def train(
                 read_run_config(run_dir)
             with _writer_lock(run_dir, main):
                 net, chosen = _resumed_run(model, run_dir, given)
-                return _train(model, run_dir, net, chosen, True, main, progress, hooks)
+                trained = _train(model, run_dir, net, chosen, True, main, progress, hooks)
+                distributed.finish()
+                return trained
         chosen = settings_from(given, "aegen.train's arguments")
         check_dataset_name(chosen.dataset)
         preset(model)  # an unknown model before any data is read
@@ -112,7 +114,9 @@ def train(
                     f"{run_dir} is not empty; add --resume to continue the run there "
                     "or choose another --out"
                 )
-            return _train(model, run_dir, net, chosen, False, main, progress, hooks)
+            trained = _train(model, run_dir, net, chosen, False, main, progress, hooks)
+            distributed.finish()
+            return trained
 
 
 def _given_settings(settings: TrainSettings | str | None, overrides: dict[str, Any]) -> dict:
