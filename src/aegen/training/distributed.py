@@ -7,6 +7,7 @@ single-process one on the same global batch. Only rank 0 writes the run folder.
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -26,7 +27,14 @@ def world() -> tuple[int, int]:
         return 0, 1
     if not dist.is_initialized():
         # gloo for CPU tensors, nccl for GPU ones: a CPU run works on a GPU machine too.
-        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            dist.init_process_group("cpu:gloo,cuda:nccl")
+        else:
+            dist.init_process_group("gloo")
+            # A rank that fails ends the group too, while the interpreter is whole: gloo's
+            # threads still hold tensors, and freeing them in its teardown aborts (SIGABRT).
+            # (Not nccl's: its teardown may wait on ranks blocked in a collective.)
+            atexit.register(_end_group)
     return dist.get_rank(), size
 
 
@@ -34,10 +42,15 @@ def finish() -> None:
     """End the process group aegen began, once every rank is done (rank 0 writes the run's
     pictures after the last epoch): a rank that exits with the group still open can abort in
     gloo's teardown while the others still run."""
-    if world()[1] == 1 or not dist.is_initialized():
+    if not dist.is_initialized():
         return
     dist.barrier()
-    dist.destroy_process_group()
+    _end_group()
+
+
+def _end_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def is_main() -> bool:
