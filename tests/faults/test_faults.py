@@ -94,7 +94,12 @@ sys.exit(status)
 
 
 def aegen(
-    run_dir: Path, *extra: str, kill_at: int = 0, step_at: int = 0, sig: int = signal.SIGKILL
+    run_dir: Path,
+    *extra: str,
+    kill_at: int = 0,
+    step_at: int = 0,
+    sig: int = signal.SIGKILL,
+    run: tuple[str, ...] = tuple(RUN),
 ) -> subprocess.CompletedProcess:
     """One `aegen train` process (one thread, so every run computes the same floats)."""
     env = {
@@ -105,7 +110,7 @@ def aegen(
         "KILL_SIGNAL": str(int(sig)),
     }
     return subprocess.run(
-        [sys.executable, "-c", TRIAL, *RUN, "--out", str(run_dir), *extra],
+        [sys.executable, "-c", TRIAL, *run, "--out", str(run_dir), *extra],
         capture_output=True,
         text=True,
         env=env,
@@ -116,10 +121,10 @@ def aegen(
     )
 
 
-def recover(run_dir: Path) -> subprocess.CompletedProcess:
+def recover(run_dir: Path, run: tuple[str, ...] = tuple(RUN)) -> subprocess.CompletedProcess:
     """What a user does after a crash: resume, or start again if no config.json was written."""
     resume = ("--resume",) if (run_dir / "config.json").is_file() else ()
-    return aegen(run_dir, *resume)
+    return aegen(run_dir, *resume, run=run)
 
 
 def snapshot(run_dir: Path) -> dict:
@@ -150,17 +155,22 @@ def snapshot(run_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> tuple[dict, int, int]:
     """An uninterrupted run: its snapshot, and how many write points and steps it has."""
-    run_dir = tmp_path_factory.mktemp("reference") / "run"
-    done = aegen(run_dir)
+    return uninterrupted(tmp_path_factory.mktemp("reference") / "run", tuple(RUN))
+
+
+def uninterrupted(run_dir: Path, run: tuple[str, ...]) -> tuple[dict, int, int]:
+    done = aegen(run_dir, run=run)
     assert done.returncode == 0, done.stderr
     counts = done.stderr.strip().splitlines()[-1]  # "write points: N, steps: S"
     points, steps = (int(part.split(": ")[1]) for part in counts.split(", "))
     return snapshot(run_dir), points, steps
 
 
-def kill_then_recover(run_dir: Path, **fault) -> tuple[subprocess.CompletedProcess, dict]:
-    killed = aegen(run_dir, **fault)
-    recovered = recover(run_dir)
+def kill_then_recover(
+    run_dir: Path, run: tuple[str, ...], **fault
+) -> tuple[subprocess.CompletedProcess, dict]:
+    killed = aegen(run_dir, **fault, run=run)
+    recovered = recover(run_dir, run)
     assert recovered.returncode == 0, recovered.stderr
     return killed, snapshot(run_dir)
 
@@ -180,13 +190,18 @@ def quick_points(points: int) -> list[int]:
     ]
 
 
-def check_every(tmp_path: Path, reference: tuple[dict, int, int], faults: list[dict]) -> None:
+def check_every(
+    tmp_path: Path,
+    reference: tuple[dict, int, int],
+    faults: list[dict],
+    run: tuple[str, ...] = tuple(RUN),
+) -> None:
     """Run the trials two at a time and require each recovered folder to equal the reference."""
     expected = reference[0]
 
     def trial(index_fault: tuple[int, dict]) -> str | None:
         index, fault = index_fault
-        killed, got = kill_then_recover(tmp_path / f"trial-{index}", **fault)
+        killed, got = kill_then_recover(tmp_path / f"trial-{index}", run, **fault)
         if killed.returncode != -signal.SIGKILL:
             return f"{fault}: the process was not killed ({killed.returncode})"
         differing = [key for key in expected if got[key] != expected[key]]
@@ -350,3 +365,40 @@ def test_a_lock_file_planted_as_a_symlink_is_not_followed(tmp_path):
         with RunFolderLock(run_dir):
             pass
     assert target.read_text() == "keep me"
+
+
+@pytest.fixture(scope="module")
+def ldm_run(tmp_path_factory) -> tuple[str, ...]:
+    """ldm on 800 labelled digits: two epochs of its autoencoder stage, then two of its prior
+    (a fixed switch), with narrow convolutions so that a trial takes seconds."""
+    import numpy as np
+
+    from aegen.data.datasets import load_dataset
+
+    digits = load_dataset("mnist-5k", "train")
+    data = tmp_path_factory.mktemp("ldm-data") / "digits.npz"
+    np.savez(data, images=digits.images[:800].numpy(), labels=digits.labels[:800].numpy())
+    options = ("stage_switch=fixed", "prior_share=0.5", "hidden_channels=[8,16]")
+    return (
+        *("train", "ldm", "--dataset", str(data), "--epochs", "4", "--val-fraction", "0.25"),
+        *("--device", "cpu", "--quiet"),
+        *(arg for option in options for arg in ("--option", option)),
+    )
+
+
+@pytest.mark.slow
+def test_ldm_killed_in_either_stage_resumes_to_the_uninterrupted_run(tmp_path, ldm_run):
+    """Both of ldm's stages: kills at the config, in the autoencoder stage's first commit, at the
+    switch to the prior (epoch 3's commit), in the prior's last commit and at the last file,
+    and at random steps of each stage."""
+    reference = uninterrupted(tmp_path / "reference", ldm_run)
+    _, points, steps = reference
+    per_epoch = WRITES_PER_EPOCH * POINTS_PER_WRITE
+    first_commit = POINTS_PER_WRITE + 1
+    switch_commit = first_commit + 2 * per_epoch
+    kills = [1, first_commit, first_commit + 6, switch_commit + 3, switch_commit + 9]
+    kills += [first_commit + 3 * per_epoch + 5, points]
+    half = steps // 2  # the autoencoder's steps, then the prior's
+    faults = [{"kill_at": p} for p in kills]
+    faults += [{"step_at": s} for s in (1 + half // 2, half + 1, half + half // 2 + 1)]
+    check_every(tmp_path, reference, faults, ldm_run)
