@@ -1,6 +1,6 @@
 """Every writer of a run folder takes its lock: `train` and `evaluate` exclusively, the commands
-that add derived files (`sample`, `pictures`, `score`, `export`, `report` into the folder)
-shared. A writer that cannot have it is refused in one line naming the holder, and no writer
+that add derived files into the folder (`sample`, `pictures`, `score`, `export`, `report`,
+`encode`, `reconstruct`) shared. A writer that cannot have it is refused in one line naming the holder, and no writer
 removes a temporary file of a live process; those of dead ones go."""
 
 from __future__ import annotations
@@ -60,8 +60,14 @@ def test_shared_writers_are_refused_while_a_training_holds_the_folder(capsys, ru
         assert f"PID {os.getpid()}" in err
         refused(capsys, ["sample", str(run_dir), "-n", "4", "--sampler", "gmm"])
         refused(capsys, ["export", str(run_dir), "--part", "decoder", "--format", "torchscript"])
-    assert main(["export", str(run_dir), "--part", "decoder", "--format", "torchscript",
-                 "--out", str(tmp_path / "decoder.pt")]) == 0  # fmt: skip
+        refused(capsys, ["encode", str(run_dir)])
+        refused(capsys, ["reconstruct", str(run_dir), "-n", "4"])
+        # Files written elsewhere need no lock.
+        assert main(["export", str(run_dir), "--part", "decoder", "--format", "torchscript",
+                     "--out", str(tmp_path / "decoder.pt")]) == 0  # fmt: skip
+        assert main(["encode", str(run_dir), "--out", str(tmp_path / "codes.npz")]) == 0
+        assert main(["reconstruct", str(run_dir), "--out", str(tmp_path / "r.png")]) == 0
+    assert not list(run_dir.glob("codes-*")) and not list(run_dir.glob("reconstructions-*"))
 
 
 def test_shared_writers_write_together_and_keep_out_exclusive_ones(capsys, run_dir):

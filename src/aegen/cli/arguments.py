@@ -9,6 +9,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any, NoReturn
 
+SPLITS = ("val", "test", "train")  # the images `encode` and `reconstruct` read
+
 
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line, as every other mistake is (argparse
@@ -102,3 +104,27 @@ def folder_writer(run: Path) -> Any:
 def writes_into(run: Path, out: Path) -> bool:
     """Whether an output file lands in the run folder itself."""
     return out.resolve().parent == run.resolve()
+
+
+def writer_of(run: Path, out: Path) -> Any:
+    """The run folder's shared lock when the output file lands in it, else no lock: a file
+    written elsewhere cannot collide with the run's writers."""
+    import contextlib
+
+    return folder_writer(run) if writes_into(run, out) else contextlib.nullcontext()
+
+
+def held_out_arguments(command: argparse.ArgumentParser, out_help: str) -> None:
+    """RUN_DIR, --split, --out FILE, --weights and --data-root: what `encode` and `reconstruct`
+    take to read a run's held-out images."""
+    run_argument(command)
+    command.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="val",
+        help="which images: the run's validation split (default), the "
+        "data set's test set, or the training split",
+    )
+    command.add_argument("--out", type=Path, metavar="FILE", help=out_help)
+    add_eval_flag(command, "weights")
+    add_eval_flag(command, "data_root")

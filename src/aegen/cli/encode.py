@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from aegen.cli.arguments import add_eval_flag, run_argument
-from aegen.cli.reconstruct import split_argument
+from aegen.cli.arguments import held_out_arguments, writer_of
 
 SUMMARY = "write the codes and labels of held-out images"
 DESCRIPTION = ""
 
 
 def add_arguments(command: argparse.ArgumentParser) -> None:
-    run_argument(command)
-    split_argument(command)
-    command.add_argument(
-        "--out",
-        type=Path,
-        metavar="FILE",
-        help="an .npz or .pt file (default RUN_DIR/codes-SPLIT.npz)",
-    )
-    add_eval_flag(command, "weights")
-    add_eval_flag(command, "data_root")
+    held_out_arguments(command, "an .npz or .pt file (default RUN_DIR/codes-SPLIT.npz)")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -33,5 +22,7 @@ def run(args: argparse.Namespace) -> None:
     out = args.out or args.run / f"codes-{args.split}.npz"
     check_suffix(out, CODE_FORMATS)
     images = trained.split(args.split)
-    save_codes(out, trained.encode(images.images, images.labels), images.labels)
+    codes = trained.encode(images.images, images.labels)
+    with writer_of(args.run, out):
+        save_codes(out, codes, images.labels)
     print(out)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 
-from aegen.cli.arguments import add_eval_flag, folder_writer, run_argument, writes_into
+from aegen.cli.arguments import add_eval_flag, run_argument, writer_of
 
 SUMMARY = "write a run's encoder or decoder as an ONNX or TorchScript file"
 DESCRIPTION = (
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace) -> None:
     trained = load(args.run, weights=args.weights)
     suffix = ".onnx" if args.format == "onnx" else ".pt"
     out = args.out or args.run / f"{args.part}{suffix}"
-    with folder_writer(args.run) if writes_into(args.run, out) else contextlib.nullcontext():
+    with writer_of(args.run, out):
         difference = export_part(trained.model, args.part, args.format, out)
     print(out)
     checked = (

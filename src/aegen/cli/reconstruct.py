@@ -4,37 +4,17 @@ file of the rebuilt images."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from aegen.cli.arguments import add_eval_flag, positive_int, run_argument
+from aegen.cli.arguments import held_out_arguments, positive_int, writer_of
 
 SUMMARY = "rebuild held-out images through the code"
 DESCRIPTION = ""
-SPLITS = ("val", "test", "train")
-
-
-def split_argument(command: argparse.ArgumentParser) -> None:
-    """--split, as `reconstruct` and `encode` take it."""
-    command.add_argument(
-        "--split",
-        choices=SPLITS,
-        default="val",
-        help="which images: the run's validation split (default), the "
-        "data set's test set, or the training split",
-    )
 
 
 def add_arguments(command: argparse.ArgumentParser) -> None:
-    run_argument(command)
-    split_argument(command)
-    command.add_argument(
-        "--out",
-        type=Path,
-        metavar="FILE",
-        help="a .png, .npy or .pt file (default RUN_DIR/reconstructions-SPLIT.png)",
+    held_out_arguments(
+        command, "a .png, .npy or .pt file (default RUN_DIR/reconstructions-SPLIT.png)"
     )
-    add_eval_flag(command, "weights")
-    add_eval_flag(command, "data_root")
     command.add_argument("-n", type=positive_int, default=24, help="how many images (default 24)")
 
 
@@ -50,8 +30,9 @@ def run(args: argparse.Namespace) -> None:
     images = trained.split(args.split)
     originals = images.images[: args.n]
     rebuilt = trained.reconstruct(originals, images.labels[: args.n])
-    if out.suffix.lower() == ".png":
-        save_reconstructions(out, unit_images(originals), rebuilt)
-    else:
-        save_images(out, rebuilt)
+    with writer_of(args.run, out):
+        if out.suffix.lower() == ".png":
+            save_reconstructions(out, unit_images(originals), rebuilt)
+        else:
+            save_images(out, rebuilt)
     print(out)

@@ -6,7 +6,7 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from aegen.cli.arguments import folder_writer, writes_into
+from aegen.cli.arguments import writer_of, writes_into
 
 SUMMARY = "write one self-contained HTML page of runs (several: side by side)"
 DESCRIPTION = ""
@@ -31,5 +31,5 @@ def run(args: argparse.Namespace) -> None:
     out = args.out or (args.runs[0] / "report.html" if len(args.runs) == 1 else Path("report.html"))
     check_suffix(out, (".html", ".htm"))
     into = [run for run in args.runs if run.is_dir() and writes_into(run, out)]
-    with folder_writer(into[0]) if into else contextlib.nullcontext():
+    with writer_of(into[0], out) if into else contextlib.nullcontext():
         print(write_report(args.runs, out))

@@ -4,10 +4,9 @@ written as CSV or JSON (to tell images unlike the training data apart)."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 
-from aegen.cli.arguments import add_eval_flag, folder_writer, run_argument, writes_into
+from aegen.cli.arguments import add_eval_flag, run_argument, writer_of
 
 SUMMARY = "write each image's reconstruction error and, for VAEs, ELBO and NLL (CSV or JSON)"
 DESCRIPTION = (
@@ -57,7 +56,7 @@ def run(args: argparse.Namespace) -> None:
     trained = load(args.run, args.data_root, args.weights)
     data = images_to_score(trained, args.images, args.data_root)
     scores = per_image_scores(trained, data, args.nll_k, args.seed)
-    with folder_writer(args.run) if writes_into(args.run, out) else contextlib.nullcontext():
+    with writer_of(args.run, out):
         write_scores(out, scores, data.labels, image_names(args.images, data))
     print(out)
     means = ", ".join(f"{name} {values.mean().item():.6g}" for name, values in scores.items())
