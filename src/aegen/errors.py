@@ -26,3 +26,9 @@ class TrainingError(AegenError):
 
 class Interrupted(AegenError):
     """Training was stopped by Ctrl-C or SIGTERM; the message says what the run folder keeps."""
+
+
+def first_line(exc: BaseException, most: int = 160) -> str:
+    """An exception's first line, shortened: torch's messages may run to a page of C++ frames,
+    and a one-line error quotes only their start."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:most]

@@ -18,7 +18,7 @@ import torch
 
 from aegen.data.datasets import ImageSet, has_test_split, load_dataset, train_val_split
 from aegen.data.pixels import to_model_range, to_unit_range
-from aegen.errors import ConfigError, DataError, RunError
+from aegen.errors import ConfigError, DataError, RunError, first_line
 from aegen.files.tensors import load_tensors, save_tensors, tensors_digest
 from aegen.latent.samplers import (
     LEARNED,
@@ -428,8 +428,6 @@ def recorded_model(run_dir: Path, config: RunConfig, meta: bool = False) -> Auto
             f"{run_dir / CONFIG} does not describe a model aegen can build ({exc})"
         ) from exc
     except (KeyError, TypeError, ValueError, RuntimeError, MemoryError) as exc:
-        # Options torch cannot lay out or allocate (a damaged file): its message may run to a
-        # page of C++ frames, so only its first line is kept.
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-        message = f"{run_dir / CONFIG} describes a model aegen cannot build ({reason})"
+        # Options torch cannot lay out or allocate (a damaged file).
+        message = f"{run_dir / CONFIG} describes a model aegen cannot build ({first_line(exc)})"
         raise RunError(message) from exc

@@ -24,6 +24,7 @@ import torch
 from PIL import Image, ImageOps
 
 from aegen.data.background import DEFAULT_BACKGROUND, RGB, background_rgb
+from aegen.errors import first_line
 
 warnings.filterwarnings(
     "ignore",
@@ -186,8 +187,7 @@ def _decode_pillow(
         SyntaxError,  # Pillow's parsers raise it for some malformed headers
         Image.DecompressionBombError,
     ) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return reason[:200]
+        return first_line(exc, 200)
     if size is not None:  # after compositing: resampling RGBA would mix the hidden colour in
         pixels = _square(pixels, size)
     array = np.array(pixels, dtype=np.uint8)

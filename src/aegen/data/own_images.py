@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from aegen.data import decode
 from aegen.data.background import DEFAULT_BACKGROUND, RGB, background_rgb
 from aegen.data.image_set import ImageSet
-from aegen.errors import AegenError, DataError
+from aegen.errors import AegenError, DataError, first_line
 from aegen.files.cache import cache_root
 from aegen.files.tensors import load_tensors, save_tensors
 
@@ -344,7 +344,7 @@ UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 def _reason(exc: BaseException) -> str:
-    return (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:200]
+    return first_line(exc, 200)
 
 
 def _images_from_array(array: np.ndarray, path: Path) -> torch.Tensor:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from aegen.errors import TrainingError
+from aegen.errors import TrainingError, first_line
 
 WARMUP_STEPS = 3  # eager steps before recording, so that lazy initialisation happens outside it
 
@@ -70,10 +70,9 @@ class GraphedStep:
             with torch.cuda.stream(torch.cuda.current_stream(self.device)), torch.cuda.graph(graph):
                 self.outputs = _detached(self.step(self.index))
         except RuntimeError as exc:  # a recording cannot hold a host read (.item(), if tensor:)
-            first_line = (str(exc).strip() or type(exc).__name__).splitlines()[0]
             raise TrainingError(
                 f"the training step could not be recorded as a CUDA graph "
-                f"({first_line}): the model's loss probably reads a value back "
+                f"({first_line(exc)}): the model's loss probably reads a value back "
                 "to the host; train it with --no-cuda-graphs, in a new process "
                 "(this one's CUDA random generator stays mid-recording)"
             ) from exc

@@ -11,7 +11,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from aegen.data.datasets import ImageSet
-from aegen.errors import ConfigError, DataError
+from aegen.errors import ConfigError, DataError, first_line
 from aegen.models import Autoencoder, build_model, preset
 
 # What torch raises for options it cannot allocate or lay out (TypeError: a size past int64).
@@ -29,10 +29,8 @@ def seeded_model(model: str, options: dict[str, Any], seed: int) -> Autoencoder:
 
 
 def _cannot_build(model: str, exc: BaseException) -> ConfigError:
-    """The one line for options torch cannot build (its message's first line only: it may run
-    to a page of C++ frames)."""
-    reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-    return ConfigError(f"cannot build {model} with these options ({reason})")
+    """The one line for options torch cannot build."""
+    return ConfigError(f"cannot build {model} with these options ({first_line(exc)})")
 
 
 def check_model_size(
