@@ -55,7 +55,7 @@ class Judge:
 
     def __init__(self, run: TrainedModel):
         test = run.split("test")
-        dataset = run.config["data"]["dataset"]
+        dataset = run.config.dataset
         self.reference = (
             f"{dataset} test split ({len(test)} images)"
             if run.has_test_split
@@ -133,8 +133,8 @@ def pythae_samplers(
 def bench_run(run_dir: Path, args: argparse.Namespace) -> tuple[dict, list[dict]]:
     """Every row of one run: floors, aegen's samplers, pythae's samplers."""
     run = aegen.load(run_dir, args.data_root)
-    label = f"{run.config['data']['dataset']} {run.name}"
-    print(f"{label}: {run.name} on {run.config['data']['dataset']}", flush=True)
+    label = f"{run.config.dataset} {run.name}"
+    print(f"{label}: {run.name} on {run.config.dataset}", flush=True)
     judge_ = Judge(run)
     train_images = run.split("train").images
     started = time.perf_counter()
@@ -160,7 +160,7 @@ def bench_run(run_dir: Path, args: argparse.Namespace) -> tuple[dict, list[dict]
             add(f"pythae {peer.get('pythae', '')}".strip(), kind, peer.get(kind, peer))
     info = {
         "model": run.name,
-        "dataset": run.config["data"]["dataset"],
+        "dataset": run.config.dataset,
         "train_images": len(train_images),
         "reference": judge_.reference,
         "judge": judge_.record,

@@ -1,7 +1,7 @@
 """Every writer of a run folder takes its lock: `train` and `evaluate` exclusively, the commands
 that add derived files into the folder (`sample`, `pictures`, `score`, `export`, `report`,
-`encode`, `reconstruct`) shared. A writer that cannot have it is refused in one line naming the holder, and no writer
-removes a temporary file of a live process; those of dead ones go."""
+`encode`, `reconstruct`) shared. A writer that cannot have it is refused in one line naming the
+holder, and no writer removes a temporary file of a live process; those of dead ones go."""
 
 from __future__ import annotations
 
