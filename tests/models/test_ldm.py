@@ -175,3 +175,20 @@ def test_a_run_stopped_in_either_stage_resumes_bit_exactly(tmp_path, stop_after)
     whole = load_tensors(tmp_path / "whole" / "checkpoint.safetensors")[0]
     done = load_tensors(parts / "checkpoint.safetensors")[0]
     assert whole.keys() == done.keys() and all(torch.equal(whole[k], done[k]) for k in whole)
+
+
+@pytest.mark.parametrize(("name", "first_layer"), [("ldm", "inner"), ("vq-vae", "embed")])
+def test_the_waiting_prior_reports_on_an_eighth_of_a_training_batch(name, first_layer):
+    """In the autoencoder's stage the prior's loss is only a report: a training step runs it on
+    16 of 128 codes (ldm's full pass was 60 % of the stage's FLOPs); validation and the prior's
+    own stage run it on all of them."""
+    model = build_model(name)
+    rows: list[int] = []
+    layer = getattr(model.prior, first_layer)
+    layer.register_forward_hook(lambda module, args, out: rows.append(len(args[0])))
+    x, labels = torch.rand(128, 1, 28, 28), torch.randint(10, (128,))
+    stepped = ((("autoencoder",), True), (("autoencoder",), False), (("prior",), True))
+    for groups, training in stepped:
+        model.training_groups = groups
+        model.train(training).loss(x, labels)
+    assert rows == [16, 128, 128]

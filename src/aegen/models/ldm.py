@@ -165,8 +165,11 @@ class LatentDiffusion(GridAutoencoder):
         dropout = self.config.label_dropout if self.training else 0.0
         if given is not None and self.training and self.trains("prior"):
             self.label_counts += torch.bincount(given.long(), minlength=self.prior_classes)
+        rows = self.prior_rows(len(x))
+        codes = self.standardised(z[:rows].detach())
+        given = None if given is None else given[:rows]
         with torch.set_grad_enabled(grad and self.trains("prior")):
-            prior = self.prior.loss(self.standardised(z.detach()), given, dropout)
+            prior = self.prior.loss(codes, given, dropout)
         autoencoder = recon + self.config.kl_weight * kl
         terms = {
             "recon": recon.detach(),

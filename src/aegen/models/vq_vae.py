@@ -109,7 +109,8 @@ class VQVAE(GridAutoencoder):
             recon = reconstruction_error(rebuilt, x)
         _, side, _ = self.grid_shape
         with torch.set_grad_enabled(grad and self.trains("prior")):
-            prior_nll = self.prior.nll(index.view(len(x), side, side))
+            rows = self.prior_rows(len(x))
+            prior_nll = self.prior.nll(index.view(len(x), side, side)[:rows])
         autoencoder = recon + self.config.commitment * commitment
         used = torch.zeros(len(self.quantizer.codebook), device=x.device).index_fill_(0, index, 1)
         terms = {
