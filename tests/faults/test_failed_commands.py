@@ -45,6 +45,28 @@ def test_one_image_in_a_folder_is_too_few_to_split(capsys, tmp_path):
     assert not out.exists()
 
 
+def test_two_images_are_too_few_and_nothing_is_decoded_or_cached(capsys, tmp_path, monkeypatch):
+    """One to train on is one too few (the run's end fits a Gaussian to its codes): refused
+    from the folder's file count, before an image is decoded into the cache."""
+    monkeypatch.setenv("AEGEN_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in "ab":
+        Image.new("L", (28, 28), 128).save(folder / f"{name}.png")
+    out = tmp_path / "run"
+    status, _, err = cli(capsys, "train", "ae", "--dataset", folder, "--epochs", 1, "--out", out)
+    assert status == 2
+    one_line_error(err, "has 2 images", "leaves only 1 to train on", "at least 3")
+    assert not out.exists() and not (tmp_path / "cache").exists()
+
+
+def test_an_evaluation_asking_for_a_trillion_samples_is_one_line(capsys, three_epochs):
+    for flag in ("--n-samples", "--nll-k"):
+        status, _, err = cli(capsys, "evaluate", three_epochs, flag, 10**12)
+        assert status == 2
+        one_line_error(err, "between 1 and 100000")
+
+
 def test_one_image_in_an_array_is_too_few_to_split(capsys, tmp_path):
     array = tmp_path / "one.npy"
     np.save(array, np.zeros((1, 28, 28), np.uint8))

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from aegen.data.background import DEFAULT_BACKGROUND
-from aegen.data.image_set import ImageSet
+from aegen.data.image_set import LEAST_TRAINING_IMAGES, ImageSet
 from aegen.data.own_images import fit_images, is_path, load_own_images
 from aegen.errors import DataError
 from aegen.files.atomic import write_atomic
@@ -333,11 +333,13 @@ def split_sizes(n: int, val_fraction: float, name: str = "the data") -> tuple[in
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}")
     n_val = max(1, round(n * val_fraction))
-    if n - n_val < 1:
+    least = LEAST_TRAINING_IMAGES
+    if n - n_val < least:
+        left = "none" if n - n_val < 1 else f"only {n - n_val}"
         raise DataError(
             f"{name} has {n:,d} image{'s' if n != 1 else ''}: a validation share of "
-            f"{val_fraction:g} leaves none to train on; give at least 2 images"
-            + (", or a smaller --val-fraction" if n > 1 else "")
+            f"{val_fraction:g} leaves {left} to train on; give at least {least + 1} images"
+            + (", or a smaller --val-fraction" if n > least + 1 else "")
         )
     return n - n_val, n_val
 

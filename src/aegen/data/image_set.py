@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
+# The fewest images a run trains on: with one, the end of the run cannot fit a Gaussian to the
+# codes; and one more holds the validation split.
+LEAST_TRAINING_IMAGES = 2
+
 
 @dataclass(frozen=True)
 class ImageSet:

@@ -26,6 +26,7 @@ EVAL_BATCH = 1024  # images per forward pass when a model encodes, decodes or sc
 LEAST_SAMPLES = 1_000  # samples per sampler the budget draws at least (precision, recall, KID)
 MOST_SAMPLES = 10_000  # and at most; what the experiments draw
 NLL_DRAWS = (1000, 500, 200, 100)  # the NLL's posterior draws per image the budget picks from
+MOST_DRAWN = 100_000  # samples per sampler, or NLL draws per image, one command may ask for
 MOST_NLL_K = NLL_DRAWS[0]  # the draws where no budget sizes them: `aegen score`, the experiments
 
 
@@ -55,6 +56,7 @@ class EvalSettings:
         f"{MOST_SAMPLES:,d}, and no more than the training split holds; the real data and "
         "floor rows score as many",
         minimum=1,
+        maximum=MOST_DRAWN,
         metavar="N",
         label="samples per sampler",
     )
@@ -64,11 +66,17 @@ class EvalSettings:
         unset=f"the most of {', '.join(map(str, NLL_DRAWS))} whose decoded draws stay within "
         "the images the training saw",
         minimum=1,
+        maximum=MOST_DRAWN,
         metavar="K",
         label="importance samples per image",
     )
     threads: int | None = eval_setting(
-        None, "CPU threads torch may use", unset="every usable core", minimum=1, metavar="N"
+        None,
+        "CPU threads torch may use",
+        unset="every usable core",
+        minimum=1,
+        maximum=1024,
+        metavar="N",
     )
     seed: int = eval_setting(0, "seeds every draw")
     weights: str | None = eval_setting(

@@ -26,6 +26,7 @@ from aegen.data.datasets import (
     split_sizes,
     train_val_split,
 )
+from aegen.data.decode import image_files
 from aegen.errors import ConfigError, Interrupted, RunError, TrainingError
 from aegen.models import Autoencoder, config_to_dict, preset
 from aegen.models.stage_plan import plan_text
@@ -99,6 +100,9 @@ def train(
             summary_writer()  # its package missing: no folder made either
         if not has_test_split(chosen.dataset):  # own images: recorded by absolute path
             chosen = dataclasses.replace(chosen, dataset=absolute_path(chosen.dataset))
+        folder = Path(chosen.dataset)
+        if folder.is_dir():  # too few image files to split: said before any is decoded or cached
+            split_sizes(len(image_files(folder)), chosen.val_fraction, str(folder))
         data = training_data(chosen)
         # Too few images to split, or options too large to build: one line, no folder made.
         n_train = split_sizes(len(data), chosen.val_fraction, data.name)[0]
