@@ -67,6 +67,12 @@ def test_shared_writers_are_refused_while_a_training_holds_the_folder(capsys, ru
                      "--out", str(tmp_path / "decoder.pt")]) == 0  # fmt: skip
         assert main(["encode", str(run_dir), "--out", str(tmp_path / "codes.npz")]) == 0
         assert main(["reconstruct", str(run_dir), "--out", str(tmp_path / "r.png")]) == 0
+        # A sampler with nothing to fit, or fitted already, draws elsewhere beside the writer;
+        # one whose fit would be kept in the folder waits for it.
+        for sampler in ("prior", "gmm"):
+            elsewhere = ["--out", str(tmp_path / f"{sampler}.png")]
+            assert main(["sample", str(run_dir), "--sampler", sampler, *elsewhere]) == 0
+        refused(capsys, ["sample", str(run_dir), "--sampler", "gmm-3", "--out", "x.png"])
     assert not list(run_dir.glob("codes-*")) and not list(run_dir.glob("reconstructions-*"))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from aegen.cli.arguments import (
     add_eval_flag,
@@ -12,6 +13,7 @@ from aegen.cli.arguments import (
     run_argument,
     sampler_names,
     whole_number,
+    writer_of,
 )
 
 SUMMARY = "generate new images from a trained run"
@@ -54,6 +56,20 @@ def run(args: argparse.Namespace) -> None:
     label = "" if args.label is None else f"-label{args.label}"
     out = args.out or args.run / f"samples-{sampler}{label}-seed{args.seed}.png"
     check_image_output(out, args.n)
-    with folder_writer(args.run):  # a sampler fitted on the way is kept in the run folder
+    # A sampler fitted on the way is kept in the run folder: then, or when the picture lands
+    # there, the folder's shared lock; a fitted (or fit-free) sampler drawing elsewhere needs none.
+    lock = folder_writer(args.run) if _fits(trained, sampler) else writer_of(args.run, out)
+    with lock:
         save_images(out, trained.sample(args.n, args.seed, sampler, args.label))
     print(out)
+
+
+def _fits(trained: Any, sampler: str) -> bool:
+    """Whether drawing from the sampler first fits it (and saves the fit into the run)."""
+    from aegen.errors import ConfigError
+
+    try:
+        trained.sampler(sampler, fit=False)
+    except ConfigError:
+        return True  # to be fitted; or a sampler the model refuses, which sample() then says
+    return False
