@@ -134,10 +134,10 @@ def _decode_fast(path: str, channels: int | None) -> torch.Tensor | None:
 
 
 def bomb_pixels() -> int:
-    """The pixel count past which Pillow refuses a file as a decompression bomb (twice its
-    MAX_IMAGE_PIXELS): one limit for both decoders."""
-    limit = Image.MAX_IMAGE_PIXELS
-    return 2 * limit if limit else 2**62
+    """The most pixels aegen decodes from one file: Pillow's MAX_IMAGE_PIXELS (89 million),
+    past which Pillow warns of a decompression bomb (it refuses only past twice that). One
+    limit for both decoders, checked from the header."""
+    return Image.MAX_IMAGE_PIXELS or 2**62
 
 
 # JPEG's start-of-frame markers, which hold the image's height and width (not DHT, JPG, DAC).
@@ -173,11 +173,20 @@ def _decode_pillow(
     path: str, size: int | None, channels: int | None, background: RGB = WHITE
 ) -> Decoded:
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # aegen refuses past Pillow's warning itself, below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened as image:
             wanted = channels or natural_channels(image.mode)
             mode = "L" if wanted == 1 else "RGB"
             if size is not None:
                 image.draft(mode, (size, size))  # JPEG: decode at a reduced scale already
+            width, height = image.size  # from the header (after the draft: what is decoded)
+            if width * height > bomb_pixels():
+                return (
+                    f"it is {width:,d} x {height:,d} pixels, more than the {bomb_pixels():,d} "
+                    "aegen decodes from one file (Pillow's decompression-bomb limit)"
+                )
             image.load()
             upright = ImageOps.exif_transpose(image)  # a photo as it is shown
             pixels = _converted(upright, mode, background)
