@@ -106,13 +106,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+STOPPED_WHILE_STARTING = "aegen: interrupted while starting; nothing was written"
+
+
 def run() -> NoReturn:
     """The `aegen` command and `python -m aegen`: main(), then exit.
 
     The interpreter's exit garbage-collects every object torch's import made, 0.25-0.4 s of each
     command on the 2-core machine (bench/README.md); frozen objects are skipped, and the process
     ends next, so keeping them costs nothing. (Not in main(), which tests call in-process.)"""
-    status = main()
+    signal.signal(signal.SIGTERM, _terminate)  # from the start: torch's import takes seconds
+    try:
+        status = main()
+    except KeyboardInterrupt:  # while starting, before a command runs: nothing is written yet
+        print(STOPPED_WHILE_STARTING, file=sys.stderr)
+        status = 143 if _terminated else 130
     gc.freeze()
     sys.exit(status)
 

@@ -17,7 +17,7 @@ class OneLineParser(argparse.ArgumentParser):
     prints the whole usage block first); --help still gives it."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+        self.exit(2, f"aegen: error: {message} (`{self.prog} --help` lists the options)\n")
 
 
 def whole_number(text: str) -> int:
