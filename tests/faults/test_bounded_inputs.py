@@ -137,6 +137,18 @@ def test_model_options_too_large_for_the_memory_are_one_line(capsys, tmp_path, o
     assert not out.exists()
 
 
+def test_the_size_check_counts_the_peak_of_a_checkpoint_not_only_adam():
+    """A VAE with hidden_dim 200,000 (326 million parameters) peaked at 17.4 GB at its first
+    checkpoint: refused with 15 GiB free, which weights, gradients and moments alone (4.9 GiB)
+    would have let through."""
+    from aegen.errors import ConfigError
+    from aegen.training.model_for_data import check_model_size
+
+    with pytest.raises(ConfigError, match="326,"):
+        check_model_size("vae", {"hidden_dim": 200_000}, None, 300, memory=15 * 2**30)
+    check_model_size("vae", {"hidden_dim": 200_000}, None, 300, memory=17 * 2**30)
+
+
 def test_a_config_edited_to_a_larger_model_is_refused_before_it_is_built(capsys, tmp_path):
     run_dir = tmp_path / "run"
     assert cli(capsys, "train", "vae", "--epochs", 1, "--quiet", "--out", run_dir)[0] == 0
