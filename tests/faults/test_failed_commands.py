@@ -5,6 +5,7 @@ epochs than finished, a resume whose first write fails, a stop before or after t
 from __future__ import annotations
 
 import errno
+import json
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,30 @@ def test_a_resume_whose_first_checkpoint_fails_leaves_the_folder_as_it_was(
     assert status == 2
     one_line_error(err, "No space left on device")
     assert folder_bytes(three_epochs) == before  # config.json still says 3 epochs
+
+
+def test_a_write_failing_after_an_epoch_is_committed_says_what_is_kept(
+    capsys, three_epochs, monkeypatch
+):
+    """Epoch 4's checkpoint is in place when its weights file cannot be written: the line says
+    the run keeps epochs 1-4, and the next --resume derives the other files again."""
+
+    plain, calls = run_folder.save_weights, []
+
+    def read_only_after_the_commit(path, net, model, **kwargs):
+        calls.append(path)  # the resume derives the weights again first, then epoch 4's
+        if len(calls) > 1:
+            raise OSError(errno.EACCES, "Permission denied")
+        plain(path, net, model, **kwargs)
+
+    monkeypatch.setattr(run_folder, "save_weights", read_only_after_the_commit)
+    status, _, err = cli(capsys, "train", "ae", "--epochs", 4, "--out", three_epochs, "--resume")
+    assert status == 2
+    one_line_error(err, "Permission denied", "keeps epochs 1-4", "`--resume` continues")
+    monkeypatch.undo()
+    assert cli(capsys, "train", "ae", "--epochs", 4, "--out", three_epochs, "--resume")[0] == 0
+    history = (three_epochs / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in history] == [1, 2, 3, 4]
 
 
 def test_a_resume_records_its_new_settings_with_its_first_epoch(capsys, three_epochs):

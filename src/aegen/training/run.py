@@ -201,13 +201,19 @@ def _train(
         fit = _fit(folder, net, trainer, chosen, full, val_index, resume, progress, hooks)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; {folder.what_is_kept()}") from None
+    except OSError as exc:  # a write failed (full disk, a file made read-only): say what stays
+        raise OSError(exc.errno, f"{exc.strerror or exc}; {folder.what_is_kept()}") from exc
+    pictures_again = (
+        f"{run_dir} keeps all {folder.committed} epochs: `aegen pictures {run_dir}` draws them "
+        "again"
+    )
     try:
         return _finish(folder, fit, trainer, main)
     except KeyboardInterrupt:
-        raise Interrupted(
-            f"interrupted while drawing the run's pictures; {run_dir} keeps all "
-            f"{folder.committed} epochs: `aegen pictures {run_dir}` draws them again"
-        ) from None
+        stopped = f"interrupted while drawing the run's pictures; {pictures_again}"
+        raise Interrupted(stopped) from None
+    except OSError as exc:
+        raise OSError(exc.errno, f"{exc.strerror or exc}; {pictures_again}") from exc
 
 
 def _fit(
