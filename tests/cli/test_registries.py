@@ -140,7 +140,7 @@ def test_evaluate_takes_the_settings_by_name_and_checks_them():
     assert chosen == EvalSettings(samplers=["prior"], nll_k=100, data_root="data")
     with pytest.raises(ConfigError, match="unknown setting 'n_sample' \\(did you mean"):
         eval_settings_from(None, {"n_sample": 10})
-    with pytest.raises(ConfigError, match="must be at least 1"):
+    with pytest.raises(ConfigError, match="must be between 1 and 1024"):
         eval_settings_from(EvalSettings(), {"threads": 0})
     with pytest.raises(ConfigError, match="unknown weights 'first'"):
         eval_settings_from(None, {"weights": "first"})
