@@ -59,6 +59,20 @@ def test_an_npz_whose_labels_claim_a_trillion_entries_is_refused(capsys, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
+def test_an_honest_array_too_large_for_the_memory_free_is_one_line(capsys, tmp_path, monkeypatch):
+    """A few MB of deflated zeros may hold gigabytes of images: sized from the header against
+    the memory free (here pretended to be 1 MiB) before numpy inflates them."""
+    from aegen.data import own_images
+
+    array = tmp_path / "zeros.npz"
+    np.savez_compressed(array, images=np.zeros((300, 28, 28), np.uint8))
+    monkeypatch.setattr(own_images, "free_memory", lambda: 2**20)
+    out = tmp_path / "run"
+    status, err = cli(capsys, "train", "ae", "--dataset", array, "--out", out)
+    assert_refused(status, err, "0.2 MiB of arrays", "1.6 MiB, more than the 1.0 MiB free here")
+    assert not out.exists()
+
+
 def test_an_honest_npz_still_loads(capsys, tmp_path):
     array = tmp_path / "small.npz"
     images = np.random.default_rng(0).integers(0, 255, (40, 8, 8), dtype=np.uint8)

@@ -4,8 +4,6 @@ initial weights seeded by the run's seed alone."""
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,6 +11,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from aegen.data.datasets import ImageSet
 from aegen.errors import ConfigError, DataError, first_line
+from aegen.files.memory import free_memory
 from aegen.models import Autoencoder, build_model, preset
 
 # What torch raises for options it cannot allocate or lay out (TypeError: a size past int64).
@@ -108,20 +107,10 @@ def _step_bytes(net: Autoencoder, batch: int) -> int | None:
 
 
 def memory_of(device: torch.device) -> int:
-    """The bytes a model may use on device: the GPU's, or the memory this machine has free
-    (Linux's MemAvailable; elsewhere its physical memory)."""
+    """The bytes a model may use on device: the GPU's, or the memory this machine has free."""
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).total_memory
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not on this system: no bound
-        return 2**62
+    return free_memory()
 
 
 def options_for_data(model: str, options: dict[str, Any], data: ImageSet) -> dict[str, Any]:
