@@ -139,7 +139,13 @@ def preset(name: str) -> Preset:
 
 # What an option added after runs were recorded meant before it existed: a recorded config
 # without the key is built as it was then (its weights load, its resume goes on as it began).
-RECORDED_BEFORE_OPTION = {"upsample": "transpose", "stage_switch": "fixed"}
+RECORDED_BEFORE_OPTION = {
+    "upsample": "transpose",
+    "stage_switch": "fixed",
+    "guidance_from": 0.0,  # ldm's guidance applied at every step of the flow
+    "guidance_to": 1.0,
+    "solver": "heun",
+}
 
 
 def build_model(name: str, options: dict[str, Any] | None = None) -> Autoencoder:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aegen.models.flow_matching import TIME_FEATURES, heun_solve, time_features
+from aegen.models.flow_matching import SOLVERS, TIME_FEATURES, time_features
 
 
 class ResidualBlock(nn.Module):
@@ -89,19 +89,25 @@ class CodeDenoiser(nn.Module):
         guidance: float,
         steps: int,
         path: list[torch.Tensor] | None = None,
+        interval: tuple[float, float] = (0.0, 1.0),
+        solver: str = "heun",
     ) -> torch.Tensor:
-        """Codes from noise [B, C, H, W] by Heun's method in `steps` steps, guided towards the
-        labels by `guidance` (labels None: unconditional); `path` receives each step's codes."""
+        """Codes from noise [B, C, H, W] by the solver (flow_matching.SOLVERS) in `steps` steps,
+        guided towards the labels by `guidance` (labels None: unconditional) where the time
+        lies in `interval`; `path` receives each step's codes."""
+        solve = SOLVERS[solver]
         none = self.no_labels(len(noise), noise.device)
         if labels is None or not self.classes:
-            return heun_solve(lambda x, t: self(x, t, none), noise, steps, path)
+            return solve(lambda x, t: self(x, t, none), noise, steps, path)
         wanted = labels.long().to(noise.device)
         if guidance == 1.0:
-            return heun_solve(lambda x, t: self(x, t, wanted), noise, steps, path)
+            return solve(lambda x, t: self(x, t, wanted), noise, steps, path)
 
         def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            if not interval[0] <= float(t[0]) <= interval[1]:  # one time for every row
+                return self(x, t, wanted)
             both = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([wanted, none]))
             conditional, unconditional = both.chunk(2)
             return unconditional + guidance * (conditional - unconditional)
 
-        return heun_solve(guided, noise, steps, path)
+        return solve(guided, noise, steps, path)

@@ -1,0 +1,175 @@
+"""ldm against its bound (issue #33, item 1): an epoch of each stage and 1,000 samples, each
+timed and set beside the time its own convolutions take when run alone.
+
+The bound of a piece of work is measured, not assumed: forward hooks record every convolution
+it runs (the layer, its input's shape, whether a backward pass follows), and each distinct call
+is then run alone, forward and (where the work had one) backward, the best of several tries,
+times how often the work made it. What the bound leaves out is everything else the work does:
+normalisations, activations, the loss, the optimizer, Python. ratio = time / bound; the FLOPs
+(torch's FlopCounterMode) and the rate they imply are printed beside it.
+
+    AEGEN_DATA=../shared/data .venv/bin/python bench/ldm_speed.py [--dataset mnist-5k]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from aegen.data.datasets import load_dataset
+from aegen.experiments.hardware import hardware
+from aegen.models import build_model
+from aegen.settings.train import TrainSettings
+from aegen.training.trainer import Trainer
+
+CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)
+Call = tuple[nn.Module, tuple[int, ...], bool, bool]  # layer, input shape, input grad, backward
+
+
+class ConvCalls:
+    """Records every convolution a model runs while it is open: (layer, input shape, whether
+    the input wants a gradient, whether the output does, i.e. a backward pass follows)."""
+
+    def __init__(self, model: nn.Module):
+        self.calls: Counter[Call] = Counter()
+        self.handles = [
+            layer.register_forward_hook(self._record)
+            for layer in model.modules()
+            if isinstance(layer, CONVOLUTIONS)
+        ]
+
+    def _record(self, layer: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        x = args[0]
+        self.calls[(layer, tuple(x.shape), x.requires_grad, out.requires_grad)] += 1
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def best_time(function: Callable[[], object], repeats: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def run_alone(layer: nn.Module, x: torch.Tensor, backward: bool) -> None:
+    """One convolution, forward and, if asked, backward (into x and the layer's weights)."""
+    if backward:
+        out = layer(x)
+        out.backward(torch.ones_like(out))
+    else:
+        with torch.no_grad():
+            layer(x)
+
+
+def bound_seconds(calls: Counter[Call]) -> float:
+    """The seconds the recorded convolutions take run alone (best of several tries each)."""
+    total = 0.0
+    for (layer, shape, input_grad, backward), count in calls.items():
+        x = torch.randn(shape, requires_grad=input_grad)
+        run_alone(layer, x, backward)  # the first call picks the kernel
+        total += count * best_time(lambda: run_alone(layer, x, backward))  # noqa: B023
+        for p in layer.parameters():
+            p.grad = None
+    return total
+
+
+def stage_epochs(dataset: str, threads: int) -> tuple[list[dict], list[Counter[Call]], int]:
+    """Two epochs of ldm, the autoencoder's then the prior's (a fixed switch), with every
+    convolution recorded per epoch; and the FLOPs of one training step of each stage."""
+    data = load_dataset(dataset, "train")
+    n_val = len(data) // 10
+    model = build_model("ldm", {"stage_switch": "fixed", "prior_share": 0.5})
+    settings = TrainSettings(epochs=2, threads=threads)
+    trainer = Trainer(
+        model,
+        settings,
+        data.images[n_val:],
+        data.images[:n_val],
+        data.labels[n_val:],
+        data.labels[:n_val],
+    )
+    recorders = [ConvCalls(model)]
+
+    def next_epoch(metrics: dict) -> None:
+        recorders[-1].close()
+        recorders.append(ConvCalls(model))
+
+    history = trainer.fit(on_epoch_end=next_epoch, progress=False)
+    recorders[-1].close()
+    return history, [r.calls for r in recorders[:2]], trainer.steps_per_epoch
+
+
+def counted_flops(work: Callable[[], object]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        work()
+    return counter.get_total_flops()
+
+
+def sampling(model: nn.Module, n: int) -> tuple[float, Counter[Call], int]:
+    """Seconds for n samples through the prior and the decoder (the best of two), their
+    convolutions, and their FLOPs."""
+    from aegen.models.ldm import LatentDiffusion
+
+    assert isinstance(model, LatentDiffusion)
+    model.eval()
+
+    def draw() -> None:
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            model.decode(model.solve_prior(n, generator))
+
+    seconds = best_time(draw, 2)
+    recorder = ConvCalls(model)
+    draw()
+    recorder.close()
+    return seconds, recorder.calls, counted_flops(draw)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="mnist-5k")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("-n", type=int, default=1000, help="samples timed (default 1000)")
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "ldm-speed-cpu.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    history, epoch_calls, steps = stage_epochs(args.dataset, args.threads)
+    model = build_model("ldm")
+    rows = []
+    for name, metrics, calls in zip(("autoencoder epoch", "prior epoch"), history, epoch_calls):
+        rows.append({"work": name, "seconds": metrics["seconds"], "bound": bound_seconds(calls)})
+    seconds, calls, flops = sampling(model, args.n)
+    rows.append(
+        {"work": f"{args.n} samples", "seconds": seconds, "bound": bound_seconds(calls)}
+        | {"gflop": flops / 1e9}
+    )
+    print(f"ldm on {args.dataset}, {args.threads} threads, {steps} steps an epoch")
+    print("| work | seconds | bound (its convolutions alone) | ratio | GFLOP | GFLOP/s |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        gflop = row.get("gflop")
+        rate = f"{gflop / row['seconds']:.1f}" if gflop else ""
+        print(
+            f"| {row['work']} | {row['seconds']:.2f} | {row['bound']:.2f} | "
+            f"{row['seconds'] / row['bound']:.2f} | {gflop or '':.6} | {rate} |"
+        )
+    report = {"hardware": hardware(), "dataset": args.dataset, "threads": args.threads}
+    args.json.write_text(json.dumps(report | {"rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
