@@ -5,13 +5,14 @@ The autoencoder: the conv bodies down to a 7 x 7 grid of `code_channels` numbers
 by default: 196 numbers for a 28-pixel image), lightly KL-regularised (`kl_weight` on the summed
 KL, against the reconstruction's summed error) so that its code space stays smooth without
 blurring what it rebuilds. The prior: a convolutional velocity network on the code grids,
-trained by flow matching and sampled by Heun's method in `sampling_steps` steps
-(code_denoiser.py), conditioned on the label where the data has labels (classifier-free
-guidance, scale `guidance`, on the stretch of the flow from `guidance_from` to `guidance_to`
-only: after Kynkäänniemi et al., NeurIPS 2024, who found guidance harmful near the noise and
-needless near the data). The codes it learns are standardised per channel by moving averages
-taken while the autoencoder trains (saved with the weights), so the prior sees unit-scale
-numbers whatever scale the encoder settles on.
+trained by flow matching and sampled by `solver` (Adams-Bashforth's two-step method; runs
+recorded before it: Heun's) in `sampling_steps` steps (code_denoiser.py, flow_matching.py),
+conditioned on the label where the data has labels (classifier-free guidance, scale `guidance`,
+on the stretch of the flow from `guidance_from` to `guidance_to` only: after Kynkäänniemi et
+al., NeurIPS 2024, who found guidance harmful near the noise and needless near the data). The
+codes it learns are standardised per channel by moving averages taken while the autoencoder
+trains (saved with the weights), so the prior sees unit-scale numbers whatever scale the encoder
+settles on.
 
 Asked for no label, a labelled prior draws labels from the training labels' frequencies (counted
 while it trains), then codes for them: a draw from the whole data's distribution, which the

@@ -14,11 +14,11 @@ from aegen.errors import ConfigError, DataError, first_line
 from aegen.files.memory import free_memory
 from aegen.models import Autoencoder, build_model, preset
 
-# What torch raises for options it cannot allocate or lay out (TypeError: a size past int64).
 # A training's peak per fp32 parameter, measured (a VAE of 326 million: 17.4 GB at its first
 # checkpoint): weights, gradients and Adam's two moments (16 bytes), the best epoch's copy (4),
 # and the checkpoint of weights and moments serialised in memory before it is written (twice 16).
 BYTES_PER_PARAMETER = 52
+# What torch raises for options it cannot allocate or lay out (TypeError: a size past int64).
 UNBUILDABLE = (RuntimeError, MemoryError, OverflowError, ValueError, TypeError)
 
 
