@@ -239,3 +239,19 @@ def test_a_run_recorded_before_the_guidance_interval_keeps_its_sampling():
         "ab2",
         5,
     )
+
+
+@pytest.mark.parametrize(("steps", "columns"), [(4, 4), (12, 9)])
+def test_the_denoising_picture_shows_each_step_once(steps, columns):
+    """Fewer steps than the picture's 9 columns: one column a step, none drawn twice."""
+    from types import SimpleNamespace
+
+    from aegen.views.run_pictures import N_DENOISED, denoising_paths
+
+    model = build_model("ldm", {**SMALL, "sampling_steps": steps}).eval()
+    torch.nn.init.normal_(model.prior.out.weight, std=0.1)  # a field that moves (it starts still)
+    codes = denoising_paths(SimpleNamespace(model=model, decode=lambda codes: codes))
+    per_sample = codes.view(N_DENOISED, -1, codes.shape[-1])
+    assert per_sample.shape[1] == columns
+    pairs = [(row[i], row[i + 1]) for row in per_sample for i in range(columns - 1)]
+    assert not any(torch.equal(a, b) for a, b in pairs)

@@ -78,14 +78,15 @@ def shown_samplers(trained: TrainedModel) -> list[str]:
 
 def denoising_paths(trained: TrainedModel, seed: int = 0) -> torch.Tensor:
     """N_DENOISED samples of a latent diffusion prior, each decoded at DENOISING_COLUMNS points
-    of its path from noise to code (one row per sample, one per class where it has labels):
-    [N_DENOISED * DENOISING_COLUMNS, C, H, W]."""
+    of its path from noise to code, or after each step where it takes fewer (one row per
+    sample, one per class where it has labels): [N_DENOISED * columns, C, H, W]."""
     model = trained.model
     classes = model.prior_classes
     labels = torch.arange(N_DENOISED) % classes if classes else None
     path: list[torch.Tensor] = []
     model.solve_prior(N_DENOISED, torch.Generator().manual_seed(seed), labels, path)
-    picked = torch.linspace(0, len(path) - 1, DENOISING_COLUMNS).round().long().tolist()
+    columns = min(DENOISING_COLUMNS, len(path))  # 5 steps: each once, none repeated
+    picked = torch.linspace(0, len(path) - 1, columns).round().long().tolist()
     codes = torch.stack([path[i] for i in picked], 1)  # [samples, columns, latent]
     return trained.decode(codes.flatten(0, 1))
 
@@ -142,9 +143,8 @@ def write_run_pictures(trained: TrainedModel, history: list[dict]) -> torch.Tens
         scale = (1.0, 1.0) if variational else tuple(codes.std(0).tolist())
         save_manifold(run_dir / "manifold.png", trained.decode, centre=centre, scale=scale)
     if trained.model.solved_prior:
-        write_atomic(
-            run_dir / "denoising.png", image_grid_png(denoising_paths(trained), DENOISING_COLUMNS)
-        )
+        paths = denoising_paths(trained)
+        write_atomic(run_dir / "denoising.png", image_grid_png(paths, len(paths) // N_DENOISED))
     if history:
         save_loss_curves(run_dir / "loss.png", history)
     return samples
