@@ -13,7 +13,14 @@ import aegen
 from aegen.files.tensors import load_tensors
 from aegen.models import build_model, stage_plan
 from aegen.models.base import Stage, two_stages
-from aegen.models.stage_plan import ended_unsettled, plan_text, resolve, settled, switch_note
+from aegen.models.stage_plan import (
+    cooldown_factor,
+    ended_unsettled,
+    plan_text,
+    resolve,
+    settled,
+    switch_note,
+)
 from aegen.runs.folder import read_history
 from aegen.training.run import train
 
@@ -70,6 +77,25 @@ def test_a_stage_that_ran_out_of_epochs_while_improving_is_named():
     assert note is not None and "reached its last epoch before its held-out recon settled" in note
 
 
+def test_the_autoencoder_stage_cools_down_in_its_last_planned_epochs():
+    autoencoder, prior = two_stages(20, 0.5, "settled")  # epochs 1-10, then 11-20
+    factors = [cooldown_factor(autoencoder, epoch, False) for epoch in range(1, 11)]
+    assert factors == [1.0] * 8 + [0.1, 0.1]  # 15 % of 10 epochs, rounded: the last 2
+    assert all(cooldown_factor(prior, epoch, True) == 1.0 for epoch in range(11, 21))
+    assert "from epoch 3 on; 9-10 at a tenth of the rate" in plan_text([autoencoder, prior], 25)
+    # The fixed split of earlier versions keeps its rate throughout; one epoch has no cool-down.
+    fixed = two_stages(20, 0.5, "fixed")[0]
+    assert all(cooldown_factor(fixed, epoch, False) == 1.0 for epoch in range(1, 11))
+    single = two_stages(2, 0.5, "settled")[0]
+    assert single.epochs == 1 and cooldown_factor(single, 1, False) == 1.0
+
+
+def test_grid_models_halve_their_batch_until_an_epoch_has_60_steps():
+    model = build_model("ldm")
+    sizes = {n: model.default_batch_size(n) for n in (54_000, 7_680, 4_500, 3_000, 1_544, 100)}
+    assert sizes == {54_000: 128, 7_680: 128, 4_500: 64, 3_000: 32, 1_544: 16, 100: 16}
+
+
 def test_every_grid_model_plans_a_settling_autoencoder_stage():
     for name, measure in (("vq-vae", "val_recon"), ("ldm", "val_mse")):
         first, prior = build_model(name).stages(10)
@@ -89,7 +115,10 @@ def test_a_run_resumed_around_a_settled_switch_continues_bit_exactly(
     with caplog.at_level(logging.INFO, logger="aegen"):
         train("ldm", "mnist-5k", out=tmp_path / "whole", model_options=options, **quiet)
     assert "the autoencoder stage ends after epoch 3" in caplog.text
-    assert [row["stage"] for row in read_history(tmp_path / "whole")] == [1, 1, 1, 2, 2, 2]
+    history = read_history(tmp_path / "whole")
+    assert [row["stage"] for row in history] == [1, 1, 1, 2, 2, 2]
+    # The stage's last planned epoch (3) cools down; the prior starts at the full rate.
+    assert [row["lr"] for row in history] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-3, 1e-3, 1e-3])
     stop = [lambda run, epoch, metrics: aegen.STOP if epoch == stop_after else None]
     parts = tmp_path / "parts"
     train("ldm", "mnist-5k", out=parts, model_options=options, callbacks=stop, **quiet)

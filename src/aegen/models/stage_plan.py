@@ -4,7 +4,8 @@ measure settles did end, and why.
 The plan (Autoencoder.stages) fixes each stage's latest epoch; a stage that `settles` may end
 earlier, and the next one then starts at once. The decision reads only the finished epochs'
 validation numbers, so a resumed run resolves the same stages as the run it continues (bit-exact
-resume needs nothing more than the history its checkpoint holds).
+resume needs nothing more than the history its checkpoint holds). A settling stage that hands
+over to another cools down: its last planned epochs train at a tenth of the learning rate.
 """
 
 from __future__ import annotations
@@ -119,8 +120,34 @@ def plan_text(planned: list[Stage], steps_per_epoch: int) -> str:
         if stage.settles and i < len(planned) - 1:
             floor = min(floor_epoch(stage, stage.first, steps_per_epoch), stage.last)
             measure = stage.settles.removeprefix("val_")
-            part += f" (ends once its held-out {measure} settles, from epoch {floor} on)"
+            cool, calm = cooldown_epochs(stage, last_stage=False), ""
+            if cool:
+                slow = f"{stage.last - cool + 1}-{stage.last}" if cool > 1 else f"{stage.last}"
+                calm = f"; {slow} at a tenth of the rate"
+            part += f" (ends once its held-out {measure} settles, from epoch {floor} on{calm})"
         elif i and planned[i - 1].settles:
             part += " (or from where that ends)"
         parts.append(part)
     return "epochs " + ", ".join(parts)
+
+
+COOLDOWN_SHARE = 0.15  # of a settling stage's planned epochs, at its end, trained at ...
+COOLDOWN_FACTOR = 0.1  # ... this share of the learning rate
+
+
+def cooldown_epochs(stage: Stage, last_stage: bool) -> int:
+    """How many of a stage's last planned epochs train at COOLDOWN_FACTOR of the rate: 15 %
+    (at least 1) for a settling stage that hands over to another (the autoencoder before its
+    prior), none otherwise, nor for a stage of one epoch."""
+    if not stage.settles or last_stage:
+        return 0
+    cool = max(1, round(COOLDOWN_SHARE * stage.epochs))
+    return cool if stage.epochs > cool else 0
+
+
+def cooldown_factor(stage: Stage, epoch: int, last_stage: bool) -> float:
+    """The learning rate's factor in `epoch` of `stage`: the next stage freezes the weights this
+    one hands over, so they should not be those of a noisy last step or of a spike (measured in
+    docs/guide/two-stages.md)."""
+    cool = cooldown_epochs(stage, last_stage)
+    return COOLDOWN_FACTOR if cool and epoch > stage.last - cool else 1.0

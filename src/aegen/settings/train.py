@@ -113,7 +113,7 @@ class TrainSettings:
     batch_size: int | None = setting(
         None,
         "images per optimizer step (default: the model's, 128; vq-vae and ldm halve it, down "
-        "to 32, while an epoch of the data would have fewer than 40 steps)",
+        "to 16, while an epoch of the data would have fewer than 60 steps)",
         minimum=1,
         maximum=2**24,
     )

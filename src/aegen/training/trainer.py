@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from aegen.data.pixels import to_model_range
 from aegen.errors import ConfigError, TrainingError
 from aegen.models.base import Autoencoder, Stage
-from aegen.models.stage_plan import resolve, switch_note
+from aegen.models.stage_plan import cooldown_factor, resolve, switch_note
 from aegen.settings.evaluate import EVAL_BATCH
 from aegen.settings.train import TrainSettings
 from aegen.training import distributed
@@ -195,9 +195,11 @@ class Trainer:
 
     def rate(self, step: int) -> float:
         """The learning rate at 0-based global step `step` (the schedule spans its stage)."""
-        stage = self.stage_of(step // self.steps_per_epoch + 1)
+        epoch = step // self.steps_per_epoch + 1
+        stage = self.stage_of(epoch)
         first, total = (stage.first - 1) * self.steps_per_epoch, stage.epochs * self.steps_per_epoch
-        return self.lr * rate_factor(self.config.lr_schedule, step - first, total)
+        factor = rate_factor(self.config.lr_schedule, step - first, total)
+        return self.lr * factor * cooldown_factor(stage, epoch, stage is self.stages[-1])
 
     def set_step(self, step: int) -> None:
         """Set the learning rate and the KL warm-up's share for 0-based global step `step`."""
