@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from aegen.models import build_model, build_recorded_model
-from aegen.models.conv_nets import conv_decoder
+from aegen.models.conv_nets import ResizeConv2d, conv_decoder
 from aegen.models.grid_ae import grid_widths
 from aegen.runs.config import read_run_config, write_run_config
 from aegen.training.run import load, train
@@ -35,11 +35,29 @@ def test_a_flat_feature_map_decodes_to_a_flat_image():
     assert interior_spread(conv_decoder([32, 64], 3, "transpose"), flat) > 1e-3
 
 
+def test_resize_conv_equals_resizing_then_convolving_and_loads_their_weights():
+    torch.manual_seed(0)
+    plain = torch.nn.Conv2d(5, 6, 3, padding=1).double()
+    fused = ResizeConv2d(5, 6).double()
+    fused.load_state_dict(plain.state_dict())  # the same names: saved runs load unchanged
+    x = torch.randn(3, 5, 7, 9, dtype=torch.float64, requires_grad=True)
+    wanted = plain(torch.nn.functional.interpolate(x, scale_factor=2.0))
+    got = fused(x)
+    assert got.shape == wanted.shape == (3, 6, 14, 18)
+    assert torch.allclose(got, wanted, atol=1e-12)
+    pull = torch.randn_like(wanted)
+    for a, b in zip(
+        torch.autograd.grad(wanted, (x, plain.weight, plain.bias), pull),
+        torch.autograd.grad(got, (x, fused.weight, fused.bias), pull),
+    ):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
 @pytest.mark.parametrize("name", DESIGNED)
 def test_every_designed_decoder_resizes_and_convolves(name):
     model = build_model(name, {"image_size": 32, "channels": 3})
     kinds = {type(m).__name__ for m in model.decoder.modules()}
-    assert "Upsample" in kinds and "ConvTranspose2d" not in kinds
+    assert "ResizeConv2d" in kinds and "ConvTranspose2d" not in kinds
     assert model.decode(torch.zeros(2, model.latent_dim)).shape == (2, 3, 32, 32)
 
 

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from aegen.errors import ConfigError
 from aegen.models.base import Autoencoder, LossOutput, ModelConfig, option
-from aegen.models.conv_nets import UPSAMPLINGS, upsample_option
+from aegen.models.conv_nets import UPSAMPLINGS, resize_conv, upsample_option
 
 
 @dataclass
@@ -124,5 +124,5 @@ def _stride_two_layers(
         return encoder, decoder
     layers: list[nn.Module] = []
     for a, b in ((narrow, wide), (wide, wide), (wide, narrow), (narrow, narrow)):
-        layers += [nn.Upsample(scale_factor=2.0), nn.Conv2d(a, b, 3, padding=1), nn.ReLU()]
+        layers += [*resize_conv(a, b), nn.ReLU()]
     return encoder, nn.Sequential(*layers, nn.Conv2d(narrow, c, 3, padding=1), nn.Tanh())

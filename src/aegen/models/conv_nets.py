@@ -4,11 +4,11 @@ per width down to a feature map 2**len(widths) times smaller than the image's si
 The decoder upsamples by resizing (nearest neighbour, x2) and then convolving (3x3), after Odena
 et al., "Deconvolution and checkerboard artifacts" (Distill, 2016): every output pixel is made
 by the same number of kernel taps, so the decoder cannot print the checkerboard a transposed
-convolution's uneven overlap gives (measured on colour emoji: high-frequency power of the
-rebuilt images within 2x of the real images', see docs/lab/colour-images.md). A last 3x3
-convolution at full resolution mixes the colours the upsampled features carry. Runs recorded
-before this decoder keep their transposed convolutions (`upsample="transpose"`), so that their
-weights still load.
+convolution's free, unevenly overlapping kernel gives (measured on colour emoji, see
+docs/lab/colour-images.md). ResizeConv2d computes the same function without the resized copy,
+in 4/9 of the multiply-adds. A last 3x3 convolution at full resolution mixes the colours the
+upsampled features carry. Runs recorded before this decoder keep their transposed convolutions
+(`upsample="transpose"`), so that their weights still load.
 
 Built as plain nn.Sequential so that each model keeps its own attribute names (`encoder`,
 `decoder`) and so the names of its saved weights."""
@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
+from torch.nn import functional as F
 
 from aegen.errors import ConfigError
 from aegen.models.base import option
@@ -32,6 +34,35 @@ def upsample_option() -> str:
         "decoder upsampling: resize (nearest x2, then 3x3 conv: no checkerboard) or transpose "
         "(4x4 transposed conv: how runs recorded before this option were built)",
     )
+
+
+# Which of a 3x3 kernel's rows (columns) feed each row (column) of the equivalent 4x4 kernel of
+# a stride-2 transposed convolution (ResizeConv2d): taps 0-3 sum rows {2}, {1, 2}, {0, 1}, {0}.
+TAP_SUMS = ((0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0))
+
+
+class ResizeConv2d(nn.Conv2d):
+    """A 3x3 convolution (padding 1) of its input resized x2 by nearest neighbour, computed as
+    the one stride-2 transposed convolution it equals: the 4x4 kernel's taps are sums of the
+    3x3 kernel's (TAP_SUMS), so each output pixel still gets 4 sums of the same 9 weights and
+    no checkerboard can appear, but the resized copy is never made and each output pixel costs
+    4 multiply-adds per channel pair instead of 9. Weights, bias and their names are the
+    Conv2d's, so runs saved with nn.Upsample + nn.Conv2d load unchanged (equal to float
+    rounding: tests/models/test_decoders.py)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        taps = torch.tensor(TAP_SUMS, dtype=self.weight.dtype, device=self.weight.device)
+        kernel = torch.einsum("kr,oirc,lc->iokl", taps, self.weight, taps)
+        return F.conv_transpose2d(x, kernel, self.bias, stride=2, padding=1)
+
+
+def resize_conv(in_channels: int, out_channels: int) -> list[nn.Module]:
+    """The layers of one resize-then-convolve step: an nn.Identity where the nn.Upsample was
+    (so that the saved weights keep their names), then ResizeConv2d."""
+    return [nn.Identity(), ResizeConv2d(in_channels, out_channels)]
 
 
 def check_conv_sizes(
@@ -73,5 +104,5 @@ def conv_decoder(widths: Sequence[int], channels: int, upsample: str = "resize")
             layers += [nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1), nn.ReLU()]
         return nn.Sequential(*layers[:-1])
     for wide, narrow in zip(back, [*back[1:], back[-1]]):
-        layers += [nn.Upsample(scale_factor=2.0), nn.Conv2d(wide, narrow, 3, padding=1), nn.ReLU()]
+        layers += [*resize_conv(wide, narrow), nn.ReLU()]
     return nn.Sequential(*layers, nn.Conv2d(back[-1], channels, 3, padding=1))

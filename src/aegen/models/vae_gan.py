@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from aegen.errors import ConfigError
 from aegen.models.base import Autoencoder, LossOutput, ModelConfig, option
-from aegen.models.conv_nets import check_conv_sizes, upsample_option
+from aegen.models.conv_nets import check_conv_sizes, resize_conv, upsample_option
 
 
 @dataclass
@@ -187,12 +187,10 @@ class VAEGAN(Autoencoder):
 def _resizing_decoder(wide: int, narrow: int, c: int) -> nn.Sequential:
     """Features [B, wide, S/4, S/4] -> images [B, c, S, S]: nearest x2 and a 3x3 conv, twice."""
     return nn.Sequential(
-        nn.Upsample(scale_factor=2.0),
-        nn.Conv2d(wide, narrow, 3, padding=1),
+        *resize_conv(wide, narrow),
         nn.BatchNorm2d(narrow),
         nn.ReLU(),
-        nn.Upsample(scale_factor=2.0),
-        nn.Conv2d(narrow, narrow, 3, padding=1),
+        *resize_conv(narrow, narrow),
         nn.BatchNorm2d(narrow),
         nn.ReLU(),
         nn.Conv2d(narrow, c, 3, padding=1),
