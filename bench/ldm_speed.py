@@ -31,12 +31,14 @@ from aegen.settings.train import TrainSettings
 from aegen.training.trainer import Trainer
 
 CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)
-Call = tuple[nn.Module, tuple[int, ...], bool, bool]  # layer, input shape, input grad, backward
+# layer, input shape, input grad, backward, input in channels_last
+Call = tuple[nn.Module, tuple[int, ...], bool, bool, bool]
 
 
 class ConvCalls:
     """Records every convolution a model runs while it is open: (layer, input shape, whether
-    the input wants a gradient, whether the output does, i.e. a backward pass follows)."""
+    the input wants a gradient, whether the output does, i.e. a backward pass follows, and
+    whether the input is laid out channels_last)."""
 
     def __init__(self, model: nn.Module):
         self.calls: Counter[Call] = Counter()
@@ -48,7 +50,8 @@ class ConvCalls:
 
     def _record(self, layer: nn.Module, args: tuple, out: torch.Tensor) -> None:
         x = args[0]
-        self.calls[(layer, tuple(x.shape), x.requires_grad, out.requires_grad)] += 1
+        last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        self.calls[(layer, tuple(x.shape), x.requires_grad, out.requires_grad, last)] += 1
 
     def close(self) -> None:
         for handle in self.handles:
@@ -77,8 +80,9 @@ def run_alone(layer: nn.Module, x: torch.Tensor, backward: bool) -> None:
 def bound_seconds(calls: Counter[Call]) -> float:
     """The seconds the recorded convolutions take run alone (best of several tries each)."""
     total = 0.0
-    for (layer, shape, input_grad, backward), count in calls.items():
-        x = torch.randn(shape, requires_grad=input_grad)
+    for (layer, shape, input_grad, backward, last), count in calls.items():
+        layout = torch.channels_last if last else torch.contiguous_format
+        x = torch.randn(shape).contiguous(memory_format=layout).requires_grad_(input_grad)
         run_alone(layer, x, backward)  # the first call picks the kernel
         total += count * best_time(lambda: run_alone(layer, x, backward))  # noqa: B023
         for p in layer.parameters():

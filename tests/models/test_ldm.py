@@ -183,18 +183,24 @@ def test_a_run_stopped_in_either_stage_resumes_bit_exactly(tmp_path, stop_after)
 @pytest.mark.parametrize(("name", "first_layer"), [("ldm", "inner"), ("vq-vae", "embed")])
 def test_the_waiting_prior_reports_on_an_eighth_of_a_training_batch(name, first_layer):
     """In the autoencoder's stage the prior's loss is only a report: a training step runs it on
-    16 of 128 codes (ldm's full pass was 60 % of the stage's FLOPs); validation and the prior's
-    own stage run it on all of them."""
+    16 of 128 codes (ldm's full pass was 60 % of the stage's FLOPs), and so does that stage's
+    validation; the prior's own stage and a model outside the trainer run it on all of them."""
     model = build_model(name)
     rows: list[int] = []
     layer = getattr(model.prior, first_layer)
     layer.register_forward_hook(lambda module, args, out: rows.append(len(args[0])))
     x, labels = torch.rand(128, 1, 28, 28), torch.randint(10, (128,))
-    stepped = ((("autoencoder",), True), (("autoencoder",), False), (("prior",), True))
+    stepped = (
+        (("autoencoder",), True),
+        (("autoencoder",), False),
+        (("prior",), True),
+        (("prior",), False),
+        (None, False),
+    )
     for groups, training in stepped:
         model.training_groups = groups
         model.train(training).loss(x, labels)
-    assert rows == [16, 128, 128]
+    assert rows == [16, 16, 128, 128, 128]
 
 
 def test_guidance_acts_on_its_stretch_of_the_flow_only():
@@ -209,6 +215,23 @@ def test_guidance_acts_on_its_stretch_of_the_flow_only():
     rows.clear()
     model.solve_prior(5, torch.Generator().manual_seed(0), torch.arange(5), steps=10)
     assert sum(rows) // 5 == 10 + 6  # guided at 0.2, 0.3, ..., 0.7: the window's ends hold
+
+
+def test_codes_solved_in_parts_equal_codes_solved_at_once(monkeypatch):
+    from aegen.models import ldm
+
+    torch.manual_seed(0)
+    model = build_model("ldm").eval()
+    torch.nn.init.normal_(model.prior.out.weight, std=0.05)  # a velocity that is not still
+    whole: list[torch.Tensor] = []
+    at_once = model.solve_prior(10, torch.Generator().manual_seed(3), path=whole)
+    monkeypatch.setattr(ldm, "SOLVE_ROWS", 4)  # parts of 4, 4 and 2 rows
+    parts: list[torch.Tensor] = []
+    in_parts = model.solve_prior(10, torch.Generator().manual_seed(3), path=parts)
+    assert in_parts.shape == at_once.shape == (10, model.latent_dim)
+    assert torch.allclose(in_parts, at_once, atol=1e-5)
+    assert len(parts) == len(whole) == 5
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(parts, whole))
 
 
 def test_adams_bashforth_is_exact_on_a_straight_flow_and_second_order():

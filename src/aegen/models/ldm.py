@@ -50,6 +50,9 @@ from aegen.models.grid_ae import GridAutoencoder, GridConfig
 
 RECONSTRUCTION_LOSSES = ("bce", "l1", "l2")
 CODE_STATS_DECAY = 0.99
+# Codes solved together: the prior's features for 128 codes (256 in a guided pass) stay in the
+# CPU's caches between its layers; 1,000 codes at once took 1.65x the time (bench/README.md).
+SOLVE_ROWS = 128
 
 
 @dataclass
@@ -228,18 +231,23 @@ class LatentDiffusion(GridAutoencoder):
             counts = self.label_counts.cpu().double()
             weights = counts if counts.sum() > 0 else torch.ones(self.prior_classes)
             labels = torch.multinomial(weights, n, replacement=True, generator=generator)
-        solved: list[torch.Tensor] = []
         config = self.config
-        u = self.prior.sample(
-            noise,
-            labels,
-            config.guidance,
-            steps or config.sampling_steps,
-            solved,
-            (config.guidance_from, config.guidance_to),
-            config.solver,
-        )
+        parts: list[torch.Tensor] = []
+        paths: list[list[torch.Tensor]] = []
+        for rows in torch.arange(n).split(SOLVE_ROWS):  # each row's solve is its own
+            paths.append([])
+            parts.append(
+                self.prior.sample(
+                    noise[rows],
+                    None if labels is None else labels[rows],
+                    config.guidance,
+                    steps or config.sampling_steps,
+                    paths[-1],
+                    (config.guidance_from, config.guidance_to),
+                    config.solver,
+                )
+            )
         scale = lambda v: v * self.code_std[:, None, None] + self.code_mean[:, None, None]
         if path is not None:
-            path.extend(scale(v).flatten(1).cpu() for v in solved)
-        return scale(u).flatten(1).cpu()
+            path.extend(scale(torch.cat(step)).flatten(1).cpu() for step in zip(*paths))
+        return scale(torch.cat(parts)).flatten(1).cpu()

@@ -251,7 +251,7 @@ def _fit(
             log.info(trainer.stage_note)
         if not hooks:
             return False
-        snapshot = TrainedModel(run_dir, copy.deepcopy(net).cpu(), config, chosen.data_root)
+        snapshot = TrainedModel(run_dir, on_cpu(copy.deepcopy(net)), config, chosen.data_root)
         return call_hooks(hooks, snapshot, metrics["epoch"], metrics)
 
     if main:
@@ -283,10 +283,17 @@ def _notes(trainer: Trainer, chosen: TrainSettings) -> str:
     return notes
 
 
+def on_cpu(net: Autoencoder) -> Autoencoder:
+    """The model on the CPU in the layout `load` gives it: a model trained channels_last
+    would otherwise sample differently, in the last bits, from its saved run."""
+    # torch's stubs lack Module.to(device, memory_format=...), which Module.to accepts.
+    return net.to("cpu", memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+
+
 def _finish(folder: RunFolder, net: Autoencoder, trainer: Trainer, main: bool) -> TrainedModel:
     """The trained model with its best weights; the writer draws the run's pictures and
     keeps its diagnosis."""
-    net = net.cpu()
+    net = on_cpu(net)
     best, history = folder.best, folder.history
     if best is not None and best.epoch != len(history):
         net.load_state_dict(best.state)
