@@ -17,6 +17,8 @@ from aegen.models.base import Stage
 
 SETTLE_EPOCHS = 2  # epochs a settling measure is watched over
 SETTLE_GAIN = 0.01  # the least relative gain over them that keeps the stage going
+COOLDOWN_SHARE = 0.15  # of a settling stage's planned epochs, at its end, trained at ...
+COOLDOWN_FACTOR = 0.1  # ... this share of the learning rate
 
 
 def settled(values: list[float]) -> bool:
@@ -129,10 +131,6 @@ def plan_text(planned: list[Stage], steps_per_epoch: int) -> str:
             part += " (or from where that ends)"
         parts.append(part)
     return "epochs " + ", ".join(parts)
-
-
-COOLDOWN_SHARE = 0.15  # of a settling stage's planned epochs, at its end, trained at ...
-COOLDOWN_FACTOR = 0.1  # ... this share of the learning rate
 
 
 def cooldown_epochs(stage: Stage, last_stage: bool) -> int:
