@@ -8,6 +8,13 @@ times how often the work made it. What the bound leaves out is everything else t
 normalisations, activations, the loss, the optimizer, Python. ratio = time / bound; the FLOPs
 (torch's FlopCounterMode) and the rate they imply are printed beside it.
 
+Then `evaluate`'s phases on a run of those two epochs (its default samplers: prior, gaussian,
+gmm), and a short training of the judge (the data set's classifier, which a first evaluation
+trains and caches), each against the bound of op_bound.py: every matrix-class operation the
+phase runs (convolutions, matrix products, the k-NN distances) run alone. A phase is timed in
+one evaluation and recorded in another, of a copy of the run made before either (so that both
+fit the samplers); the judge comes from the cache in both.
+
     AEGEN_DATA=../shared/data .venv/bin/python bench/ldm_speed.py [--dataset mnist-5k]
 """
 
@@ -21,6 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from op_bound import MatrixOps
+from op_bound import bound_seconds as ops_bound
+from op_bound import flops as ops_flops
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -142,11 +152,103 @@ def sampling(model: nn.Module, n: int) -> tuple[float, Counter[Call], int]:
     return seconds, recorder.calls, counted_flops(draw)
 
 
+JUDGE_IMAGES = 15_000  # of the 400,000 a first evaluation's judge trains on: the same steps
+
+
+def evaluate_phases(dataset: str, threads: int) -> list[dict]:
+    """Time, then record, each phase of `evaluate` on a two-epoch ldm run of `dataset`, and a
+    short training of the judge: rows of seconds, bound and GFLOP."""
+    import shutil
+    import tempfile
+    from contextlib import contextmanager
+
+    import aegen
+    from aegen.scoring import classifier, scores
+
+    root = Path(tempfile.mkdtemp(prefix="ldm-speed-"))
+    options = {"stage_switch": "fixed", "prior_share": 0.5}
+    aegen.train(
+        "ldm",
+        dataset,
+        epochs=2,
+        out=root / "timed",
+        progress=False,
+        threads=threads,
+        model_options=options,
+    )
+    shutil.copytree(root / "timed", root / "recorded")
+    seconds: Counter[str] = Counter()
+    calls: dict[str, Counter] = {}
+    recording = False
+
+    @contextmanager
+    def phase(what: str):  # evaluate's own phases, named without the model
+        name = (
+            what.split(": ", 1)[-1] if " / " not in what else "sampler " + what.split(" / ", 1)[1]
+        )
+        started = time.perf_counter()
+        if recording:
+            with MatrixOps() as ops:
+                yield
+            calls.setdefault(name, Counter()).update(ops.calls)
+        else:
+            yield
+        seconds[name] += time.perf_counter() - started
+
+    original = scores.phase
+    scores.phase = phase
+    try:
+        started = time.perf_counter()
+        aegen.evaluate(root / "timed")
+        total = time.perf_counter() - started
+        timed = dict(seconds)
+        recording = True
+        with MatrixOps() as whole:  # the phases' operations and those between them
+            aegen.evaluate(root / "recorded")
+    finally:
+        scores.phase = original
+    rows = [
+        {
+            "work": f"evaluate: {name}",
+            "seconds": timed[name],
+            "bound": ops_bound(calls[name]),
+            "gflop": ops_flops(calls[name]) / 1e9,
+        }
+        for name in timed
+    ]
+    rows.append(
+        {
+            "work": "evaluate, whole",
+            "seconds": total,
+            "bound": ops_bound(whole.calls),
+            "gflop": ops_flops(whole.calls) / 1e9,
+        }
+    )
+    train = load_dataset(dataset, "train")
+    recipe = classifier.Recipe(JUDGE_IMAGES, classifier.RECIPES[dataset].augmentation)
+    started = time.perf_counter()
+    classifier.train_classifier(train.images, train.labels, recipe, progress=False)
+    judge_seconds = time.perf_counter() - started
+    with MatrixOps() as ops:
+        classifier.train_classifier(train.images, train.labels, recipe, progress=False)
+    rows.append(
+        {
+            "work": f"judge training ({JUDGE_IMAGES:,d} images)",
+            "seconds": judge_seconds,
+            "bound": ops_bound(ops.calls),
+            "gflop": ops_flops(ops.calls) / 1e9,
+        }
+    )
+    shutil.rmtree(root)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="mnist-5k")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("-n", type=int, default=1000, help="samples timed (default 1000)")
+    parser.add_argument("--no-evaluate", action="store_true", help="only training and sampling")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "ldm-speed-cpu.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -161,15 +263,21 @@ def main() -> None:
         {"work": f"{args.n} samples", "seconds": seconds, "bound": bound_seconds(calls)}
         | {"gflop": flops / 1e9}
     )
+    if not args.no_evaluate:
+        rows += evaluate_phases(args.dataset, args.threads)
     print(f"ldm on {args.dataset}, {args.threads} threads, {steps} steps an epoch")
-    print("| work | seconds | bound (its convolutions alone) | ratio | GFLOP | GFLOP/s |")
+    print(
+        "| work | seconds | bound (its convolutions or matrix operations alone) | ratio | GFLOP "
+        "| GFLOP/s |"
+    )
     print("|---|---|---|---|---|---|")
     for row in rows:
         gflop = row.get("gflop")
         rate = f"{gflop / row['seconds']:.1f}" if gflop else ""
+        ratio = f"{row['seconds'] / row['bound']:.2f}" if row["bound"] > 0 else "(none)"
         print(
-            f"| {row['work']} | {row['seconds']:.2f} | {row['bound']:.2f} | "
-            f"{row['seconds'] / row['bound']:.2f} | {gflop or '':.6} | {rate} |"
+            f"| {row['work']} | {row['seconds']:.2f} | {row['bound']:.2f} | {ratio} | "
+            f"{gflop or '':.6} | {rate} |"
         )
     report = {"hardware": hardware(), "dataset": args.dataset, "threads": args.threads}
     args.json.write_text(json.dumps(report | {"rows": rows}, indent=1) + "\n")

@@ -40,6 +40,7 @@ from aegen.data.pixels import unit_images
 from aegen.errors import ConfigError
 from aegen.experiments.hardware import hardware
 from aegen.latent.samplers import make_sampler
+from aegen.scoring.quality import reference
 from aegen.scoring.scores import classify, judge, quality_scores
 from aegen.trained import TrainedModel
 
@@ -63,7 +64,7 @@ class Judge:
         )
         self.net, self.record = judge(run, test, self.reference)
         self.labelled = self.record.get("kind") != "random-cnn"
-        self.real_features, _ = classify(self.net, unit_images(test.images))
+        self.real_features = reference(classify(self.net, unit_images(test.images))[0])
 
     def score(self, images: torch.Tensor) -> dict[str, Any]:
         """FD-aegen, precision, recall, class coverage of images [N, C, H, W] in [0, 1]."""

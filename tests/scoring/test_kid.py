@@ -52,3 +52,18 @@ def test_kid_matches_the_pairwise_formula_and_tiny_sets_are_refused():
     assert kernel_distance(a, b)[0] == pytest.approx(expected.item(), rel=1e-9)
     with pytest.raises(ValueError, match="at least four images"):
         kernel_distance(features(3, 0.0, 1), features(40, 0.0, 2))
+
+
+def test_a_reference_scores_as_its_raw_features_do():
+    """An evaluation computes the real side's parts once (Reference); the scores are those of
+    the raw features, against every set."""
+    from aegen.scoring.quality import precision_recall, reference
+
+    real = features(600, 0.0, 0)
+    ref = reference(real)
+    for seed in (1, 2):
+        fake = features(300, 0.2, seed)
+        assert kernel_distance(fake, ref) == kernel_distance(fake, real)
+        assert precision_recall(ref, fake) == precision_recall(real, fake)
+    with pytest.raises(ValueError, match="k=3, not 5"):
+        precision_recall(ref, features(300, 0.2, 1), k=5)

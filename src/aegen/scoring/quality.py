@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -55,12 +56,20 @@ def _share_inside(queries: torch.Tensor, centres: torch.Tensor, radii: torch.Ten
 
 
 def precision_recall(
-    real: torch.Tensor, fake: torch.Tensor, k: int = NEIGHBOURS
+    real: torch.Tensor | Reference, fake: torch.Tensor, k: int = NEIGHBOURS
 ) -> tuple[float, float]:
-    """Improved precision and recall of fake features against real features, k-NN manifolds."""
-    real, fake = real.float(), fake.float()
-    precision = _share_inside(fake, real, _kth_neighbour_radii(real, k))
-    recall = _share_inside(real, fake, _kth_neighbour_radii(fake, k))
+    """Improved precision and recall of fake features against real features (or a Reference
+    to them, whose radii are computed once), k-NN manifolds."""
+    fake = fake.float()
+    if isinstance(real, Reference):
+        if real.k != k:
+            raise ValueError(f"the reference's radii are for k={real.k}, not {k}")
+        real_features, real_radii = real.features, real.radii
+    else:
+        real_features = real.float()
+        real_radii = _kth_neighbour_radii(real_features, k)
+    precision = _share_inside(fake, real_features, real_radii)
+    recall = _share_inside(real_features, fake, _kth_neighbour_radii(fake, k))
     return precision, recall
 
 
@@ -102,8 +111,42 @@ def _within(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return sums / (counts * (counts - 1))
 
 
-def kernel_distance(fake: torch.Tensor, real: torch.Tensor) -> tuple[float, float]:
-    """KID (Binkowski et al., 2018) of fake against real features, with its standard error.
+def _halves(n: int, seed: int) -> torch.Tensor:
+    """Column 0 every image, then one column per seeded random half (1 in, 0 out)."""
+    generator = torch.Generator().manual_seed(seed)
+    weights = torch.zeros(n, KID_HALVES + 1, dtype=torch.float64)
+    weights[:, 0] = 1
+    for column in range(1, KID_HALVES + 1):
+        weights[torch.randperm(n, generator=generator)[: n // 2], column] = 1
+    return weights
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The real features and what every score against them needs of them alone (their k-th
+    neighbour radii, the KID's real-real term and halves): an evaluation scores its reference
+    against five image sets or more, and these parts cost 3 s a set on 10,000 images."""
+
+    features: torch.Tensor
+    k: int
+    radii: torch.Tensor
+    kid_weights: torch.Tensor
+    kid_within: torch.Tensor
+
+
+def reference(features: torch.Tensor, k: int = NEIGHBOURS) -> Reference:
+    """The Reference of real features [N, D]."""
+    if len(features) < 4:
+        raise ValueError("the KID needs at least four images on each side")
+    features = features.float()
+    weights = _halves(len(features), KID_SEED + 1)
+    within = _within(features.double(), weights)
+    return Reference(features, k, _kth_neighbour_radii(features, k), weights, within)
+
+
+def kernel_distance(fake: torch.Tensor, real: torch.Tensor | Reference) -> tuple[float, float]:
+    """KID (Binkowski et al., 2018) of fake against real features (or a Reference to them),
+    with its standard error.
 
     The KID is the unbiased estimate of the squared maximum mean discrepancy under the cubic
     polynomial kernel, on all images of both sets: its expected value does not depend on how
@@ -111,22 +154,17 @@ def kernel_distance(fake: torch.Tensor, real: torch.Tensor) -> tuple[float, floa
     slightly negative). The standard error is by half-sampling: the standard deviation of the
     same estimate on KID_HALVES seeded random halves of both sets, over sqrt(2) (halves have
     about twice the variance; more where the sets are alike, which keeps the error on the
-    safe side)."""
-    if min(len(fake), len(real)) < 4:
+    safe side). Each side's halves come from a seed of their own, so the real side's part is
+    the same against every set it is scored with."""
+    if not isinstance(real, Reference):
+        if min(len(fake), len(real)) < 4:
+            raise ValueError("the KID needs at least four images on each side")
+        real = reference(real)
+    if len(fake) < 4:
         raise ValueError("the KID needs at least four images on each side")
-    a, b = fake.double(), real.double()
-    generator = torch.Generator().manual_seed(KID_SEED)
-
-    def halves(n: int) -> torch.Tensor:
-        """Column 0 every image, then one column per random half (1 in, 0 out)."""
-        weights = torch.zeros(n, KID_HALVES + 1, dtype=torch.float64)
-        weights[:, 0] = 1
-        for column in range(1, KID_HALVES + 1):
-            weights[torch.randperm(n, generator=generator)[: n // 2], column] = 1
-        return weights
-
-    weights_a, weights_b = halves(len(a)), halves(len(b))
+    a, b = fake.double(), real.features.double()
+    weights_a, weights_b = _halves(len(a), KID_SEED), real.kid_weights
     cross = _kernel_sums(a, b, weights_a, weights_b) / (weights_a.sum(0) * weights_b.sum(0))
-    estimates = _within(a, weights_a) + _within(b, weights_b) - 2 * cross
+    estimates = _within(a, weights_a) + real.kid_within - 2 * cross
     error = estimates[1:].std().item() / math.sqrt(2)
     return estimates[0].item(), error

@@ -21,6 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -33,7 +34,7 @@ from aegen.errors import ConfigError
 from aegen.export.files import save_image_grid
 from aegen.files.atomic import write_json
 from aegen.latent.likelihood import binarise, elbo_and_nll
-from aegen.models.base import LossOutput
+from aegen.models.base import Autoencoder, LossOutput
 from aegen.models.vae import BernoulliVAE
 from aegen.runs.folder import SCORES, read_history
 from aegen.scoring.budget import NllPlan, estimate_line, nll_plan, phase, sample_count
@@ -53,11 +54,13 @@ from aegen.scoring.image_stats import (
 from aegen.scoring.quality import (
     CONFIDENT,
     NEIGHBOURS,
+    Reference,
     class_coverage,
     frechet_distance,
     kernel_distance,
     precision_recall,
 )
+from aegen.scoring.quality import reference as real_reference
 from aegen.trained import TrainedModel, standard_samplers
 
 log = logging.getLogger("aegen")
@@ -89,14 +92,14 @@ def classify(classifier: Classifier, images: torch.Tensor) -> tuple[torch.Tensor
 def quality_scores(
     classifier: Classifier,
     images: torch.Tensor | Iterable[torch.Tensor],
-    real_features: torch.Tensor,
+    real: Reference,
     labelled: bool = True,
     reference_hf_share: float | None = None,
 ) -> dict:
     """FD-aegen, KID (with its standard error), precision, recall and (when the judge knows
     classes) class coverage of images (one tensor, or chunks of them) against the real
-    reference's features, with how many images were scored; their hf_share, and its ratio to
-    the reference's when given."""
+    reference (its features, and what the scores need of them alone, computed once), with how
+    many images were scored; their hf_share, and its ratio to the reference's when given."""
     chunks = [images] if torch.is_tensor(images) else images
     parts, high, total = [], 0.0, 0.0
     for chunk in chunks:
@@ -105,12 +108,12 @@ def quality_scores(
         high, total = high + chunk_high, total + chunk_total
     features = torch.cat([f for f, _ in parts])
     probabilities = torch.cat([p for _, p in parts])
-    precision, recall = precision_recall(real_features, features)
-    kid, kid_se = kernel_distance(features, real_features)
+    precision, recall = precision_recall(real, features)
+    kid, kid_se = kernel_distance(features, real)
     share = high / total if total > 0 else 0.0  # as image_stats.hf_share, from the same chunks
     return {
         "images": len(features),
-        "fd_aegen": frechet_distance(features, real_features),
+        "fd_aegen": frechet_distance(features, real.features),
         "kid": kid,
         "kid_se": kid_se,
         "precision": precision,
@@ -161,7 +164,7 @@ def reconstruction_scores(
     originals', measured here unless given) of reconstructions of uint8 images."""
     model = trained.model.eval()
     sums: dict[str, float] = {}
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), prior_waiting(model):
         torch.manual_seed(seed)
         for chunk, chunk_labels in zip(images.split(1024), labels.split(1024)):
             for part, value in loss_parts(
@@ -180,6 +183,20 @@ def reconstruction_scores(
         "hf_share": share,
         "hf_ratio": hf_ratio(share, original if original_hf_share is None else original_hf_share),
     }
+
+
+@contextmanager
+def prior_waiting(model: Autoencoder) -> Iterator[None]:
+    """A two-stage model's loss as in its autoencoder stage, where the prior waits and reports
+    its loss on an eighth of each batch (GridAutoencoder.prior_rows): on all 10,000 test codes,
+    ldm's prior passes were 4/5 of the reconstructions' scoring (bench/ldm_speed.py)."""
+    groups = model.training_groups
+    if "prior" in model.update_groups():
+        model.training_groups = tuple(g for g in model.update_groups() if g != "prior")
+    try:
+        yield
+    finally:
+        model.training_groups = groups
 
 
 def loss_parts(output: LossOutput) -> dict[str, float]:
@@ -287,7 +304,7 @@ def score_run(
         net, record = classifier or judge(trained, test, reference)
     labelled = record.get("kind") != "random-cnn"
     real = unit_images(test.images)
-    real_features, _ = classify(net, real)
+    real_features = real_reference(classify(net, real)[0])  # its radii and KID terms: once
     real_hf = hf_share(real)
     metrics: dict = {
         "run": str(trained.run_dir),
