@@ -134,13 +134,18 @@ class Reference:
     kid_within: torch.Tensor
 
 
+def _real_kid_part(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real side's halves (seeded apart from the other side's) and its within term."""
+    weights = _halves(len(real), KID_SEED + 1)
+    return weights, _within(real.double(), weights)
+
+
 def reference(features: torch.Tensor, k: int = NEIGHBOURS) -> Reference:
     """The Reference of real features [N, D]."""
     if len(features) < 4:
         raise ValueError("the KID needs at least four images on each side")
     features = features.float()
-    weights = _halves(len(features), KID_SEED + 1)
-    within = _within(features.double(), weights)
+    weights, within = _real_kid_part(features)
     return Reference(features, k, _kth_neighbour_radii(features, k), weights, within)
 
 
@@ -156,15 +161,15 @@ def kernel_distance(fake: torch.Tensor, real: torch.Tensor | Reference) -> tuple
     about twice the variance; more where the sets are alike, which keeps the error on the
     safe side). Each side's halves come from a seed of their own, so the real side's part is
     the same against every set it is scored with."""
-    if not isinstance(real, Reference):
-        if min(len(fake), len(real)) < 4:
-            raise ValueError("the KID needs at least four images on each side")
-        real = reference(real)
-    if len(fake) < 4:
+    b = (real.features if isinstance(real, Reference) else real).double()
+    if min(len(fake), len(b)) < 4:
         raise ValueError("the KID needs at least four images on each side")
-    a, b = fake.double(), real.features.double()
-    weights_a, weights_b = _halves(len(a), KID_SEED), real.kid_weights
+    weights_b, within_b = (
+        (real.kid_weights, real.kid_within) if isinstance(real, Reference) else _real_kid_part(b)
+    )
+    a = fake.double()
+    weights_a = _halves(len(a), KID_SEED)
     cross = _kernel_sums(a, b, weights_a, weights_b) / (weights_a.sum(0) * weights_b.sum(0))
-    estimates = _within(a, weights_a) + real.kid_within - 2 * cross
+    estimates = _within(a, weights_a) + within_b - 2 * cross
     error = estimates[1:].std().item() / math.sqrt(2)
     return estimates[0].item(), error
