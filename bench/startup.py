@@ -57,12 +57,13 @@ pipeline.Trainer.fit = timed("epoch + held-out loss + writes", pipeline.Trainer.
 for name in ("save_checkpoint", "save_weights", "write_history"):
     setattr(run_folder, name, timed("checkpoint, weights, metrics", getattr(run_folder, name)))
 pipeline.write_run_pictures = timed("pictures", pipeline.write_run_pictures)
+pipeline.diagnose = timed("diagnosis", pipeline.diagnose)
 with tempfile.TemporaryDirectory() as out:
     pipeline.train("vae", "fashion-mnist", epochs=1, val_fraction=0.00001, device="cpu",
                    data_root=sys.argv[1], out=out + "/run", progress=False)
 phases["epoch + held-out loss"] = (phases.pop("epoch + held-out loss + writes")
                                    - phases["checkpoint, weights, metrics"])
-heavy = ("torch._dynamo", "torchvision", "matplotlib")
+heavy = ("torch._dynamo", "torchvision", "matplotlib", "sklearn", "scipy")
 print(json.dumps({"phases": phases, "imported": [m for m in heavy if m in sys.modules]}))
 if sys.argv[2] == "frozen":  # as the aegen command ends (cli.run)
     import gc

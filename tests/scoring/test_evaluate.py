@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from sklearn.mixture import GaussianMixture
 
 from aegen.cli import main
 from aegen.errors import ConfigError
@@ -25,6 +26,25 @@ def test_gmm_sampler_recovers_well_separated_clusters():
     nearest = torch.cdist(drawn, centres).argmin(1)
     assert torch.bincount(nearest, minlength=3).min() > 900  # every cluster is drawn from
     assert torch.cdist(drawn, centres).min(1).values.median() < 1.5
+
+
+def test_a_mixture_is_fitted_on_a_seeded_subset_of_many_codes(monkeypatch):
+    """Beyond GMM_FIT_CODES codes a mixture sees a seeded random subset of them: the same one
+    every time, with codes from all over the set (each of three blocks is found)."""
+    from aegen.latent import samplers
+
+    monkeypatch.setattr(samplers, "GMM_FIT_CODES", 300)
+    codes = torch.cat([torch.full((400, 2), v) for v in (-10.0, 0.0, 10.0)])
+    codes += 0.1 * torch.randn(1200, 2, generator=torch.Generator().manual_seed(0))
+    seen: list[int] = []
+    fit = samplers.GMMSampler(2, components=3).fit
+    monkeypatch.setattr(
+        "sklearn.mixture.GaussianMixture.fit",
+        lambda self, x, y=None, _fit=GaussianMixture.fit: seen.append(len(x)) or _fit(self, x),
+    )
+    first, second = fit(codes).means, samplers.GMMSampler(2, components=3).fit(codes).means
+    assert seen == [300, 300] and torch.equal(first, second)
+    assert sorted(first[:, 0].round().tolist()) == [-10.0, 0.0, 10.0]
 
 
 def test_sampler_names():
