@@ -117,9 +117,9 @@ class GaussianSampler:
 
 
 # Codes a mixture is fitted on at most (a seeded random subset of more): on Fashion-MNIST's
-# 54,000 VAE codes the fit took 7.5 s on all of them and 2.3 s on 10,000, at the same FD-aegen of
-# 10,000 samples (28.7 and 28.1; 5,000: 27.0). Every VAE-family and plain-AE run fits one for its
-# samples-gmm.png, so that fit is part of every run's fixed cost.
+# 54,000 VAE codes the fit took 7.5 s on all of them and 2.3 s on 10,000 (two BLAS threads), at
+# the same FD-aegen of 10,000 samples (28.7 and 28.1; 5,000: 27.0). Every VAE-family and plain-AE
+# run fits one for its samples-gmm.png, so that fit is part of every run's fixed cost.
 GMM_FIT_CODES = 10_000
 
 
@@ -136,6 +136,7 @@ class GMMSampler:
 
     def fit(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> GMMSampler:
         from sklearn.mixture import GaussianMixture  # 1 s to import: only when a mixture is fitted
+        from threadpoolctl import threadpool_limits
 
         if len(codes) < self.components:
             raise ConfigError(
@@ -145,9 +146,13 @@ class GMMSampler:
         if len(codes) > GMM_FIT_CODES:
             generator = torch.Generator().manual_seed(self.seed)
             codes = codes[torch.randperm(len(codes), generator=generator)[:GMM_FIT_CODES]]
-        mixture = GaussianMixture(
-            self.components, covariance_type="full", reg_covar=1e-5, random_state=self.seed
-        ).fit(codes.double().numpy())
+        # One BLAS thread: numpy's OpenBLAS threads beside torch's OpenMP threads, which spin
+        # on after each operation, fight over the cores. 10,000 Fashion-MNIST VAE codes on 2
+        # cores: 4.4 s with two BLAS threads, 0.8 s with one.
+        with threadpool_limits(1, user_api="blas"):
+            mixture = GaussianMixture(
+                self.components, covariance_type="full", reg_covar=1e-5, random_state=self.seed
+            ).fit(codes.double().numpy())
         self.weights = torch.from_numpy(mixture.weights_).float()
         self.means = torch.from_numpy(mixture.means_).float()
         self.scale_trils = torch.linalg.cholesky(torch.from_numpy(mixture.covariances_)).float()
