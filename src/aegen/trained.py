@@ -25,6 +25,7 @@ from aegen.latent.samplers import (
     LearnedPriorSampler,
     PriorSampler,
     Sampler,
+    fit_subset,
     fitted_name,
     is_conditional,
     make_sampler,
@@ -210,6 +211,18 @@ class TrainedModel:
         """Codes of the training split, encoded once for every sampler fitted to them."""
         return self._train_codes_and_labels[0]
 
+    def _codes_to_fit(self, sampler: Sampler) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training codes a sampler is fitted on: all of them, or for one that fits on at
+        most `most_codes` (the mixture) its seeded subset of the images alone, encoded apart
+        so that the subset is the same whatever was encoded before (a run's pictures fit the
+        mixture: encoding all 54,000 Fashion-MNIST images cost them 0.8 s)."""
+        most = getattr(sampler, "most_codes", None)
+        train = self.split("train")
+        if most is None or len(train) <= most:
+            return self._train_codes_and_labels
+        pick = fit_subset(len(train), most, getattr(sampler, "seed", 0))
+        return self.encode(train.images[pick], train.labels[pick]), train.labels[pick]
+
     @functools.cached_property
     def _train_codes_and_labels(self) -> tuple[torch.Tensor, torch.Tensor]:
         train = self.split("train")
@@ -245,7 +258,7 @@ class TrainedModel:
                             f"the {name} sampler is not fitted to this run's weights yet; "
                             f"`aegen sample {self.run_dir} --sampler {name}` fits it"
                         )
-                    codes, labels = self._train_codes_and_labels
+                    codes, labels = self._codes_to_fit(sampler)
                     sampler.fit(codes, labels if self.conditional else None)
                     state = sampler.state()
                     metadata = {

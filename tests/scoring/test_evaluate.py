@@ -47,6 +47,32 @@ def test_a_mixture_is_fitted_on_a_seeded_subset_of_many_codes(monkeypatch):
     assert sorted(first[:, 0].round().tolist()) == [-10.0, 0.0, 10.0]
 
 
+def test_a_run_encodes_only_the_images_its_mixture_is_fitted_on(
+    trained_runs, tmp_path, monkeypatch
+):
+    """A run fitting its mixture encodes that seeded subset of its training images alone (a
+    run's pictures fit one), and the codes are those of the same images encoded with all."""
+    import shutil
+
+    from aegen.latent import samplers
+    from aegen.training.run import load
+
+    shutil.copytree(trained_runs["ae"].run_dir, tmp_path / "ae")
+    run = load(tmp_path / "ae")
+    monkeypatch.setattr(samplers, "GMM_FIT_CODES", 50)
+    encoded: list[int] = []
+    fitted: list[torch.Tensor] = []
+    encode, fit = run.encode, samplers.GMMSampler.fit
+    monkeypatch.setattr(run, "encode", lambda x, y=None: encoded.append(len(x)) or encode(x, y))
+    monkeypatch.setattr(
+        samplers.GMMSampler, "fit", lambda self, c, y=None: fitted.append(c) or fit(self, c, y)
+    )
+    run.sampler("gmm-3")
+    assert encoded == [50] and len(fitted[0]) == 50
+    pick = samplers.fit_subset(len(run.train_codes), 50, 0)
+    assert torch.allclose(fitted[0], run.train_codes[pick], atol=1e-5)
+
+
 def test_sampler_names():
     assert make_sampler("gmm", 4).components == 10
     assert make_sampler("gmm-3", 4).components == 3 and make_sampler("gmm-3", 4).name == "gmm-3"
