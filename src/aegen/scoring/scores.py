@@ -304,7 +304,7 @@ def score_run(
         net, record = classifier or judge(trained, test, reference)
     labelled = record.get("kind") != "random-cnn"
     real = unit_images(test.images)
-    real_features = real_reference(classify(net, real)[0])  # its radii and KID terms: once
+    real_side = real_reference(classify(net, real)[0])  # its radii and KID terms, once
     real_hf = hf_share(real)
     metrics: dict = {
         "run": str(trained.run_dir),
@@ -363,7 +363,7 @@ def score_run(
     metrics["protocol"]["real_data_images"] = len(train_images)
     with phase(f"{trained.name}: real data and floor judged"):
         metrics["real_data"] = quality_scores(
-            net, unit_images(train_images), real_features, labelled, real_hf
+            net, unit_images(train_images), real_side, labelled, real_hf
         )
         # The floor of the samplers: a perfect density on the training codes would give
         # these, the decoded codes of training images (the test images are the reference).
@@ -371,9 +371,7 @@ def score_run(
             trained.reconstruct(part, labels)
             for part, labels in zip(train_images.split(4096), train_labels.split(4096))
         )
-        metrics["reconstructed_data"] = quality_scores(
-            net, rebuilt, real_features, labelled, real_hf
-        )
+        metrics["reconstructed_data"] = quality_scores(net, rebuilt, real_side, labelled, real_hf)
     metrics["samplers"] = {}
     for given in samplers:
         with phase(f"{trained.name} / {given}: ready to draw"):  # fitted (and saved) if needed
@@ -384,7 +382,7 @@ def score_run(
         first = next(chunks)
         save_image_grid(trained.run_dir / f"samples-{name}.png", first[:64])
         metrics["samplers"][name] = quality_scores(
-            net, itertools.chain([first], chunks), real_features, labelled, real_hf
+            net, itertools.chain([first], chunks), real_side, labelled, real_hf
         )
     write_json(trained.run_dir / SCORES, metrics)
     return metrics
