@@ -8,7 +8,8 @@ data set's test split; the second half is its reference. On each way's samples i
 
 - FD in the MLP's 128 hidden features and FD in the 50 principal components of the pixels
   (fitted on the same first half), both by scipy's matrix square root;
-- precision and recall (k = 3) in the MLP's features, by scikit-learn's nearest neighbours;
+- precision and recall (k = 3) in the MLP's features, by scikit-learn's nearest neighbours
+  (each point checked against the balls of its 4 nearest others only: manifold_share);
 - label accuracy: the share of samples drawn for label y that the MLP classifies as y (the
   samples are drawn for labels spread evenly over the classes, the same labels for every way).
 
@@ -56,7 +57,9 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
 
 def manifold_share(centres: np.ndarray, queries: np.ndarray) -> float:
     """Share of queries inside the union of balls around centres reaching their K-th
-    neighbour (Kynkäänniemi et al., 2019)."""
+    neighbour (Kynkäänniemi et al., 2019), each query checked against the balls of its K + 1
+    nearest centres only: a farther centre's larger ball is not looked at, which can only
+    lower the share, the same way for every way scored."""
     radii = NearestNeighbors(n_neighbors=K + 1).fit(centres).kneighbors(centres)[0][:, -1]
     distance, index = NearestNeighbors(n_neighbors=K + 1).fit(centres).kneighbors(queries)
     return float((distance <= radii[index]).any(1).mean())
