@@ -280,7 +280,7 @@ def test_the_denoising_picture_shows_each_step_once(steps, columns):
     assert not any(torch.equal(a, b) for a, b in pairs)
 
 
-def test_scoring_reconstructions_estimates_the_prior_loss_on_an_eighth(tmp_path):
+def test_scoring_reconstructions_estimates_the_prior_loss_on_an_eighth():
     """evaluate's reconstruction scores run the waiting prior on an eighth of each chunk, as
     the autoencoder's stage does (on all 10,000 test codes its passes were 4/5 of that work),
     and leave the model's groups as they were."""
