@@ -21,7 +21,6 @@ beside it. Ways are those of ldm_sampling.py (SOLVER-STEPS[:gLO-HI]).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import warnings
@@ -39,7 +38,7 @@ from aegen.models import code_denoiser
 from aegen.trained import TrainedModel, load
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ldm_sampling import CountedPrior  # noqa: E402
+from ldm_sampling import CountedPrior, ways_arguments  # noqa: E402
 from learned_samplers import Judge  # noqa: E402
 
 WAYS = ("heun-10", "ab2-5:g0.15-0.7", "heun-3")  # the old default, today's, a cheaper control
@@ -108,14 +107,7 @@ def draw(run: TrainedModel, labels: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="ldm run folders")
-    parser.add_argument("-n", type=int, default=3000, help="samples per way (default 3000)")
-    parser.add_argument("--ways", nargs="+", default=list(WAYS), help="the default first")
-    parser.add_argument(
-        "--json", type=Path, default=Path(__file__).parent / "independent-judge-cpu.json"
-    )
-    args = parser.parse_args()
+    args = ways_arguments(__doc__.split("\n\n")[0], WAYS, "independent-judge-cpu.json")
     torch.manual_seed(0)
     rows: list[dict] = []
     plain = code_denoiser.CodeDenoiser.sample

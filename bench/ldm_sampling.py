@@ -186,15 +186,19 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def ways_arguments(description: str, ways: tuple[str, ...], json_name: str) -> argparse.Namespace:
+    """The command line of a script that draws from ldm runs in several ways: the run folders,
+    samples per way, the ways (the default first) and the JSON written."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("runs", nargs="+", type=Path, help="ldm run folders")
     parser.add_argument("-n", type=int, default=3000, help="samples per way (default 3000)")
-    parser.add_argument("--ways", nargs="+", default=list(WAYS), help="the default first")
-    parser.add_argument(
-        "--json", type=Path, default=Path(__file__).parent / "ldm-sampling-cpu.json"
-    )
-    args = parser.parse_args()
+    parser.add_argument("--ways", nargs="+", default=list(ways), help="the default first")
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / json_name)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = ways_arguments(__doc__.split("\n\n")[0], WAYS, "ldm-sampling-cpu.json")
     torch.manual_seed(0)
     rows: list[dict] = []
     for run_dir in args.runs:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from op_bound import MatrixOps
+from op_bound import MatrixOps, best_time
 from op_bound import bound_seconds as ops_bound
 from op_bound import flops as ops_flops
 from torch import nn
@@ -66,15 +66,6 @@ class ConvCalls:
     def close(self) -> None:
         for handle in self.handles:
             handle.remove()
-
-
-def best_time(function: Callable[[], object], repeats: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def run_alone(layer: nn.Module, x: torch.Tensor, backward: bool) -> None:

@@ -69,7 +69,8 @@ class MatrixOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _best(function: Callable[[], object], repeats: int) -> float:
+def best_time(function: Callable[[], object], repeats: int = 5) -> float:
+    """The shortest of `repeats` timed calls (seconds)."""
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
@@ -86,7 +87,7 @@ def bound_seconds(calls: Counter[Call], repeats: int = 5) -> float:
         for (func, specs), count in calls.items():
             args = [_made(s) for s in specs]
             func(*args)
-            total += count * _best(lambda: func(*args), repeats)  # noqa: B023
+            total += count * best_time(lambda: func(*args), repeats)  # noqa: B023
     return total
 
 
